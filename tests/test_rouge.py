@@ -1,0 +1,68 @@
+"""ROUGE per sample equals `rouge_score` called directly; the bootstrap interval behaves."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from rouge_score import rouge_scorer
+
+from tasks.rouge import RougeF1, bootstrap_interval, summarize_metric
+
+REFERENCE = "The cat was found under the bed after a long search by the family."
+PREDICTION = "The family searched for hours and found their cats hiding under a bed."
+
+
+def test_values_equal_rouge_score_called_directly():
+    direct = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True).score(
+        REFERENCE, PREDICTION
+    )
+    ours = RougeF1(["rouge1", "rouge2", "rougeL"], use_stemmer=True)(REFERENCE, PREDICTION)
+    assert ours == {name: direct[name].fmeasure for name in ("rouge1", "rouge2", "rougeL")}
+    assert 0.0 < ours["rouge2"] < ours["rouge1"] < 1.0
+
+
+def test_f1_is_symmetric_so_the_notebooks_swapped_arguments_do_not_matter():
+    scorer = rouge_scorer.RougeScorer(["rouge2"], use_stemmer=True)
+    assert (
+        scorer.score(REFERENCE, PREDICTION)["rouge2"].fmeasure
+        == scorer.score(PREDICTION, REFERENCE)["rouge2"].fmeasure
+    )
+
+
+def test_stemmer_is_used():
+    scores = RougeF1(["rouge1"], use_stemmer=True)("cats running", "cat run")
+    assert scores["rouge1"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("prediction", ["", "   \n "])
+def test_empty_prediction_scores_zero(prediction):
+    assert RougeF1(["rouge1", "rouge2", "rougeL"], use_stemmer=True)(REFERENCE, prediction) == {
+        "rouge1": 0.0,
+        "rouge2": 0.0,
+        "rougeL": 0.0,
+    }
+
+
+def test_bootstrap_interval_contains_mean_and_is_seeded():
+    values = np.random.default_rng(3).uniform(0.0, 0.4, size=200).tolist()
+    low, high = bootstrap_interval(values, resamples=1000, confidence=0.95, seed=0)
+    assert low < float(np.mean(values)) < high
+    assert (low, high) == bootstrap_interval(values, resamples=1000, confidence=0.95, seed=0)
+    assert (low, high) != bootstrap_interval(values, resamples=1000, confidence=0.95, seed=1)
+    wider = bootstrap_interval(values, resamples=1000, confidence=0.99, seed=0)
+    assert wider[0] <= low and wider[1] >= high
+
+
+def test_bootstrap_of_constant_values_is_that_value():
+    assert bootstrap_interval([0.25] * 10, resamples=100, confidence=0.9, seed=0) == (0.25, 0.25)
+
+
+def test_summarize_metric_reads_bootstrap_settings():
+    summary = summarize_metric([0.1, 0.2, 0.3, 0.4], {"resamples": 500, "confidence": 0.95, "seed": 7})
+    assert summary["mean"] == pytest.approx(0.25)
+    assert summary["ci_low"] <= summary["mean"] <= summary["ci_high"]
+
+
+def test_bootstrap_rejects_bad_confidence():
+    with pytest.raises(ValueError, match="confidence"):
+        bootstrap_interval([0.1, 0.2], resamples=10, confidence=95, seed=0)

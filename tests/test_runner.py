@@ -1,0 +1,107 @@
+"""The runner end to end on the tiny model: records, metrics, resume, and clear errors for bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import replicate
+from replicate.config import compose_config
+from replicate.decoding import autoregressive_decode
+from replicate.runner import run
+from replicate.sampling import SamplingConfig
+
+REQUIRED_METRICS = {
+    "model", "task", "method", "n_samples", "new_tokens", "identical_fraction", "speedup", "speedup_total_time",
+    "acceptance_rate", "mean_accepted_length", "tokens_per_s", "environment", "metric", "score", "baseline_score",
+}  # fmt: skip
+
+
+def tiny_cfg(*overrides: str):
+    base = ["model=tiny_llama", "task=humaneval", "n_samples=2", "max_new_tokens=16", "verify_cache=true"]
+    return compose_config([*base, *overrides])
+
+
+def read_lines(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_run_records_every_sample_and_the_metrics(tmp_path):
+    metrics = run(tiny_cfg("method=adaptive_draft_exit"), tmp_path)
+    assert set(metrics) >= REQUIRED_METRICS
+    assert metrics["identical_fraction"] == 1.0 and metrics["n_samples"] == 2 and metrics["new_tokens"] == 32
+    assert 0.0 <= metrics["acceptance_rate"] <= 1.0 and metrics["mean_accepted_length"] >= 1.0
+    assert {"versions", "device", "git_commit", "cpu"} <= set(metrics["environment"])
+    records = read_lines(tmp_path / "samples.jsonl")
+    assert [r["id"] for r in records] == ["HumanEval/0", "HumanEval/1"]
+    for record in records:
+        assert record["identical"] and record["first_difference"] is None
+        assert (
+            len(record["method"]["drafted"])
+            == len(record["method"]["accepted"])
+            == len(record["method"]["thresholds"])
+        )
+        assert record["method"]["tokens"] == record["baseline"]["tokens"]
+        assert set(record["method"]["scores"]) == {"passed"}
+    assert json.loads((tmp_path / "metrics.json").read_text())["speedup"] == metrics["speedup"]
+
+
+def test_autoregressive_is_its_own_reference(tmp_path):
+    metrics = run(tiny_cfg("method=autoregressive"), tmp_path)
+    assert metrics["acceptance_rate"] is None and metrics["mean_accepted_length"] == 1.0
+    assert metrics["identical_fraction"] == 1.0
+    assert read_lines(tmp_path / "samples.jsonl")[0]["baseline"] is None
+
+
+def test_interrupted_run_resumes_without_duplicates_or_losses(tmp_path):
+    run(tiny_cfg("method=self_speculative", "n_samples=1"), tmp_path)
+    first = read_lines(tmp_path / "samples.jsonl")
+    (tmp_path / "metrics.json").unlink()  # as if killed after sample 1 of 3
+    with open(tmp_path / "samples.jsonl", "a") as handle:
+        handle.write('{"index": 1, "id": "HumanEval/1", "meth')  # a line torn by the kill
+    metrics = run(tiny_cfg("method=self_speculative", "n_samples=3"), tmp_path)
+    records = read_lines(tmp_path / "samples.jsonl")
+    assert [r["id"] for r in records] == ["HumanEval/0", "HumanEval/1", "HumanEval/2"]
+    assert records[0] == first[0] and metrics["n_samples"] == 3
+
+
+def test_finished_run_is_not_rerun_unless_forced(tmp_path):
+    run(tiny_cfg("method=autoregressive", "n_samples=1"), tmp_path)
+    before = (tmp_path / "samples.jsonl").read_text()
+    run(tiny_cfg("method=autoregressive", "n_samples=1"), tmp_path)
+    assert (tmp_path / "samples.jsonl").read_text() == before
+    run(tiny_cfg("method=autoregressive", "n_samples=1", "force=true"), tmp_path)
+    assert (tmp_path / "samples.jsonl").read_text() != before  # new times
+
+
+def test_empty_skip_set_is_refused_for_self_speculative_methods(tmp_path):
+    with pytest.raises(ValueError, match="empty skip set"):
+        run(tiny_cfg("method=adaptive_draft_exit", "model.skip.attention=[]", "model.skip.mlp=[]"), tmp_path)
+
+
+def test_skip_id_out_of_range_is_named(tmp_path):
+    with pytest.raises(ValueError, match=r"attention ids \[7\] are out of range"):
+        run(tiny_cfg("model.skip.attention=[7]"), tmp_path)
+
+
+def test_batch_size_above_one_is_refused():
+    loaded = replicate.load("tiny_llama")
+    with pytest.raises(ValueError, match=r"batch size must be 1.*\(2, 3\)"):
+        autoregressive_decode(
+            loaded.model, torch.zeros(2, 3, dtype=torch.long), 4, SamplingConfig(), frozenset()
+        )
+
+
+def test_python_api():
+    loaded = replicate.load("tiny_llama", num_hidden_layers=6)
+    assert loaded.model.config.num_hidden_layers == 6
+    decoder = replicate.make_decoder(loaded, "adaptive_draft_exit", max_draft_tokens=4)
+    out = replicate.generate(loaded, "def add(a, b):", max_new_tokens=12, decoder=decoder)
+    baseline = replicate.generate(loaded, "def add(a, b):", method="autoregressive", max_new_tokens=12)
+    assert out.tokens == baseline.tokens and isinstance(out.text, str) and max(out.result.drafted) <= 4
+    with pytest.raises(ValueError, match="unknown model 'gpt5'"):
+        replicate.load("gpt5")
+    with pytest.raises(ValueError, match="unknown method 'lookahead'"):
+        replicate.make_decoder(loaded, "lookahead")
