@@ -6,7 +6,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export WANDB_MODE ?= offline
 
-.PHONY: help setup test test-slow lint format demo check-lossless
+.PHONY: help setup test test-slow lint format demo check-lossless bench
 
 help:  ## list targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -40,3 +40,6 @@ format: setup  ## apply ruff formatting
 
 demo: setup  ## SmolLM2 on a few HumanEval prompts, all three methods, one table
 	$(PY) -m replicate.demo
+
+bench: setup  ## cost profile, cost model, baseline parity, peers and memory on SmolLM2 (outputs/bench/)
+	$(PY) -m replicate.bench

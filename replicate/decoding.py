@@ -119,7 +119,7 @@ def autoregressive_decode(
     synchronize(device)
     start_time = time.perf_counter()
     logits = forward(model, prompt_ids, cache, 0, last_only=True)
-    tokens = [int(choose_tokens(logits, logits_to_probs(logits, sampling), sampling, generator)[0])]
+    tokens = [int(choose_tokens(logits, sampling, generator)[0])]
     synchronize(device)
     prefill_time = time.perf_counter() - start_time
     full_forwards = 1
@@ -127,7 +127,7 @@ def autoregressive_decode(
         position = prompt_ids.shape[1] + len(tokens) - 1
         last = torch.tensor([[tokens[-1]]], device=device)
         logits = forward(model, last, cache, position, last_only=True)
-        tokens.append(int(choose_tokens(logits, logits_to_probs(logits, sampling), sampling, generator)[0]))
+        tokens.append(int(choose_tokens(logits, sampling, generator)[0]))
         full_forwards += 1
     synchronize(device)
     return DecodeResult(tokens, prefill_time, time.perf_counter() - start_time, full_forwards)
@@ -163,7 +163,7 @@ def self_speculative_decode(
     start_time = time.perf_counter()
     # The first new token always comes from the full model's prefill.
     logits = forward(model, prompt_ids, cache, 0, last_only=True)
-    tokens = [int(choose_tokens(logits, logits_to_probs(logits, sampling), sampling, generator)[0])]
+    tokens = [int(choose_tokens(logits, sampling, generator)[0])]
     synchronize(device)
     result.prefill_time = time.perf_counter() - start_time
 
@@ -182,7 +182,7 @@ def self_speculative_decode(
                     model, token_ids, cache, committed_length + len(draft_tokens), last_only=True
                 )
                 probs = logits_to_probs(logits, sampling)
-                next_token = int(choose_tokens(logits, probs, sampling, generator)[0])
+                next_token = int(choose_tokens(logits, sampling, generator, probs)[0])
                 draft_tokens.append(next_token)
                 draft_probs.append(probs[0])
                 # One host sync per draft token is inherent: the next input depends on this token.

@@ -59,11 +59,17 @@ def logits_to_probs(logits: torch.Tensor, sampling: SamplingConfig) -> torch.Ten
 
 
 def choose_tokens(
-    logits: torch.Tensor, probs: torch.Tensor, sampling: SamplingConfig, generator: torch.Generator | None
+    logits: torch.Tensor,
+    sampling: SamplingConfig,
+    generator: torch.Generator | None,
+    probs: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """One token per row. logits, probs: (n, vocab) -> (n,) token ids."""
+    """One token per row. logits: (n, vocab) -> (n,) token ids. Greedy takes the argmax of the raw logits;
+    sampling draws from `probs` (computed from the logits when not given)."""
     if sampling.greedy:
         return logits.argmax(dim=-1)
+    if probs is None:
+        probs = logits_to_probs(logits, sampling)
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
