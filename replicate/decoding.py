@@ -194,10 +194,10 @@ def self_speculative_decode(
         verify_ids = torch.tensor([[tokens[-1], *draft_tokens]], device=device)
         target_logits = forward(model, verify_ids, cache, committed_length, last_only=False)
         result.full_forwards += 1
-        drafts = torch.tensor(draft_tokens, device=device, dtype=torch.long)
         if sampling.greedy:
-            num_accepted, next_token = greedy_acceptance(drafts, target_logits)
+            num_accepted, next_token = greedy_acceptance(draft_tokens, target_logits)
         else:
+            drafts = torch.tensor(draft_tokens, device=device, dtype=torch.long)
             target_probs = logits_to_probs(target_logits, sampling)
             stacked = torch.stack(draft_probs) if draft_probs else target_probs[:0]
             num_accepted, next_token = speculative_acceptance(drafts, stacked, target_probs, generator)

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from replicate.cost_model import cost_model_metrics, measure_cost_profile
 from replicate.decoding import DecodeResult, forward
 from replicate.environment import environment
 from replicate.methods import Decoder, build_decoder
@@ -33,6 +34,7 @@ from replicate.results import (
 )
 from replicate.sampling import SamplingConfig
 from replicate.skipping import SkipAwareCache
+from replicate.tracking import log_run
 from tasks import Sample, Task, load_task, truncate_middle
 
 
@@ -137,6 +139,8 @@ def _summarize(
         "method": cfg.method.name,
         "sampling": OmegaConf.to_container(cfg.sampling),
         "max_new_tokens": cfg.max_new_tokens,
+        # Greedy output must be identical; sampled output is only identically distributed.
+        "identity_expected": cfg.sampling.temperature == 0,
         **decoding_metrics(records, is_baseline=is_baseline),
         "prompts_truncated": sum(record["prompt_truncated"] for record in records),
     }
@@ -189,6 +193,13 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     for _ in range(cfg.warmup.runs):
         warm = [(role, decoder.detached_copy()) for role, decoder in decoders]
         _decode_sample(warm, warmup_ids, cfg.warmup.max_new_tokens, cfg.seed, 0)
+    cost_profile = None
+    if cfg.cost_model.enabled:  # the device's price of each kind of pass, once, on a warm model
+        cost = cfg.cost_model
+        max_draft_tokens = cfg.method.get("max_draft_tokens", 0)
+        cost_profile = measure_cost_profile(
+            loaded, cost.context_length, max_draft_tokens, cost.repeats, cost.warmup
+        )
 
     for index in range(len(done), len(samples)):
         sample = samples[index]
@@ -198,8 +209,12 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         append_sample(run_dir, record)
         print(_progress_line(index, len(samples), record), flush=True)
 
-    metrics = _summarize(cfg, read_samples(run_dir), task, samples, loaded)
+    records = read_samples(run_dir)
+    metrics = _summarize(cfg, records, task, samples, loaded)
+    if cost_profile is not None:
+        metrics.update(cost_model_metrics(records, cost_profile))
     write_metrics(run_dir, metrics)
+    log_run(cfg, run_dir, metrics, records)  # after the local files: tracking never loses them
     print(format_table([metrics]))
     print(f"results: {run_dir}")
     return metrics

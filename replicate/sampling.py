@@ -73,17 +73,17 @@ def choose_tokens(
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
-def greedy_acceptance(draft_tokens: torch.Tensor, target_logits: torch.Tensor) -> tuple[int, int]:
+def greedy_acceptance(draft_tokens: list[int], target_logits: torch.Tensor) -> tuple[int, int]:
     """Longest prefix of the drafts that the full model's argmax agrees with, and its own next token.
 
-    draft_tokens: (k,); target_logits: (k + 1, vocab), row i predicts the token after draft i - 1.
+    draft_tokens: k ids; target_logits: (k + 1, vocab), row i predicts the token after draft i - 1.
     Returns (num_accepted, next_token): next_token is the correction at the first disagreement, or the
     bonus token after the last draft when all k are accepted."""
-    target_tokens = target_logits.argmax(dim=-1)
-    num_drafts = draft_tokens.shape[0]
-    mismatches = (draft_tokens != target_tokens[:num_drafts]).nonzero()
-    num_accepted = int(mismatches[0, 0]) if mismatches.numel() else num_drafts
-    return num_accepted, int(target_tokens[num_accepted])
+    target_tokens = target_logits.argmax(dim=-1).tolist()  # one host sync for the whole cycle
+    num_accepted = 0
+    while num_accepted < len(draft_tokens) and draft_tokens[num_accepted] == target_tokens[num_accepted]:
+        num_accepted += 1
+    return num_accepted, target_tokens[num_accepted]
 
 
 def speculative_acceptance(

@@ -80,10 +80,10 @@ def test_greedy_acceptance_prefix_and_correction():
     logits = torch.full((4, 6), -1.0)
     for row, token in enumerate([2, 3, 5, 1]):
         logits[row, token] = 1.0
-    assert greedy_acceptance(torch.tensor([2, 3, 5]), logits) == (3, 1)  # all accepted + bonus
-    assert greedy_acceptance(torch.tensor([2, 4, 5]), logits) == (1, 3)  # correction at the mismatch
-    assert greedy_acceptance(torch.tensor([0, 3, 5]), logits) == (0, 2)
-    assert greedy_acceptance(torch.tensor([], dtype=torch.long), logits[:1]) == (0, 2)
+    assert greedy_acceptance([2, 3, 5], logits) == (3, 1)  # all accepted + bonus
+    assert greedy_acceptance([2, 4, 5], logits) == (1, 3)  # correction at the mismatch
+    assert greedy_acceptance([0, 3, 5], logits) == (0, 2)
+    assert greedy_acceptance([], logits[:1]) == (0, 2)
 
 
 def test_top_k_and_top_p_filters():

@@ -1,0 +1,227 @@
+"""`python -m replicate.bench [model=<m>] [key=value ...] [--gpu-shapes]`: speed you can trust and explain.
+
+Sections (conf/bench.yaml `sections`; definitions in docs/benchmarks.md):
+- profile: the device's cost of a full step, a draft step and verify passes over k + 1 tokens.
+- cost_model: the self-speculative method against our autoregressive loop; the speedup the cost model
+  predicts from the method's own acceptance trace, efficiency, and overhead outside forward passes.
+- parity: our autoregressive loop against `model.generate(do_sample=False)` (tokens/s ratio).
+- peers: transformers' `assistant_early_exit` and `prompt_lookup_num_tokens` beside ours.
+- memory: peak memory of one decode of every contender against our autoregressive loop.
+- gpu_shapes (`--gpu-shapes` / gpu_shapes=true): LLaMA-2-7B/13B-shaped random models on CUDA.
+All contenders of one run race over the same prompts in a rotating order (replicate.bench_contenders).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, OmegaConf
+
+from replicate.bench_contenders import Contender, ForwardClock, hf_generate, memory_table, ours, race
+from replicate.bench_gpu import proportional_skip_plan, require_cuda, run_gpu_shapes
+from replicate.bench_report import (
+    AUTOREGRESSIVE,
+    GENERATE,
+    check_targets,
+    cost_model_section,
+    parity_section,
+    peers_section,
+    speed_table,
+    summary,
+)
+from replicate.config import CONF_DIR
+from replicate.cost_model import break_even_acceptance, measure_cost_profile, pool_profiles
+from replicate.environment import environment
+from replicate.methods import build_decoder
+from replicate.models import LoadedModel, load_model
+from replicate.results import write_atomic
+from replicate.runner import encode_prompt
+from replicate.sampling import SamplingConfig
+from tasks import load_task
+
+SECTIONS = ("profile", "cost_model", "parity", "peers", "memory")
+
+
+def compose_bench_config(overrides: Sequence[str] = ()) -> DictConfig:
+    """conf/bench.yaml with command-line style overrides (for tests and the Python API)."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name="bench", overrides=list(overrides))
+
+
+def load_bench_model(cfg: DictConfig) -> tuple[LoadedModel, str]:
+    """The model with its configured skip set, or the labelled placeholder when it has none."""
+    loaded = load_model(cfg.model)
+    source = str(cfg.model.skip.get("source", "model config"))
+    if loaded.plan.num_skipped == 0:
+        if not cfg.placeholder_skip_when_empty:
+            raise ValueError(
+                f"model {loaded.name} has an empty skip set; run the layer search, pass model.skip.attention=[...] "
+                "model.skip.mlp=[...], or set placeholder_skip_when_empty=true"
+            )
+        num_layers = loaded.model.config.num_hidden_layers
+        loaded = dataclasses.replace(loaded, plan=proportional_skip_plan(num_layers))
+        source = f"PLACEHOLDER: model has no skip set; llama2_13b pattern stretched to {num_layers} layers"
+        print(f"warning: {source}", file=sys.stderr)
+    return loaded, source
+
+
+def early_exit_layer(cfg: DictConfig, loaded: LoadedModel) -> int:
+    """The configured early-exit layer, or one that keeps the share of sub-blocks our plan keeps."""
+    num_layers = loaded.model.config.num_hidden_layers
+    if cfg.peers.assistant_early_exit is not None:
+        return int(cfg.peers.assistant_early_exit)
+    kept_share = 1 - loaded.plan.num_skipped / (2 * num_layers)
+    return min(num_layers - 1, max(1, round(num_layers * kept_share)))
+
+
+def profile_context_length(setting: int | str, prompts: Sequence[torch.Tensor], max_new_tokens: int) -> int:
+    """`auto`: the mean cache length the decodes run at (mean prompt length + half the new tokens), so the
+    profile prices the passes at the length the race actually sees."""
+    if setting != "auto":
+        return int(setting)
+    mean_prompt = sum(prompt.shape[1] for prompt in prompts) / len(prompts)
+    return round(mean_prompt + max_new_tokens / 2)
+
+
+def build_contenders(cfg: DictConfig, loaded: LoadedModel, sections: set[str]) -> tuple[list[Contender], str]:
+    if cfg.method.name == "autoregressive":
+        raise ValueError(
+            "the bench races a self-speculative method against autoregressive decoding; pick one"
+        )
+    sampling = SamplingConfig()  # greedy: every contender must reproduce generate's tokens
+    method_name = f"ours_{cfg.method.name}"
+    contenders = [ours(AUTOREGRESSIVE, build_decoder({"name": "autoregressive"}, loaded, sampling))]
+    if sections & {"cost_model", "peers", "memory"}:
+        contenders.append(ours(method_name, build_decoder(cfg.method, loaded, sampling)))
+    if sections & {"parity", "peers", "memory"}:
+        contenders.append(hf_generate(GENERATE, loaded, {}, {}))
+    if sections & {"peers", "memory"}:
+        assistant = OmegaConf.to_container(cfg.peers.assistant)
+        early_exit = {"assistant_early_exit": early_exit_layer(cfg, loaded)}
+        contenders.append(hf_generate("hf_early_exit", loaded, early_exit, assistant))
+        lookup = {
+            "prompt_lookup_num_tokens": cfg.peers.prompt_lookup_num_tokens,
+            "max_matching_ngram_size": cfg.peers.max_matching_ngram_size,
+        }
+        contenders.append(hf_generate("hf_prompt_lookup", loaded, lookup, {}))
+    return contenders, method_name
+
+
+def run_bench(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
+    """Run the configured sections; write `bench_<model>.json` (and .png) to `output_dir`; return it."""
+    sections = set(cfg.sections)
+    if sections - set(SECTIONS):
+        raise ValueError(
+            f"unknown bench sections {sorted(sections - set(SECTIONS))}; known: {', '.join(SECTIONS)}"
+        )
+    if cfg.gpu_shapes:
+        require_cuda()  # fail before spending minutes on the CPU sections
+    if cfg.threads is not None:
+        torch.set_num_threads(int(cfg.threads))
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    result: dict[str, Any] = {"model": cfg.model.name, "settings": OmegaConf.to_container(cfg, resolve=True)}
+    if sections:
+        result.update(_model_sections(cfg, sections))
+    if cfg.gpu_shapes:
+        result["gpu_shapes"] = run_gpu_shapes(OmegaConf.to_container(cfg.gpu, resolve=True))
+    result.setdefault("environment", environment(torch.device("cuda" if cfg.gpu_shapes else "cpu")))
+    result["targets"] = check_targets(result)
+    path = output_dir / (f"bench_{cfg.model.name}.json" if sections else "bench_gpu_shapes.json")
+    write_atomic(path, json.dumps(result, indent=2) + "\n")
+    if cfg.plot and sections:
+        from replicate.bench_plot import plot_bench  # matplotlib only when a figure is wanted
+
+        plot_bench(result, path.with_suffix(".png"))
+    print(summary(result))
+    print(f"results: {path}")
+    return result
+
+
+def _model_sections(cfg: DictConfig, sections: set[str]) -> dict[str, Any]:
+    loaded, skip_source = load_bench_model(cfg)
+    samples = load_task(cfg.task).samples(cfg.n_prompts)
+    prompts = [encode_prompt(loaded, sample.prompt, cfg.max_new_tokens)[0] for sample in samples]
+    plan = loaded.plan
+    result: dict[str, Any] = {
+        "environment": environment(loaded.device),
+        "model_identity": loaded.identity,
+        "skip": {"attention": list(plan.attention), "mlp": list(plan.mlp), "source": skip_source},
+        "prompts": {
+            "task": cfg.task.name,
+            "ids": [s.id for s in samples],
+            "tokens": [p.shape[1] for p in prompts],
+        },
+    }
+    profile_cfg, profile = cfg.profile, None
+
+    def profile_once(context_length: int, warmup: int) -> dict[str, Any]:
+        return measure_cost_profile(
+            loaded, context_length, profile_cfg.max_draft_tokens, profile_cfg.repeats, warmup, cfg.seed
+        )
+
+    if sections & {"profile", "cost_model"}:
+        profile = profile_once(
+            profile_context_length(profile_cfg.context_length, prompts, cfg.max_new_tokens),
+            profile_cfg.warmup,
+        )
+    contenders, method_name = build_contenders(cfg, loaded, sections)
+    clock = ForwardClock(loaded.model, loaded.device)
+    try:
+        outcomes = race(
+            contenders,
+            prompts,
+            cfg.max_new_tokens,
+            cfg.repeats,
+            cfg.warmup.runs,
+            cfg.warmup.max_new_tokens,
+            clock,
+        )
+    finally:
+        clock.remove()  # memory is measured without the clock's hooks
+    result["speed"] = speed_table(outcomes, {c.name: c.settings for c in contenders})
+    if profile is not None:
+        # Measured again after the race and pooled, so that the machine's drift in between averages out.
+        profile = pool_profiles(profile, profile_once(profile["context_length"], 0))
+        ks = range(1, profile_cfg.max_draft_tokens + 1)
+        result["profile"] = {
+            **profile,
+            "break_even_acceptance": [break_even_acceptance(profile, k) for k in ks],
+        }
+    if "cost_model" in sections:
+        result["cost_model"] = cost_model_section(outcomes, method_name, profile)
+    if "parity" in sections:
+        result["parity"] = parity_section(result["speed"])
+    if "peers" in sections:
+        result["peers"] = peers_section(result["speed"], method_name)
+    if "memory" in sections:
+        memory = memory_table(
+            contenders, prompts[0], cfg.memory.max_new_tokens, cfg.memory.repeats, AUTOREGRESSIVE
+        )
+        if memory.get("rows"):
+            memory["method_peak_ratio"] = memory["rows"][method_name]["peak_ratio_to_reference"]
+        result["memory"] = memory
+    return result
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="bench")
+def _hydra_main(cfg: DictConfig) -> None:
+    run_bench(cfg, Path(cfg.output_dir))
+
+
+def main() -> None:
+    # `--gpu-shapes` reads better on a command line than the Hydra override it stands for.
+    sys.argv = ["gpu_shapes=true" if argument == "--gpu-shapes" else argument for argument in sys.argv]
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,262 @@
+"""The decoders the benchmark races against each other, the forward-pass clock and the memory meter.
+
+A contender decodes one prompt greedily and returns its tokens (and, for the project's own loops, the
+`DecodeResult` as a `samples.jsonl`-style run record, so the cost model can read its cycle trace).
+`race` runs all contenders over the same prompts in a rotating order, so that slow drift of the machine
+(frequency, other processes) hits every contender alike.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import gc
+import statistics
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import GenerationConfig
+
+from replicate.decoding import DecodeResult, synchronize
+from replicate.methods import Decoder
+from replicate.models import LoadedModel
+
+
+@dataclass
+class Outcome:
+    """One timed decode. seconds: wall clock around the call (device drained before and after);
+    forward_seconds: the part spent inside calls of the model (see `forward_clock`)."""
+
+    tokens: list[int]
+    seconds: float
+    forward_seconds: float
+    forward_calls: int
+    record: dict[str, Any] | None = None
+
+
+@dataclass
+class Contender:
+    """A named greedy decoder: `decode(prompt_ids (1, seq), max_new_tokens) -> (tokens, record or None)`.
+    `warm` decodes without touching carried state (the adaptive threshold)."""
+
+    name: str
+    decode: Callable[[torch.Tensor, int], tuple[list[int], dict[str, Any] | None]]
+    warm: Callable[[torch.Tensor, int], Any]
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+def run_record(result: DecodeResult) -> dict[str, Any]:
+    """A DecodeResult as the runner stores it in samples.jsonl (what the cost model reads)."""
+    record = asdict(result)
+    record.pop("cache_lengths_ok")
+    return {**record, "new_tokens": result.num_new_tokens}
+
+
+def ours(name: str, decoder: Decoder) -> Contender:
+    """One of the project's own loops (autoregressive or self-speculative), through its Decoder."""
+
+    def decode(prompt_ids: torch.Tensor, max_new_tokens: int) -> tuple[list[int], dict[str, Any]]:
+        generator = torch.Generator(device=prompt_ids.device).manual_seed(0)
+        result = decoder(prompt_ids, max_new_tokens, generator)
+        return result.tokens, run_record(result)
+
+    def warm(prompt_ids: torch.Tensor, max_new_tokens: int) -> None:
+        generator = torch.Generator(device=prompt_ids.device).manual_seed(0)
+        decoder.detached_copy()(prompt_ids, max_new_tokens, generator)
+
+    settings = {"method": decoder.name, "max_draft_tokens": decoder.max_draft_tokens}
+    return Contender(name, decode, warm, settings)
+
+
+@contextmanager
+def _generation_defaults(model: torch.nn.Module, overrides: Mapping[str, Any]) -> Iterator[None]:
+    """Assisted generation reads num_assistant_tokens & co. from the *assistant's* own generation_config
+    (here the model itself), not from the config passed to generate: set them there for the call."""
+    saved = {key: getattr(model.generation_config, key, None) for key in overrides}
+    for key, value in overrides.items():
+        setattr(model.generation_config, key, value)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            setattr(model.generation_config, key, value)
+
+
+def hf_generate(
+    name: str, loaded: LoadedModel, extra: Mapping[str, Any], assistant_defaults: Mapping[str, Any]
+) -> Contender:
+    """transformers' `model.generate(do_sample=False, **extra)`: plain greedy decoding, or one of its
+    built-in speculative modes (`assistant_early_exit=N`, `prompt_lookup_num_tokens=M`)."""
+    eos = sorted(loaded.eos_token_ids)
+    pad = getattr(loaded.tokenizer, "pad_token_id", None)
+    pad = pad if pad is not None else (eos[0] if eos else None)
+
+    def decode(prompt_ids: torch.Tensor, max_new_tokens: int) -> tuple[list[int], None]:
+        config = GenerationConfig(
+            do_sample=False,
+            max_new_tokens=max_new_tokens,
+            eos_token_id=eos or None,
+            pad_token_id=pad,
+            **extra,
+        )
+        with _generation_defaults(loaded.model, assistant_defaults), torch.inference_mode():
+            output = loaded.model.generate(
+                prompt_ids, attention_mask=torch.ones_like(prompt_ids), generation_config=config
+            )
+        return output[0, prompt_ids.shape[1] :].tolist(), None
+
+    settings = {
+        "generate": {"do_sample": False, **extra},
+        "assistant_generation_config": dict(assistant_defaults),
+    }
+    return Contender(name, decode, decode, settings)
+
+
+class ForwardClock:
+    """Accumulates the seconds spent inside calls of a model (device drained at entry and exit), through
+    forward hooks so that no decoding code is changed. The drains cost nothing extra on CPU and little on
+    GPU, where every loop here syncs right after a forward anyway (it reads the chosen token)."""
+
+    def __init__(self, model: torch.nn.Module, device: torch.device):
+        self.device, self.seconds, self.calls, self._start = device, 0.0, 0, 0.0
+        self._handles = [
+            model.register_forward_pre_hook(self._enter),
+            model.register_forward_hook(self._exit),
+        ]
+
+    def _enter(self, module: torch.nn.Module, args: Any) -> None:
+        synchronize(self.device)
+        self._start = time.perf_counter()
+
+    def _exit(self, module: torch.nn.Module, args: Any, output: Any) -> None:
+        synchronize(self.device)
+        self.seconds += time.perf_counter() - self._start
+        self.calls += 1
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+
+
+def timed_decode(
+    contender: Contender, prompt_ids: torch.Tensor, max_new_tokens: int, clock: ForwardClock
+) -> Outcome:
+    device = prompt_ids.device
+    clock.seconds, clock.calls = 0.0, 0
+    synchronize(device)
+    start = time.perf_counter()
+    tokens, record = contender.decode(prompt_ids, max_new_tokens)
+    synchronize(device)
+    return Outcome(tokens, time.perf_counter() - start, clock.seconds, clock.calls, record)
+
+
+def race(
+    contenders: Sequence[Contender],
+    prompts: Sequence[torch.Tensor],
+    max_new_tokens: int,
+    repeats: int,
+    warmup_runs: int,
+    warmup_tokens: int,
+    clock: ForwardClock,
+) -> dict[str, list[Outcome]]:
+    """Every contender decodes every prompt `repeats` times. Decode j (over repeats x prompts) starts
+    with contender j mod n and goes round, so no contender always runs first or after the same one.
+    Returns, per contender name, the outcomes in prompt-major order (repeat r of prompt i at
+    r * len(prompts) + i)."""
+    for _ in range(warmup_runs):
+        for contender in contenders:
+            contender.warm(prompts[0], warmup_tokens)
+    outcomes: dict[str, list[Outcome]] = {contender.name: [] for contender in contenders}
+    for run_index in range(repeats * len(prompts)):
+        prompt_ids = prompts[run_index % len(prompts)]
+        shift = run_index % len(contenders)
+        for contender in [*contenders[shift:], *contenders[:shift]]:
+            outcomes[contender.name].append(timed_decode(contender, prompt_ids, max_new_tokens, clock))
+    return outcomes
+
+
+_LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+_PROC_STATUS, _CLEAR_REFS = Path("/proc/self/status"), Path("/proc/self/clear_refs")
+
+
+def _proc_kib(field_name: str) -> int:
+    for line in _PROC_STATUS.read_text().splitlines():
+        if line.startswith(field_name + ":"):
+            return int(line.split()[1])
+    raise KeyError(field_name)
+
+
+def memory_method(device: torch.device) -> str | None:
+    """How `peak_memory` measures on this device, or None when it cannot."""
+    if device.type == "cuda":
+        return "torch.cuda.max_memory_allocated (tensor memory of the caching allocator)"
+    try:
+        _CLEAR_REFS.write_text("5")
+    except OSError:
+        return None
+    return "peak RSS (VmHWM of /proc/self/status, reset via /proc/self/clear_refs after gc and malloc_trim)"
+
+
+def peak_memory(call: Callable[[], Any], device: torch.device) -> dict[str, int]:
+    """Memory held before `call` (resident_bytes: weights, interpreter, caches kept) and its peak during
+    `call` (peak_bytes); extra_bytes = peak - resident is what the decode itself needed at most.
+
+    CUDA: the caching allocator's own counters. CPU (Linux): the process's peak resident set, whose
+    high-water mark the kernel resets on request; freed heap is first handed back (malloc_trim) so that
+    memory a previous decode left in the allocator does not hide this one's needs."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+        resident = torch.cuda.memory_allocated(device)
+        call()
+        torch.cuda.synchronize(device)
+        peak = torch.cuda.max_memory_allocated(device)
+    else:
+        _LIBC.malloc_trim(0)
+        resident = _proc_kib("VmRSS") * 1024
+        _CLEAR_REFS.write_text("5")
+        call()
+        peak = _proc_kib("VmHWM") * 1024
+    return {"resident_bytes": resident, "peak_bytes": peak, "extra_bytes": max(peak - resident, 0)}
+
+
+def memory_table(
+    contenders: Sequence[Contender],
+    prompt_ids: torch.Tensor,
+    max_new_tokens: int,
+    repeats: int,
+    reference: str,
+) -> dict[str, Any]:
+    """Median peak memory of each contender over `repeats` rotating rounds, and its ratio to `reference`."""
+    device = prompt_ids.device
+    method = memory_method(device)
+    if method is None:
+        return {
+            "method": None,
+            "reason": "peak memory cannot be reset on this platform (no /proc/self/clear_refs)",
+        }
+    measured: dict[str, list[dict[str, int]]] = {contender.name: [] for contender in contenders}
+    for round_index in range(repeats):
+        shift = round_index % len(contenders)
+        for contender in [*contenders[shift:], *contenders[:shift]]:
+            measured[contender.name].append(
+                peak_memory(lambda c=contender: c.decode(prompt_ids, max_new_tokens), device)
+            )
+    rows = {
+        name: {key: int(statistics.median(m[key] for m in values)) for key in values[0]} | {"all": values}
+        for name, values in measured.items()
+    }
+    base = rows[reference]
+    for row in rows.values():
+        row["peak_ratio_to_reference"] = row["peak_bytes"] / base["peak_bytes"]
+        row["extra_ratio_to_reference"] = (
+            row["extra_bytes"] / base["extra_bytes"] if base["extra_bytes"] else None
+        )
+    return {"method": method, "reference": reference, "prompt_tokens": prompt_ids.shape[1], "rows": rows}

@@ -1,0 +1,127 @@
+"""The benchmark end to end on the tiny model, its pieces, and the clear error of --gpu-shapes without CUDA."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from replicate.bench import compose_bench_config, profile_context_length, run_bench
+from replicate.bench_gpu import (
+    SHAPES,
+    _shape_section,
+    build_shape_model,
+    proportional_skip_plan,
+    reference_skip_plan,
+)
+from replicate.decoding import forward
+from replicate.skipping import SkipAwareCache
+
+TINY = [
+    "model=tiny_llama", "n_prompts=1", "max_new_tokens=8", "method.max_draft_tokens=4", "profile.repeats=1",
+    "profile.warmup=0", "warmup.max_new_tokens=2", "memory.repeats=1", "peers.prompt_lookup_num_tokens=4",
+    "threads=1",  # a 64-wide model runs fastest on one thread, and a busy machine does not stall it
+]  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread; run_bench also sets it (the `threads` option): give the
+    other tests their thread count back."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_bench_runs_end_to_end_and_writes_every_section(tmp_path):
+    result = run_bench(compose_bench_config(TINY), tmp_path)
+    written = json.loads((tmp_path / "bench_tiny_llama.json").read_text())
+    assert (tmp_path / "bench_tiny_llama.png").stat().st_size > 0
+    for section in ("profile", "speed", "cost_model", "parity", "peers", "memory", "targets", "environment"):
+        assert section in written, section
+    assert written["cost_model"]["predicted_speedup"] == result["cost_model"]["predicted_speedup"]
+    assert set(written["speed"]) == {
+        "ours_autoregressive", "ours_adaptive_draft_exit", "hf_generate", "hf_early_exit", "hf_prompt_lookup",
+    }  # fmt: skip
+    # fp32 on CPU: every greedy contender reproduces generate's tokens exactly.
+    for name, row in written["speed"].items():
+        assert row["identical_to_hf_generate"] == 1.0, name
+        assert 0.0 < row["forward_fraction"] <= 1.0
+    assert written["parity"]["identical_fraction"] == 1.0 and written["parity"]["tokens_per_s_ratio"] > 0
+    assert len(written["profile"]["verify_s"]) == 5 and len(written["profile"]["break_even_acceptance"]) == 4
+    assert written["cost_model"]["efficiency"] > 0 and written["cost_model"]["acceptance_rate"] is not None
+    assert written["peers"]["hf_early_exit"]["settings"]["generate"]["assistant_early_exit"] == 3
+    memory = written["memory"]
+    if memory["method"] is not None:
+        assert memory["rows"]["ours_autoregressive"]["peak_ratio_to_reference"] == 1.0
+        assert memory["method_peak_ratio"] > 0
+    assert set(written["targets"]) and all("passed" in check for check in written["targets"].values())
+
+
+def test_sections_can_be_chosen(tmp_path):
+    result = run_bench(compose_bench_config([*TINY, "sections=[parity]", "plot=false"]), tmp_path)
+    assert set(result["speed"]) == {"ours_autoregressive", "hf_generate"} and "cost_model" not in result
+    with pytest.raises(ValueError, match="unknown bench sections"):
+        run_bench(compose_bench_config([*TINY, "sections=[speedy]"]), tmp_path)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised without CUDA")
+def test_gpu_shapes_without_cuda_is_a_clear_error(tmp_path):
+    with pytest.raises(RuntimeError, match="CUDA"):
+        run_bench(compose_bench_config([*TINY, "gpu_shapes=true"]), tmp_path)
+    assert not list(tmp_path.iterdir())  # failed before measuring anything
+
+
+def test_shape_models_materialise_from_the_meta_device():
+    shape = {"hidden_size": 64, "intermediate_size": 96, "num_hidden_layers": 2, "num_attention_heads": 4}
+    model = build_shape_model({**shape, "vocab_size": 300}, torch.float32, torch.device("cpu"))
+    assert not any(p.is_meta for p in model.parameters()) and not any(b.is_meta for b in model.buffers())
+    rotary = model.model.rotary_emb.inv_freq
+    head_dim = 64 // 4
+    expected = 1.0 / (10000.0 ** (torch.arange(0, head_dim, 2, dtype=torch.float) / head_dim))
+    torch.testing.assert_close(rotary, expected)
+    logits = forward(
+        model, torch.tensor([[1, 2, 3]]), SkipAwareCache(config=model.config), 0, last_only=False
+    )
+    assert logits.shape == (3, 300) and torch.isfinite(logits).all()
+
+
+def test_skip_sets_for_the_gpu_shapes():
+    assert proportional_skip_plan(40) == reference_skip_plan()  # mapping onto 40 layers changes nothing
+    for layers in (SHAPES["llama2_7b"]["num_hidden_layers"], 30):
+        plan = proportional_skip_plan(layers)
+        plan.validate(layers)
+        assert abs(len(plan.attention) / layers - 0.6) < 0.05 and abs(len(plan.mlp) / layers - 0.25) < 0.05
+
+
+def test_profile_context_follows_the_prompts_when_auto():
+    prompts = [torch.zeros(1, 100, dtype=torch.long), torch.zeros(1, 200, dtype=torch.long)]
+    assert profile_context_length("auto", prompts, 64) == 182
+    assert profile_context_length(512, prompts, 64) == 512
+
+
+def test_default_bench_config_targets_smollm2():
+    cfg = compose_bench_config()
+    assert cfg.model.name == "smollm2_135m" and cfg.output_dir == "outputs/bench" and not cfg.gpu_shapes
+    assert cfg.profile.max_draft_tokens == cfg.method.max_draft_tokens == 12
+
+
+def test_gpu_shape_section_runs_on_a_tiny_shape_on_cpu(monkeypatch):
+    """The whole --gpu-shapes path except CUDA itself: build, profile, predictions, efficiency, memory."""
+    monkeypatch.setitem(
+        SHAPES,
+        "tiny_shape",
+        {"hidden_size": 64, "intermediate_size": 96, "num_hidden_layers": 4, "num_attention_heads": 4},
+    )
+    cfg = {
+        "dtype": "float32", "seed": 0, "context_length": 16, "max_draft_tokens": 4, "profile_repeats": 1,
+        "profile_warmup": 0, "n_prompts": 1, "max_new_tokens": 6,
+    }  # fmt: skip
+    section = _shape_section("tiny_shape", cfg, torch.device("cpu"))
+    assert section["skip"]["source"].startswith("PLACEHOLDER") and section["skip"]["attention"]
+    assert [row["max_draft_tokens"] for row in section["paper_acceptance_predictions"]] == [2, 4]
+    assert all(row["predicted_speedup"] > 0 for row in section["paper_acceptance_predictions"])
+    assert section["random_weight_efficiency"]["efficiency"] > 0
+    assert len(section["profile"]["verify_s"]) == 5 and json.dumps(section)
