@@ -29,8 +29,9 @@ test: setup  ## run the default test suite (offline, CPU, < 10 minutes)
 test-slow: setup  ## run the slow tests too
 	$(PY) -m pytest -q -m "slow or not slow"
 
-check-lossless: setup  ## fail if any greedy method differs from autoregressive decoding
+check-lossless: setup  ## fail at the first sample where a greedy method differs from autoregressive decoding
 	$(PY) -m pytest -q -m lossless tests/test_lossless.py
+	$(PY) -m replicate.lossless
 
 lint: setup  ## ruff lint and format check
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
@@ -42,4 +43,20 @@ demo: setup  ## SmolLM2 on a few HumanEval prompts, all three methods, one table
 	$(PY) -m replicate.demo
 
 bench: setup  ## cost profile, cost model, baseline parity, peers and memory on SmolLM2 (outputs/bench/)
-	$(PY) -m replicate.bench
+	$(PY) -m replicate.bench $(BENCH_ARGS)
+
+# Paper tables (conf/experiment/): check this machine, run the Hydra sweep into outputs/experiments/<name>
+# (rerunning resumes), then write report.md/report.csv there. SMOKE=1: the same grid on SmolLM2 on the CPU
+# (2 samples x 32 tokens, into outputs/experiments/<name>-smoke). ARGS="...": extra Hydra overrides.
+.PHONY: replicate-table1 replicate-table2 replicate
+SMOKE_FLAG = $(if $(filter-out 0,$(SMOKE)),--smoke)
+
+replicate-table1: setup  ## paper Table 1 (LLaMA-2 x CNN/DM, XSum): GPU + weights, or SMOKE=1 on CPU
+	$(PY) -m replicate.experiment run table1 $(SMOKE_FLAG) $(ARGS)
+
+replicate-table2: setup  ## paper Table 2 (CodeLLaMA-13B, HumanEval): GPU + weights, or SMOKE=1 on CPU
+	$(PY) -m replicate.experiment run table2 $(SMOKE_FLAG) $(ARGS)
+
+replicate: setup  ## any paper table: make replicate EXP=table3 [SMOKE=1] [ARGS="hydra overrides"]
+	@test -n "$(EXP)" || { echo "set EXP to one of: $$($(PY) -m replicate.experiment list | tr '\n' ' ')"; exit 2; }
+	$(PY) -m replicate.experiment run $(EXP) $(SMOKE_FLAG) $(ARGS)

@@ -10,7 +10,9 @@
 - mean_accepted_length: new tokens per full-model forward pass (prefill included), i.e. tokens committed
   per verification including the verifier's own token; 1.0 for autoregressive decoding.
 - tokens_per_s: total new tokens / total decoding time.
-- identical_fraction: share of samples whose tokens equal the autoregressive baseline's.
+- identical_fraction: share of samples whose tokens equal the autoregressive baseline's. Meaningful for
+  greedy decoding only (`identity_expected`): sampled runs are identically distributed, not identical,
+  because the two decoders consume the random generator differently.
 Times are wall clock around the whole decode (prefill included, tokenization excluded).
 Intervals are percentile bootstraps over samples.
 """

@@ -88,6 +88,7 @@ def _sample_record(
     task: Task,
     method: Decoder,
     results: Mapping[str, DecodeResult | None],
+    seed: int,
 ) -> dict[str, Any]:
     method_result, baseline_result = results["method"], results.get("baseline")
     if not method_result.cache_lengths_ok:
@@ -97,6 +98,7 @@ def _sample_record(
     record: dict[str, Any] = {
         "index": index,
         "id": sample.id,
+        "seed": seed,
         "prompt_tokens": prompt_ids.shape[1],
         "prompt_truncated": truncated,
         "method": _run_record(loaded, task, sample, method_result),
@@ -137,7 +139,7 @@ def _summarize(
         "model": cfg.model.name,
         "task": cfg.task.name,
         "method": cfg.method.name,
-        "sampling": OmegaConf.to_container(cfg.sampling),
+        "sampling": OmegaConf.to_container(cfg.sampling, resolve=True),
         "max_new_tokens": cfg.max_new_tokens,
         # Greedy output must be identical; sampled output is only identically distributed.
         "identity_expected": cfg.sampling.temperature == 0,
@@ -158,6 +160,29 @@ def _summarize(
     return metrics
 
 
+# Settings that may differ between a run and its resumption: they do not change any sample's result.
+_RESUMABLE_KEYS = ("n_samples", "resume", "force", "logger", "cost_model", "hydra")
+
+
+def _check_same_settings(run_dir: Path, cfg: DictConfig) -> None:
+    """Refuse to append to a run directory whose samples were decoded under other settings."""
+    previous_path = run_dir / CONFIG_FILE
+    if not (run_dir / SAMPLES_FILE).exists() or not previous_path.exists():
+        return
+    previous = OmegaConf.to_container(OmegaConf.load(previous_path), resolve=True)
+    current = OmegaConf.to_container(cfg, resolve=True)
+    changed = sorted(
+        key
+        for key in set(previous) | set(current)
+        if key not in _RESUMABLE_KEYS and previous.get(key) != current.get(key)
+    )
+    if changed:
+        raise ValueError(
+            f"{run_dir} holds samples decoded with other settings ({', '.join(changed)} differ from its "
+            "config.yaml); use a new run directory, or force=true to discard them"
+        )
+
+
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Decode, score and summarize; returns the metrics also written to `run_dir/metrics.json`."""
     run_dir = Path(run_dir)
@@ -169,6 +194,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     if cfg.force or not cfg.resume:
         for name in (SAMPLES_FILE, "metrics.json"):
             (run_dir / name).unlink(missing_ok=True)
+    _check_same_settings(run_dir, cfg)
     write_atomic(run_dir / CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))
 
     loaded = load_model(cfg.model)
@@ -204,8 +230,9 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     for index in range(len(done), len(samples)):
         sample = samples[index]
         prompt_ids, truncated = encode_prompt(loaded, sample.prompt, cfg.max_new_tokens)
-        results = _decode_sample(decoders, prompt_ids, cfg.max_new_tokens, cfg.seed + sample.seed, index)
-        record = _sample_record(index, sample, prompt_ids, truncated, loaded, task, method, results)
+        seed = cfg.seed + sample.seed
+        results = _decode_sample(decoders, prompt_ids, cfg.max_new_tokens, seed, index)
+        record = _sample_record(index, sample, prompt_ids, truncated, loaded, task, method, results, seed)
         append_sample(run_dir, record)
         print(_progress_line(index, len(samples), record), flush=True)
 

@@ -105,3 +105,11 @@ def test_python_api():
         replicate.load("gpt5")
     with pytest.raises(ValueError, match="unknown method 'lookahead'"):
         replicate.make_decoder(loaded, "lookahead")
+
+
+def test_resuming_under_other_settings_is_refused(tmp_path):
+    run(tiny_cfg("method=self_speculative", "n_samples=1"), tmp_path)
+    (tmp_path / "metrics.json").unlink()
+    with pytest.raises(ValueError, match="max_new_tokens differ"):
+        run(tiny_cfg("method=self_speculative", "n_samples=2", "max_new_tokens=8"), tmp_path)
+    assert read_lines(tmp_path / "samples.jsonl")[0]["seed"] == 0

@@ -1,0 +1,115 @@
+"""`python -m replicate.lossless`: the lossless check of `make check-lossless`, through the real runner.
+
+Every greedy self-speculative method (fixed K, static threshold, adaptive draft-exit) decodes a few HumanEval
+prompts on the random tiny model and on SmolLM2-135M (fp32, CPU), each sample also decoded autoregressively;
+the runner records whether the tokens are identical. Any difference fails the check (exit status 1), naming
+for every method its first diverging sample, the position of the first differing token, both tokens and the
+baseline's top-two logit margin there (near 0: a numerical near-tie; large: a bug). Run directories are kept
+under --out for inspection.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+MODELS = ("tiny_llama", "smollm2_135m")
+METHODS: dict[str, list[str]] = {
+    "fixed_k4": ["method=self_speculative", "method.max_draft_tokens=4", "method.threshold=0.0"],
+    "static_threshold_0.5": ["method=self_speculative", "method.max_draft_tokens=12", "method.threshold=0.5"],
+    "adaptive_draft_exit": ["method=adaptive_draft_exit"],
+}
+COMMON = [
+    "task=humaneval", "sampling.temperature=0.0", "run_baseline=true", "force=true", "verify_cache=true",
+    "logger=none", "warmup.runs=0",
+]  # fmt: skip
+# The sandbox's namespaces need root. Scores play no part in this check, so elsewhere (e.g. a CI runner)
+# programs run with the resource limits only.
+UNPRIVILEGED_SANDBOX = [
+    "task.execution.isolate_network=false", "task.execution.isolate_processes=false",
+    "task.execution.private_filesystem=false", "task.execution.run_as_user=null",
+]  # fmt: skip
+
+
+def first_divergence(records: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """The first sample whose tokens differ from the baseline's: id, position and what differs there."""
+    for record in records:
+        if record.get("identical", True):
+            continue
+        position = record.get("first_difference")
+        method_tokens, baseline_tokens = (
+            record["method"]["tokens"],
+            (record.get("baseline") or {}).get("tokens", []),
+        )
+        return {
+            "index": record.get("index"),
+            "id": record["id"],
+            "position": position,
+            "method_token": method_tokens[position]
+            if position is not None and position < len(method_tokens)
+            else None,
+            "baseline_token": (
+                baseline_tokens[position]
+                if position is not None and position < len(baseline_tokens)
+                else None
+            ),
+            "baseline_margin": record.get("baseline_margin"),
+        }
+    return None
+
+
+def check(models: Sequence[str], n_samples: int, max_new_tokens: int, out: Path) -> list[str]:
+    """Run every (model, method) pair; returns one failure line per pair that diverged."""
+    from replicate.config import compose_config
+    from replicate.results import read_samples
+    from replicate.runner import run
+
+    sandbox = [] if os.geteuid() == 0 else UNPRIVILEGED_SANDBOX
+    if sandbox:
+        print(
+            "not root: HumanEval programs run without the sandbox's namespaces (scores are not checked here)"
+        )
+    failures = []
+    for model in models:
+        for method, overrides in METHODS.items():
+            settings = [f"model={model}", f"n_samples={n_samples}", f"max_new_tokens={max_new_tokens}"]
+            run_dir = out / model / method
+            run(compose_config([*COMMON, *sandbox, *settings, *overrides]), run_dir)
+            records = read_samples(run_dir)
+            divergence = first_divergence(records)
+            if divergence is None:
+                print(
+                    f"lossless: {model} {method}: {len(records)} samples identical to autoregressive decoding"
+                )
+                continue
+            failures.append(
+                f"{model} {method}: sample {divergence['id']} (index {divergence['index']}) differs at token "
+                f"{divergence['position']}: method {divergence['method_token']}, baseline "
+                f"{divergence['baseline_token']}, baseline top-2 logit margin {divergence['baseline_margin']} "
+                f"({run_dir / 'samples.jsonl'})"
+            )
+    return failures
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m replicate.lossless", description=__doc__.split("\n")[0])
+    parser.add_argument("--models", nargs="+", default=list(MODELS), help="model configs (conf/model/)")
+    parser.add_argument("--samples", type=int, default=3, help="HumanEval prompts per run")
+    parser.add_argument("--max-new-tokens", type=int, default=32)
+    parser.add_argument("--out", type=Path, default=Path("outputs") / "lossless")
+    args = parser.parse_args(argv)
+    failures = check(args.models, args.samples, args.max_new_tokens, args.out)
+    for failure in failures:
+        print(f"NOT LOSSLESS: {failure}", file=sys.stderr)
+    if failures:
+        return 1
+    print(f"lossless: every greedy method equals autoregressive decoding on {', '.join(args.models)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,238 @@
+"""`python -m replicate.report <dir> [--out DIR]`: the reproduced paper tables from the run directories under
+<dir> (searched recursively), with the paper's numbers beside the measured ones.
+
+It reads each run directory's files as they are (`config.yaml`, `metrics.json`, `samples.jsonl`) and runs
+nothing. It writes `report.md` (the paper's table layout, detailed statistics, the environments, models and
+data of the runs, figures), `report.csv` (one line per table row) and PNG figures under `figures/`. A paper row
+without a run is "missing" and one whose run has not finished is "incomplete": neither ever shows a number.
+Statistics are defined in `replicate/metrics.py`; `predicted_speedup` and `efficiency` (the cost model) are
+shown when metrics.json has them, "-" otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from replicate import report_figures as figures
+from replicate.report_markdown import (
+    details_table,
+    fmt,
+    key_text,
+    layout_table,
+    markdown_table,
+    provenance_section,
+    relative,
+    statistic,
+    with_interval,
+)
+from replicate.report_tables import (
+    COMPARED,
+    TABLES,
+    RunResult,
+    TableRow,
+    TableSpec,
+    is_run_dir,
+    measured,
+    table_rows,
+)
+from replicate.results import CONFIG_FILE, read_metrics, read_samples
+
+SKIPPED_DIRECTORIES = {".hydra", ".submitit", "wandb", "figures", "__pycache__"}
+CSV_KEYS = ("model", "task", "temperature", "metric", "K", "gamma")
+CSV_STATISTICS = (
+    "speedup_ci", "speedup_total_time", "speedup_total_time_ci", "acceptance_rate_ci", "acceptance_rate_pooled",
+    "mean_accepted_length", "identical_fraction", "tokens_per_s", "baseline_tokens_per_s", "predicted_speedup",
+    "efficiency", "final_threshold",
+)  # fmt: skip
+
+
+def load_run(path: Path) -> RunResult:
+    metrics = read_metrics(path)
+    config_path = path / CONFIG_FILE
+    if config_path.is_file():
+        config = yaml.safe_load(config_path.read_text()) or {}
+    else:  # a run directory without its config: what metrics.json says about it
+        config = {key: {"name": (metrics or {}).get(key)} for key in ("model", "task", "method")}
+    return RunResult(path=path, config=config, metrics=metrics, records=read_samples(path))
+
+
+def find_runs(root: Path) -> list[RunResult]:
+    """Every run directory under `root` (itself included), in path order."""
+    runs = []
+    for directory, subdirectories, _ in os.walk(root):
+        subdirectories[:] = sorted(d for d in subdirectories if d not in SKIPPED_DIRECTORIES)
+        if is_run_dir(Path(directory)):
+            runs.append(load_run(Path(directory)))
+            subdirectories[:] = []  # a run directory holds no other runs
+    return runs
+
+
+def threshold_traces(rows: Sequence[tuple[str, RunResult]]) -> list[tuple[str, list[float]]]:
+    traces = []
+    for label, run in rows:
+        if (run.config.get("method") or {}).get("name") == "adaptive_draft_exit":
+            trace = figures.threshold_trace(run)
+            if trace:
+                traces.append((label, trace))
+    return traces
+
+
+def experiment_section(
+    spec: TableSpec, runs: list[RunResult], root: Path, out: Path
+) -> tuple[list[str], list[TableRow]]:
+    rows = table_rows(spec, runs)
+    lines = [f"## {spec.title}", "", "Cells: measured / paper / difference (measured - paper).", ""]
+    lines += layout_table(spec, rows) + ["", "Statistics of each run:", ""]
+    lines += details_table(spec, rows, root) + [""]
+    speedup_path = figures.speedup_figure(
+        spec.title, rows, spec.key_fields, out / "figures" / f"{spec.name}_speedup.png"
+    )
+    lines.append(f"![speedup, measured and paper]({speedup_path.relative_to(out)})")
+    if spec.sweep_field:
+        sweep_path = figures.sweep_figure(
+            spec.title, rows, spec.sweep_field, out / "figures" / f"{spec.name}_acceptance.png"
+        )
+        lines.append(f"![acceptance and speedup against {spec.sweep_field}]({sweep_path.relative_to(out)})")
+    labelled = [(figures.row_label(row, spec.key_fields), row.run) for row in rows if row.run]
+    traces = threshold_traces(labelled)
+    if traces:
+        trace_path = figures.threshold_figure(
+            f"{spec.name}: adaptive threshold over cycles (paper Figure 5)",
+            traces,
+            out / "figures" / f"{spec.name}_threshold.png",
+        )
+        lines.append(f"![threshold over cycles]({trace_path.relative_to(out)})")
+    return lines + [""], rows
+
+
+def other_runs_section(runs: list[RunResult], root: Path, out: Path) -> list[str]:
+    headers = [
+        "run", "model", "task", "method", "K", "threshold", "T", "status", "n", "metric", "score", "baseline score",
+        "speedup [95% CI]", "speedup, total time [95% CI]", "acceptance", "accepted length", "identical",
+        "predicted speedup", "efficiency",
+    ]  # fmt: skip
+    body = []
+    for run in runs:
+        config, metrics = run.config, run.metrics
+        method = config.get("method") or {}
+        body.append(
+            [relative(run.path, root), fmt(config["model"]["name"]), fmt(config["task"]["name"])]
+            + [fmt(method.get("name")), fmt(method.get("max_draft_tokens")), fmt(method.get("threshold"))]
+            + [key_text((config.get("sampling") or {}).get("temperature")), run.status]
+            + [fmt(statistic(metrics, name)) for name in ("n_samples", "metric", "score", "baseline_score")]
+            + [with_interval(metrics, "speedup"), with_interval(metrics, "speedup_total_time")]
+            + [fmt(statistic(metrics, name)) for name in ("acceptance_rate", "mean_accepted_length")]
+            + [
+                fmt(statistic(metrics, name))
+                for name in ("identical_fraction", "predicted_speedup", "efficiency")
+            ]
+        )
+    lines = ["## Other runs", ""] + markdown_table(headers, body) + [""]
+    traces = threshold_traces([(relative(run.path, root), run) for run in runs])
+    if traces:
+        path = figures.threshold_figure(
+            "adaptive threshold over cycles", traces, out / "figures" / "runs_threshold.png"
+        )
+        lines += [f"![threshold over cycles]({path.relative_to(out)})", ""]
+    return lines
+
+
+def csv_line(experiment: str, row: TableRow, root: Path) -> dict[str, Any]:
+    """One line of report.csv: the row's key, status and run, each compared quantity with the paper's value
+    and the difference, and the other statistics (empty where a run is missing, never zero)."""
+    run = row.run
+    metrics, config = (run.metrics, run.config) if run else (None, {})
+    from_config = {
+        "model": (config.get("model") or {}).get("name"),
+        "task": (config.get("task") or {}).get("name"),
+        "temperature": (config.get("sampling") or {}).get("temperature"),
+        "metric": (config.get("task") or {}).get("metric"),
+    }
+    line: dict[str, Any] = {"experiment": experiment}
+    line.update({key: row.key.get(key, from_config.get(key)) for key in CSV_KEYS})
+    line.update(
+        status=row.status,
+        run_dir=relative(run.path, root) if run else None,
+        method=(config.get("method") or {}).get("name"),
+        n_samples=statistic(metrics, "n_samples"),
+    )
+    values = measured(run)
+    for field in COMPARED:
+        reference = (row.paper or {}).get(field)
+        line.update(
+            {field: values.get(field), f"{field}_paper": reference, f"{field}_diff": row.difference(field)}
+        )
+    for name in CSV_STATISTICS:
+        value = statistic(metrics, name)
+        if name.endswith("_ci"):
+            line[f"{name}_low"], line[f"{name}_high"] = value if value else (None, None)
+        else:
+            line[name] = value
+    return line
+
+
+def write_report(root: Path, out: Path | None = None) -> dict[str, Path]:
+    """Write report.md, report.csv and figures/ for the runs under `root` (into `out`, default `root`)."""
+    root = Path(root).resolve()
+    out = Path(out).resolve() if out else root
+    out.mkdir(parents=True, exist_ok=True)
+    runs = find_runs(root)
+    lines = [
+        f"# Replication report: {root.name}",
+        "",
+        f"{len(runs)} run directories under `{root.name}/`.",
+        "",
+    ]
+    lines += [
+        "Definitions of every statistic: `replicate/metrics.py`. Intervals: 95% percentile bootstrap over samples.",
+        "",
+    ]
+    csv_lines = []
+    by_experiment: dict[str, list[RunResult]] = {}
+    for run in runs:
+        by_experiment.setdefault(run.experiment if run.experiment in TABLES else "", []).append(run)
+    for name, spec in TABLES.items():
+        if name in by_experiment:
+            section, rows = experiment_section(spec, by_experiment[name], root, out)
+            lines += section
+            csv_lines += [csv_line(name, row, root) for row in rows]
+    if by_experiment.get(""):
+        lines += other_runs_section(by_experiment[""], root, out)
+        csv_lines += [csv_line("", TableRow(key={}, paper=None, run=run), root) for run in by_experiment[""]]
+    if not runs:
+        lines += ["No run directories found.", ""]
+    lines += provenance_section(runs)
+    markdown_path, csv_path = out / "report.md", out / "report.csv"
+    markdown_path.write_text("\n".join(lines).rstrip() + "\n")
+    columns = list(dict.fromkeys(key for line in csv_lines for key in line))
+    with open(csv_path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(
+            {key: "" if value is None else value for key, value in line.items()} for line in csv_lines
+        )
+    return {"markdown": markdown_path, "csv": csv_path}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m replicate.report", description=__doc__.split("\n")[0])
+    parser.add_argument("directory", type=Path, help="a run directory or a directory of them (e.g. a sweep)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="where to write the report (default: directory)"
+    )
+    args = parser.parse_args(argv)
+    if not args.directory.is_dir():
+        raise SystemExit(f"{args.directory} is not a directory")
+    paths = write_report(args.directory, args.out)
+    print(f"report: {paths['markdown']}\ntable: {paths['csv']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,257 @@
+"""How each paper table is laid out, and how a run directory maps onto one of its rows.
+
+A run belongs to an experiment through its resolved config (`config.yaml`: `experiment.name`); the paper's
+numbers come from the same config (`paper`, copied from `../shared/paper/reference.yaml` into
+`conf/experiment/<name>.yaml`). A row is identified by a key (model, task, temperature, K, gamma or metric);
+a paper row without a run is reported as missing, a run without a paper row (e.g. a smoke run on another
+model) as "not in the paper".
+
+The compared quantities, under one name each whatever the paper's column is called:
+- `ar`: the task metric of autoregressive decoding (metrics.json `baseline_score`);
+- `ssd`: the task metric of the self-speculative method (`score`; the ablations' "ROUGE-2" column);
+- `speedup`: the paper's speedup (`speedup`, mean time per token, autoregressive / method);
+- `acceptance`: accepted draft tokens / drafted tokens, averaged over samples (`acceptance_rate`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from replicate.results import CONFIG_FILE, METRICS_FILE, SAMPLES_FILE
+
+COMPARED = ("ar", "ssd", "speedup", "acceptance")
+COMPARED_TITLES = {"ar": "AR", "ssd": "SSD", "speedup": "speedup", "acceptance": "acceptance"}
+KEY_TITLES = {
+    "model": "model",
+    "task": "task",
+    "temperature": "T",
+    "metric": "metric",
+    "K": "K",
+    "gamma": "gamma",
+}
+
+
+@dataclass
+class RunResult:
+    """The files of one run directory, read as they are (nothing is recomputed)."""
+
+    path: Path
+    config: dict[str, Any]
+    metrics: dict[str, Any] | None
+    records: list[dict[str, Any]]
+
+    @property
+    def experiment(self) -> str | None:
+        return (self.config.get("experiment") or {}).get("name")
+
+    @property
+    def expected_samples(self) -> int | None:
+        """Samples the run will have when finished (HumanEval: problems x samples_per_problem)."""
+        n_samples = self.config.get("n_samples")
+        if n_samples is None:
+            return None
+        return int(n_samples) * int((self.config.get("task") or {}).get("samples_per_problem") or 1)
+
+    @property
+    def status(self) -> str:
+        if self.metrics is not None:
+            return "ok"
+        expected = self.expected_samples
+        return f"incomplete ({len(self.records)}/{expected if expected is not None else '?'} samples)"
+
+
+def measured(run: RunResult | None) -> dict[str, Any]:
+    """The compared quantities of a finished run; empty for a missing or unfinished one (never zeros)."""
+    if run is None or run.metrics is None:
+        return {}
+    metrics = run.metrics
+    return {
+        "ar": metrics.get("baseline_score"),
+        "ssd": metrics.get("score"),
+        "speedup": metrics.get("speedup"),
+        "acceptance": metrics.get("acceptance_rate"),
+    }
+
+
+def _method(config: Mapping[str, Any]) -> Mapping[str, Any]:
+    return config.get("method") or {}
+
+
+def _names(config: Mapping[str, Any]) -> dict[str, Any]:
+    return {"model": config["model"]["name"], "task": config["task"]["name"]}
+
+
+def _fixed_or_adaptive(config: Mapping[str, Any], field: str) -> Any:
+    method = _method(config)
+    return method.get(field) if method.get("name") == "self_speculative" else "adaptive"
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One paper table: its title, the fields that identify a row, the compared columns, how to read a run's
+    key from its config and the paper's rows from the experiment's `paper` section."""
+
+    name: str
+    title: str
+    key_fields: tuple[str, ...]
+    compared: tuple[str, ...]
+    run_key: Callable[[Mapping[str, Any]], dict[str, Any]]
+    paper_rows: Callable[[Mapping[str, Any]], list[tuple[dict[str, Any], dict[str, Any]]]]
+    group_field: str | None = None  # shown as column groups in the paper's layout (Table 1: the task)
+    sweep_field: str | None = None  # the x axis of the acceptance figure (Tables 3, 4, 10)
+
+
+def _table1_paper(paper: Mapping[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    rows = []
+    for row in paper["rows"]:
+        for task in ("cnndm", "xsum"):
+            key = {"model": row["model"], "temperature": float(row["temperature"]), "task": task}
+            rows.append((key, {field: row[task][field] for field in ("ar", "ssd", "speedup")}))
+    return rows
+
+
+def _ablation_paper(sweep_field: str, compared: tuple[str, ...]):
+    def paper_rows(paper: Mapping[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        rows = []
+        for row in paper["rows"]:
+            key = {"model": paper["model"], "task": paper["task"], sweep_field: row[sweep_field]}
+            values = {
+                "ssd": row.get("rouge2"),
+                "acceptance": row.get("acceptance"),
+                "speedup": row["speedup"],
+            }
+            rows.append((key, {field: values[field] for field in compared}))
+        return rows
+
+    return paper_rows
+
+
+TABLES: dict[str, TableSpec] = {
+    spec.name: spec
+    for spec in (
+        TableSpec(
+            name="table1",
+            title="Table 1: text generation (ROUGE-2), LLaMA-2 on CNN/DM and XSum",
+            key_fields=("model", "temperature", "task"),
+            compared=("ar", "ssd", "speedup"),
+            run_key=lambda c: {**_names(c), "temperature": float(c["sampling"]["temperature"])},
+            paper_rows=_table1_paper,
+            group_field="task",
+        ),
+        TableSpec(
+            name="table2",
+            title="Table 2: code generation (HumanEval), CodeLLaMA-13B",
+            key_fields=("model", "metric"),
+            compared=("ar", "ssd", "speedup"),
+            run_key=lambda c: {"model": c["model"]["name"], "metric": c["task"]["metric"]},
+            paper_rows=lambda p: [
+                (
+                    {"model": p["model"], "metric": row["metric"]},
+                    {f: row[f] for f in ("ar", "ssd", "speedup")},
+                )
+                for row in p["rows"]
+            ],
+        ),
+        TableSpec(
+            name="table3",
+            title="Table 3: fixed draft length K vs adaptive draft-exit (LLaMA-2-13B, CNN/DM, greedy)",
+            key_fields=("model", "task", "K"),
+            compared=("ssd", "acceptance", "speedup"),
+            run_key=lambda c: {**_names(c), "K": _fixed_or_adaptive(c, "max_draft_tokens")},
+            paper_rows=_ablation_paper("K", ("ssd", "acceptance", "speedup")),
+            sweep_field="K",
+        ),
+        TableSpec(
+            name="table4",
+            title="Table 4: static draft-exit threshold gamma (K=12) vs adaptive (LLaMA-2-13B, CNN/DM, greedy)",
+            key_fields=("model", "task", "gamma"),
+            compared=("ssd", "acceptance", "speedup"),
+            run_key=lambda c: {**_names(c), "gamma": _fixed_or_adaptive(c, "threshold")},
+            paper_rows=_ablation_paper("gamma", ("ssd", "acceptance", "speedup")),
+            sweep_field="gamma",
+        ),
+        TableSpec(
+            name="table10",
+            title="Table 10: maximum draft length K under adaptive draft-exit (LLaMA-2-13B, CNN/DM, greedy)",
+            key_fields=("model", "task", "K"),
+            compared=("acceptance", "speedup"),
+            run_key=lambda c: {**_names(c), "K": _method(c).get("max_draft_tokens")},
+            paper_rows=_ablation_paper("K", ("acceptance", "speedup")),
+            sweep_field="K",
+        ),
+    )
+}
+
+
+@dataclass
+class TableRow:
+    """One row of a reproduced table: the paper's values (None: not in the paper) and the run (None: missing)."""
+
+    key: dict[str, Any]
+    paper: dict[str, Any] | None
+    run: RunResult | None
+    runs_found: int = 0
+
+    @property
+    def status(self) -> str:
+        if self.run is None:
+            return "missing"
+        status = self.run.status
+        if self.paper is None:
+            status += ", not in the paper"
+        if self.runs_found > 1:
+            status += f", {self.runs_found} runs (latest shown)"
+        return status
+
+    def measured(self) -> dict[str, Any]:
+        return measured(self.run)
+
+    def difference(self, field: str) -> float | None:
+        value, reference = self.measured().get(field), (self.paper or {}).get(field)
+        if isinstance(value, (int, float)) and isinstance(reference, (int, float)):
+            return value - reference
+        return None
+
+
+def _preference(run: RunResult) -> tuple:
+    """Which of several runs of one row to show: finished before unfinished, then the latest."""
+    date = ((run.metrics or {}).get("environment") or {}).get("date") or ""
+    return (run.metrics is not None, date, str(run.path))
+
+
+def table_rows(spec: TableSpec, runs: list[RunResult]) -> list[TableRow]:
+    """The paper's rows in the paper's order, each with its run, then the runs the paper has no row for."""
+    paper = next((run.config["paper"] for run in runs if run.config.get("paper")), None)
+    by_key: dict[tuple, list[RunResult]] = {}
+    for run in runs:
+        key = spec.run_key(run.config)
+        by_key.setdefault(tuple(key[field] for field in spec.key_fields), []).append(run)
+    rows = []
+    for key, values in spec.paper_rows(paper) if paper else []:
+        found = by_key.pop(tuple(key[field] for field in spec.key_fields), [])
+        best = max(found, key=_preference) if found else None
+        rows.append(TableRow(key=key, paper=values, run=best, runs_found=len(found)))
+    for key_values, found in sorted(by_key.items(), key=lambda item: tuple(map(str, item[0]))):
+        best = max(found, key=_preference)
+        rows.append(TableRow(dict(zip(spec.key_fields, key_values)), None, best, len(found)))
+    return rows
+
+
+def paper_values_for_run(config: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The paper's numbers for the row a run belongs to (None when it is in no table or no row)."""
+    name = (config.get("experiment") or {}).get("name")
+    spec, paper = TABLES.get(name), config.get("paper")
+    if spec is None or not paper:
+        return None
+    key = spec.run_key(config)
+    for paper_key, values in spec.paper_rows(paper):
+        if all(paper_key[field] == key[field] for field in spec.key_fields):
+            return values
+    return None
+
+
+def is_run_dir(path: Path) -> bool:
+    return any((path / name).is_file() for name in (CONFIG_FILE, METRICS_FILE, SAMPLES_FILE))

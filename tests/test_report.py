@@ -1,0 +1,199 @@
+"""The report on a fixed set of hand-written run directories: a fixed table (golden file), missing runs marked
+missing (never zero), unfinished runs incomplete, cost-model columns shown when present and "-" when absent.
+
+Regenerate the golden file after an intended change: UPDATE_GOLDEN=1 pytest tests/test_report.py
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from replicate.config import compose_config
+from replicate.report import find_runs, write_report
+from replicate.report_tables import TABLES, paper_values_for_run, table_rows
+
+GOLDEN = Path(__file__).parent / "golden" / "report.md"
+ENVIRONMENT = {
+    "date": "2026-01-02T03:04:05+00:00",
+    "python": "3.11.9",
+    "platform": "Linux",
+    "versions": {"torch": "2.13.0", "transformers": "5.23.0"},
+    "device": "cuda:0",
+    "cpu": "Some CPU",
+    "gpu": "NVIDIA A100-SXM4-40GB",
+    "gpu_count": 1,
+    "torch_threads": 8,
+    "git_commit": "0123456789abcdef0123",
+    "git_dirty": False,
+}
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def fake_metrics(config, speedup: float, acceptance: float | None, score: float, **extra) -> dict:
+    method = config["method"]["name"]
+    return {
+        "model": config["model"]["name"],
+        "task": config["task"]["name"],
+        "method": method,
+        "n_samples": 2,
+        "speedup": speedup,
+        "speedup_ci": [speedup - 0.1, speedup + 0.1],
+        "speedup_total_time": speedup - 0.01,
+        "speedup_total_time_ci": [speedup - 0.11, speedup + 0.09],
+        "acceptance_rate": acceptance,
+        "acceptance_rate_ci": None if acceptance is None else [acceptance - 0.05, acceptance + 0.02],
+        "acceptance_rate_pooled": acceptance,
+        "mean_accepted_length": 3.25,
+        "identical_fraction": 1.0,
+        "tokens_per_s": 20.0,
+        "baseline_tokens_per_s": 20.0 / speedup,
+        "metric": config["task"]["metric"],
+        "score": score,
+        "baseline_score": score - 0.002,
+        "final_threshold": 0.55 if method == "adaptive_draft_exit" else 0.0,
+        "model_identity": {
+            "source": "hub",
+            "revision": "abc123",
+            "dtype": "bfloat16",
+            "attn_implementation": "eager",
+        },
+        "selection": {
+            "task": config["task"]["name"],
+            "source": "hub",
+            "revision": "r1",
+            "sample_ids": ["a", "b"],
+        },
+        "environment": ENVIRONMENT,
+        **extra,
+    }
+
+
+def fake_record(index: int, thresholds: list[float]) -> dict:
+    run = {"tokens": [1, 2], "new_tokens": 2, "total_time": 1.0, "drafted": [2] * len(thresholds)}
+    run.update(accepted=[1] * len(thresholds), thresholds=thresholds, full_forwards=len(thresholds) + 1)
+    baseline = {"tokens": [1, 2], "new_tokens": 2, "total_time": 1.5}
+    return {"index": index, "id": f"s{index}", "method": run, "baseline": baseline, "identical": True}
+
+
+def make_run(
+    root: Path, relative: str, overrides: list[str], metrics: dict | None = None, records=()
+) -> dict:
+    """A run directory as the runner leaves it: config.yaml, samples.jsonl and (when finished) metrics.json."""
+    directory = root / relative
+    directory.mkdir(parents=True)
+    config = compose_config(overrides)
+    (directory / "config.yaml").write_text(OmegaConf.to_yaml(config, resolve=True))
+    (directory / "samples.jsonl").write_text("".join(json.dumps(record) + "\n" for record in records))
+    resolved = OmegaConf.to_container(config, resolve=True)
+    if metrics is not None:
+        (directory / "metrics.json").write_text(json.dumps(fake_metrics(resolved, **metrics), indent=2))
+    return resolved
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("report") / "sweep"
+    trace = [fake_record(0, [0.6, 0.59, 0.58]), fake_record(1, [0.58, 0.6])]
+    table1 = ["+experiment=table1", "model=llama2_13b"]
+    make_run(
+        root, "table1/llama2_13b/cnndm_t0.0", [*table1, "task=cnndm"],
+        {"speedup": 1.48, "acceptance": 0.9, "score": 0.107, "predicted_speedup": 1.6, "efficiency": 0.93}, trace,
+    )  # fmt: skip
+    make_run(root, "table1/llama2_13b/xsum_t0.0", [*table1, "task=xsum"], None, trace[:1])  # killed mid-way
+    make_run(
+        root, "table1/smollm2_135m/cnndm_t0.2", ["+experiment=table1", "model=smollm2_135m", "sampling.temperature=0.2"],
+        {"speedup": 0.81, "acceptance": 0.7, "score": 0.05}, trace,
+    )  # fmt: skip
+    table3 = ["+experiment=table3", "model=llama2_13b"]
+    make_run(
+        root,
+        "table3/fixed_2",
+        [*table3, "experiment.row=fixed_2"],
+        {"speedup": 1.3, "acceptance": 0.93, "score": 0.107},
+    )
+    make_run(
+        root, "table3/adaptive", [*table3, "experiment.row=adaptive"],
+        {"speedup": 1.5, "acceptance": 0.92, "score": 0.108, "cost_model": {"predicted_speedup": 1.7}}, trace,
+    )  # fmt: skip
+    make_run(
+        root,
+        "adhoc/run",
+        ["model=tiny_llama", "method=autoregressive"],
+        {"speedup": 1.0, "acceptance": None, "score": 0.0},
+    )
+    write_report(root)
+    return root
+
+
+def test_report_matches_the_golden_file(sweep):
+    text = (sweep / "report.md").read_text()
+    if os.environ.get("UPDATE_GOLDEN"):
+        GOLDEN.parent.mkdir(exist_ok=True)
+        GOLDEN.write_text(text)
+    assert text == GOLDEN.read_text()
+
+
+def test_missing_runs_are_missing_never_zero(sweep):
+    lines = read_csv(sweep / "report.csv")
+    table1 = [line for line in lines if line["experiment"] == "table1"]
+    assert len(table1) == 12 + 1  # the paper's 12 cells and the smoke row the paper does not have
+    missing = [line for line in table1 if line["status"] == "missing"]
+    assert len(missing) == 10
+    for line in missing:
+        assert line["speedup"] == line["ar"] == line["ssd"] == line["speedup_diff"] == ""
+        assert float(line["speedup_paper"]) > 1.0
+    incomplete = next(line for line in table1 if line["status"].startswith("incomplete"))
+    assert (incomplete["model"], incomplete["task"], incomplete["speedup"]) == ("llama2_13b", "xsum", "")
+    assert incomplete["status"] == "incomplete (1/1000 samples)"
+    done = next(line for line in table1 if line["status"] == "ok")
+    assert float(done["speedup_diff"]) == pytest.approx(1.48 - 1.572)
+    assert (done["predicted_speedup"], done["efficiency"]) == ("1.6", "0.93")
+    markdown = (sweep / "report.md").read_text()
+    assert "missing / 1.529" in markdown and "incomplete / 1.429" in markdown
+
+
+def test_cost_model_columns_are_dashes_when_absent(sweep):
+    lines = {line["run_dir"]: line for line in read_csv(sweep / "report.csv")}
+    assert (
+        lines["table3/fixed_2"]["predicted_speedup"] == ""
+        and lines["table3/adaptive"]["predicted_speedup"] == "1.7"
+    )
+    assert lines["adhoc/run"]["experiment"] == "" and lines["adhoc/run"]["model"] == "tiny_llama"
+
+
+def test_figures_are_written(sweep):
+    names = {path.name for path in (sweep / "figures").glob("*.png")}
+    assert {
+        "table1_speedup.png",
+        "table1_threshold.png",
+        "table3_speedup.png",
+        "table3_acceptance.png",
+    } <= names
+    assert "table3_threshold.png" in names and all(
+        (sweep / "figures" / name).stat().st_size > 1000 for name in names
+    )
+
+
+def test_rows_follow_the_paper_and_runs_know_their_paper_values(sweep):
+    runs = [run for run in find_runs(sweep) if run.experiment == "table3"]
+    rows = table_rows(TABLES["table3"], runs)
+    assert [row.key["K"] for row in rows] == [2, 4, 6, 8, "adaptive"]
+    assert [row.status for row in rows] == ["ok", "missing", "missing", "missing", "ok"]
+    assert paper_values_for_run(rows[-1].run.config) == {"ssd": 0.108, "acceptance": 0.919, "speedup": 1.57}
+    smoke = next(run for run in find_runs(sweep) if run.config["model"]["name"] == "smollm2_135m")
+    assert paper_values_for_run(smoke.config) is None
+
+
+def test_an_empty_directory_gives_an_empty_report(tmp_path):
+    paths = write_report(tmp_path)
+    assert "No run directories found." in paths["markdown"].read_text()
