@@ -45,6 +45,10 @@ demo: setup  ## SmolLM2 on a few HumanEval prompts, all three methods, one table
 bench: setup  ## cost profile, cost model, baseline parity, peers and memory on SmolLM2 (outputs/bench/)
 	$(PY) -m replicate.bench $(BENCH_ARGS)
 
+.PHONY: search
+search: setup  ## layer search, SmolLM2 on this CPU (~17 min; rerun resumes; outputs/search/) [SEARCH_ARGS=overrides]
+	$(PY) -m replicate.search model=smollm2_135m search=smollm2_cpu $(SEARCH_ARGS)
+
 # Paper tables (conf/experiment/): check this machine, run the Hydra sweep into outputs/experiments/<name>
 # (rerunning resumes), then write report.md/report.csv there. SMOKE=1: the same grid on SmolLM2 on the CPU
 # (2 samples x 32 tokens, into outputs/experiments/<name>-smoke). ARGS="...": extra Hydra overrides.

@@ -1,0 +1,284 @@
+"""One layer search in one run directory: set up, resume, run trials, write the outputs.
+
+Files in the run directory (Hydra's output directory):
+- `search_setup.json`: what the trials depend on (model, method, dev prompts' hashes, search settings) and
+  the environment. A directory whose setup differs from the config is never resumed (nor mixed).
+- `trials.jsonl`: one line per trial, appended and flushed (fsync) as soon as it is scored, so a kill loses
+  at most the trial in progress; a line torn by the kill is dropped on resume.
+- `optimizer_state.json`: the optimizer's state after the last trial (see `replicate.search.optimizer`).
+- `cost_profile.json`: the per-sub-block costs (objective `predicted_speedup`), measured once and reused on
+  resume so that the objective of every trial comes from the same profile.
+- `best_skip.yaml`, `trace.png`, `summary.json`: written at the end (also after a time-budget stop).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+from replicate.environment import environment
+from replicate.models import LoadedModel, load_model
+from replicate.results import write_atomic
+from replicate.sampling import SamplingConfig
+from replicate.search.cost import COST_SOURCES, measure_sub_block_costs, weight_sub_block_costs
+from replicate.search.objective import DevPrompt, TrialEvaluator, collect_dev_prompts
+from replicate.search.optimizer import STATE_FILE, LayerOptimizer
+from replicate.search.report import SNIPPET_FILE, SUMMARY_FILE, write_outputs
+from replicate.search.space import SearchSpace
+from replicate.skipping import SkipPlan
+
+LOG_FILE = "trials.jsonl"
+SETUP_FILE = "search_setup.json"
+COSTS_FILE = "cost_profile.json"
+# Settings that may change between sessions of one search: how long to go on and how to show it.
+SESSION_KEYS = ("iterations", "time_budget_minutes", "resume", "warmup_decodes", "progress_bar")
+
+
+def warm_start_plans(warm_start: Any, model_plan: SkipPlan, num_layers: int) -> list[SkipPlan]:
+    """`search.warm_start`: null (none, the default), "model" (the model config's skip set), one set
+    {attention: [...], mlp: [...]}, or a list of these. The original notebook always probed the published
+    13B answer, which biases the search towards it."""
+    if warm_start is None:
+        return []
+    entries = warm_start if isinstance(warm_start, (list, tuple)) else [warm_start]
+    plans = []
+    for entry in entries:
+        if entry == "model":
+            plans.append(model_plan)
+        elif isinstance(entry, Mapping):
+            plans.append(SkipPlan.from_lists(entry.get("attention", []), entry.get("mlp", [])))
+        else:
+            raise ValueError(
+                f"search.warm_start entry {entry!r} is not 'model' or {{attention: [...], mlp: [...]}}"
+            )
+    return [plan.validate(num_layers) for plan in plans]
+
+
+def search_setup(
+    cfg: DictConfig, loaded: LoadedModel, prompts: list[DevPrompt], warm: list[SkipPlan]
+) -> dict:
+    """What the trials of a search depend on; a resumed search must match it."""
+    search = OmegaConf.to_container(cfg.search, resolve=True)
+    model = OmegaConf.to_container(cfg.model, resolve=True)
+    model.pop("skip")  # only a warm start uses it, and the resolved warm start is recorded below
+    return {
+        "model": model,
+        "num_layers": loaded.model.config.num_hidden_layers,
+        "method": OmegaConf.to_container(cfg.method, resolve=True),
+        "sampling": OmegaConf.to_container(cfg.sampling, resolve=True),
+        "seed": cfg.seed,
+        "dev_prompts": [{"task": prompt.task, "sha256": prompt.sha256} for prompt in prompts],
+        "search": {key: value for key, value in search.items() if key not in SESSION_KEYS},
+        "warm_start_plans": [{"attention": list(p.attention), "mlp": list(p.mlp)} for p in warm],
+    }
+
+
+def _check_setup(run_dir: Path, setup: dict) -> None:
+    path = run_dir / SETUP_FILE
+    previous = json.loads(path.read_text())["setup"]
+    if previous != setup:
+        differing = sorted(
+            key for key in setup.keys() | previous.keys() if previous.get(key) != setup.get(key)
+        )
+        raise ValueError(
+            f"{run_dir} holds a search with other settings ({', '.join(differing)} differ); only "
+            f"{', '.join(SESSION_KEYS)} may change when resuming. Use another directory "
+            "(hydra.run.dir=...) or search.resume=false to start this one over."
+        )
+
+
+def _cost_profile(
+    cfg: DictConfig, loaded: LoadedModel, evaluator_prompts: list, run_dir: Path
+) -> dict | None:
+    """The per-sub-block costs (predicted_speedup only): the saved ones when resuming, else measured now."""
+    search = cfg.search
+    if search.objective != "predicted_speedup":
+        return None
+    path = run_dir / COSTS_FILE
+    if path.exists():
+        return json.loads(path.read_text())
+    settings = search.cost_profile
+    if settings.source not in COST_SOURCES:
+        raise ValueError(
+            f"search.cost_profile.source={settings.source!r} is not one of {', '.join(COST_SOURCES)}"
+        )
+    max_draft_tokens = cfg.method.max_draft_tokens
+    if settings.source == "weights":
+        costs = weight_sub_block_costs(loaded, max_draft_tokens)
+    else:
+        # Default: the cache length a search decode sees on average (mean prompt + half the new tokens).
+        context = settings.context_length or int(
+            np.mean([ids.shape[1] for ids in evaluator_prompts]) + search.max_new_tokens // 2
+        )
+        context = min(context, loaded.max_context - max_draft_tokens - 1)
+        print(f"measuring the cost profile at {context} cached tokens ...", flush=True)
+        costs = measure_sub_block_costs(loaded, context, max_draft_tokens, settings.repeats, settings.warmup)
+    write_atomic(path, json.dumps(costs, indent=2) + "\n")
+    return costs
+
+
+def _append_trial(run_dir: Path, record: dict[str, Any]) -> None:
+    with open(run_dir / LOG_FILE, "a") as handle:
+        handle.write(json.dumps(record) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def read_trials(run_dir: Path) -> list[dict[str, Any]]:
+    """The logged trials; a last line torn by a kill is dropped (that trial runs again)."""
+    path = run_dir / LOG_FILE
+    if not path.exists():
+        return []
+    lines = path.read_text().splitlines()
+    records = []
+    for number, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if number == len(lines) - 1:
+                break
+            raise ValueError(f"{path}:{number + 1} is not valid JSON; the search log is damaged") from None
+    return records
+
+
+def _prepare_run_dir(run_dir: Path, resume: bool, setup: dict, loaded: LoadedModel) -> list[dict[str, Any]]:
+    """Start the directory over (no resume, or no setup recorded) or check it matches; returns the logged
+    trials, with the log rewritten without a torn last line so that appending stays line-aligned."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not resume or not (run_dir / SETUP_FILE).exists():
+        for name in (LOG_FILE, STATE_FILE, COSTS_FILE, SETUP_FILE, SUMMARY_FILE):
+            (run_dir / name).unlink(missing_ok=True)
+        record = {"setup": setup, "environment": environment(loaded.device)}
+        write_atomic(run_dir / SETUP_FILE, json.dumps(record, indent=2) + "\n")
+        return []
+    _check_setup(run_dir, setup)
+    trials = read_trials(run_dir)
+    write_atomic(run_dir / LOG_FILE, "".join(json.dumps(trial) + "\n" for trial in trials))
+    return trials
+
+
+def _next_trial(
+    layers: LayerOptimizer,
+    evaluator: TrialEvaluator,
+    trials: list[dict[str, Any]],
+    first_of_plan: dict[tuple, int],
+    reuse_duplicate_plans: bool,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Produce the next point and score it; returns the point (2L,) and its log record."""
+    clock = time.perf_counter()
+    kind, point = layers.next_point()
+    suggest_seconds, clock = time.perf_counter() - clock, time.perf_counter()
+    plan = layers.space.plan(point)
+    key = (plan.attention, plan.mlp)
+    earlier = first_of_plan.get(key) if reuse_duplicate_plans else None
+    if earlier is None:
+        measured = evaluator.evaluate(plan)
+        first_of_plan[key] = len(trials)
+    else:  # the same skip set was decoded before: its measurement stands (the log says so)
+        measured = {name: trials[earlier][name] for name in evaluator.measurement_keys}
+    if not np.isfinite(measured["objective"]):
+        raise ValueError(f"trial {len(trials)} ({plan}) gave a non-finite objective {measured['objective']}")
+    record = {
+        "trial": len(trials),
+        "kind": kind,
+        "attention": list(plan.attention),
+        "mlp": list(plan.mlp),
+        "num_skipped": plan.num_skipped,
+        **measured,
+        "reused_from": earlier,
+        "suggest_time_s": suggest_seconds,
+        "evaluate_time_s": time.perf_counter() - clock,
+        "time": datetime.datetime.now().isoformat(timespec="seconds"),
+        "params": point.tolist(),
+    }
+    return point, record
+
+
+def run_search(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Run (or resume) the search `cfg` describes in `run_dir`; returns the summary (`summary.json`)."""
+    run_dir, search = Path(run_dir), cfg.search
+    loaded = load_model(cfg.model)
+    num_layers = loaded.model.config.num_hidden_layers
+    space = SearchSpace.from_config(num_layers, OmegaConf.to_container(search, resolve=True))
+    prompts = collect_dev_prompts(cfg)
+    warm_start = search.warm_start
+    if OmegaConf.is_config(warm_start):
+        warm_start = OmegaConf.to_container(warm_start, resolve=True)
+    warm = warm_start_plans(warm_start, loaded.plan, num_layers)
+    trials = _prepare_run_dir(run_dir, search.resume, search_setup(cfg, loaded, prompts, warm), loaded)
+
+    evaluator = TrialEvaluator(loaded, cfg.method, SamplingConfig(**cfg.sampling), prompts, search, cfg.seed)
+    evaluator.costs = _cost_profile(cfg, loaded, evaluator.prompt_ids, run_dir)
+    layers = LayerOptimizer(space, search, [space.point(plan) for plan in warm])
+    replayed, exact = layers.resume(run_dir, trials) if trials else (0, True)
+    planned = layers.initial_queue_length + search.iterations
+    if trials:
+        message = f"resuming {run_dir}: {len(trials)} logged trials registered, not decoded again"
+        print(f"{message} ({replayed} replayed from the log)", flush=True)
+    first_of_plan = {
+        (tuple(t["attention"]), tuple(t["mlp"])): t["trial"] for t in trials if t["reused_from"] is None
+    }
+    started, budget = time.perf_counter(), search.time_budget_minutes
+    if len(trials) < planned:
+        evaluator.warm_up(search.warmup_decodes)
+    progress = tqdm(
+        total=planned,
+        initial=len(trials),
+        desc=f"search {loaded.name}",
+        unit="trial",
+        disable=not search.progress_bar,
+    )
+    stopped_by_budget = False
+    while len(trials) < planned:
+        if budget is not None and time.perf_counter() - started > budget * 60:
+            stopped_by_budget = True
+            break
+        point, record = _next_trial(layers, evaluator, trials, first_of_plan, search.reuse_duplicate_plans)
+        # Register, log, then save the state: a kill between the last two is repaired by a replay on resume.
+        layers.register(point, record["objective"])
+        _append_trial(run_dir, record)
+        layers.save(run_dir)
+        trials.append(record)
+        best = max(trial["objective"] for trial in trials)
+        progress.set_postfix(
+            best=f"{best:.4g}", last=f"{record['objective']:.4g}", skipped=record["num_skipped"]
+        )
+        progress.update(1)
+    progress.close()
+    if not trials:
+        raise ValueError("the search ran no trial (search.iterations=0 and nothing queued?)")
+    extra = {
+        "run_dir": str(run_dir),
+        "planned_trials": planned,
+        "stopped_by_time_budget": stopped_by_budget,
+        "evaluated_this_session": evaluator.evaluations,
+        "replayed_on_resume": replayed,
+        "resume_exact": exact,
+        "session_seconds": time.perf_counter() - started,
+        "dev_prompts": [{"task": prompt.task, "sha256": prompt.sha256} for prompt in prompts],
+    }
+    summary = write_outputs(run_dir, trials, loaded.name, search.objective, extra)
+    best = summary["best"]
+    print(
+        f"best: {search.objective} {best['objective']:.4g} at trial {best['trial']}: skip attention {best['attention']}, "
+        f"mlp {best['mlp']}; snippet {run_dir / SNIPPET_FILE}",
+        flush=True,
+    )
+    if stopped_by_budget:
+        print(
+            f"search.time_budget_minutes reached after {len(trials)}/{planned} trials; rerun the same command "
+            f"(hydra.run.dir={run_dir}) to go on",
+            flush=True,
+        )
+    return summary
