@@ -23,7 +23,9 @@ def main(overrides: list[str]) -> None:
         rows.append(run(cfg, root / method))
     print("\n" + format_table(rows))
     environment = rows[0]["environment"]
-    print(f"device: {environment['device']} ({environment['cpu']}), torch threads: {environment['torch_threads']}")
+    print(
+        f"device: {environment['device']} ({environment['cpu']}), torch threads: {environment['torch_threads']}"
+    )
     print(f"results: {root}")
 
 
