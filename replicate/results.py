@@ -14,9 +14,10 @@ METRICS_FILE = "metrics.json"
 CONFIG_FILE = "config.yaml"
 
 
-def read_samples(run_dir: Path) -> list[dict[str, Any]]:
-    """Records already written; a final line cut short by a kill is dropped (it is decoded again)."""
-    path = Path(run_dir) / SAMPLES_FILE
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Records of a JSONL log written by `append_jsonl`; a final line cut short by a kill is dropped (its
+    record is produced again), any other bad line is an error."""
+    path = Path(path)
     if not path.exists():
         return []
     records = []
@@ -29,20 +30,33 @@ def read_samples(run_dir: Path) -> list[dict[str, Any]]:
         except json.JSONDecodeError:
             if number == len(lines) - 1:
                 break
-            raise ValueError(f"{path}:{number + 1} is not valid JSON; the results file is damaged") from None
+            raise ValueError(f"{path}:{number + 1} is not valid JSON; the file is damaged") from None
     return records
 
 
-def rewrite_samples(run_dir: Path, records: list[dict[str, Any]]) -> None:
-    """Replace samples.jsonl with `records` (drops a torn last line before appending resumes)."""
-    write_atomic(Path(run_dir) / SAMPLES_FILE, "".join(json.dumps(r) + "\n" for r in records))
+def write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
+    """Replace a JSONL log with `records` (drops a torn last line before appending resumes)."""
+    write_atomic(Path(path), "".join(json.dumps(record) + "\n" for record in records))
 
 
-def append_sample(run_dir: Path, record: dict[str, Any]) -> None:
-    with open(Path(run_dir) / SAMPLES_FILE, "a") as handle:
+def append_jsonl(path: Path, record: dict[str, Any]) -> None:
+    """Append one record and fsync, so a kill loses at most the record being written."""
+    with open(path, "a") as handle:
         handle.write(json.dumps(record) + "\n")
         handle.flush()
         os.fsync(handle.fileno())
+
+
+def read_samples(run_dir: Path) -> list[dict[str, Any]]:
+    return read_jsonl(Path(run_dir) / SAMPLES_FILE)
+
+
+def rewrite_samples(run_dir: Path, records: list[dict[str, Any]]) -> None:
+    write_jsonl(Path(run_dir) / SAMPLES_FILE, records)
+
+
+def append_sample(run_dir: Path, record: dict[str, Any]) -> None:
+    append_jsonl(Path(run_dir) / SAMPLES_FILE, record)
 
 
 def write_atomic(path: Path, text: str) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -27,7 +26,7 @@ from tqdm import tqdm
 
 from replicate.environment import environment
 from replicate.models import LoadedModel, load_model
-from replicate.results import write_atomic
+from replicate.results import append_jsonl, read_jsonl, write_atomic, write_jsonl
 from replicate.sampling import SamplingConfig
 from replicate.search.cost import COST_SOURCES, measure_sub_block_costs, weight_sub_block_costs
 from replicate.search.objective import DevPrompt, TrialEvaluator, collect_dev_prompts
@@ -126,30 +125,9 @@ def _cost_profile(
     return costs
 
 
-def _append_trial(run_dir: Path, record: dict[str, Any]) -> None:
-    with open(run_dir / LOG_FILE, "a") as handle:
-        handle.write(json.dumps(record) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
 def read_trials(run_dir: Path) -> list[dict[str, Any]]:
     """The logged trials; a last line torn by a kill is dropped (that trial runs again)."""
-    path = run_dir / LOG_FILE
-    if not path.exists():
-        return []
-    lines = path.read_text().splitlines()
-    records = []
-    for number, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            if number == len(lines) - 1:
-                break
-            raise ValueError(f"{path}:{number + 1} is not valid JSON; the search log is damaged") from None
-    return records
+    return read_jsonl(run_dir / LOG_FILE)
 
 
 def _prepare_run_dir(run_dir: Path, resume: bool, setup: dict, loaded: LoadedModel) -> list[dict[str, Any]]:
@@ -164,7 +142,7 @@ def _prepare_run_dir(run_dir: Path, resume: bool, setup: dict, loaded: LoadedMod
         return []
     _check_setup(run_dir, setup)
     trials = read_trials(run_dir)
-    write_atomic(run_dir / LOG_FILE, "".join(json.dumps(trial) + "\n" for trial in trials))
+    write_jsonl(run_dir / LOG_FILE, trials)
     return trials
 
 
@@ -247,7 +225,7 @@ def run_search(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         point, record = _next_trial(layers, evaluator, trials, first_of_plan, search.reuse_duplicate_plans)
         # Register, log, then save the state: a kill between the last two is repaired by a replay on resume.
         layers.register(point, record["objective"])
-        _append_trial(run_dir, record)
+        append_jsonl(run_dir / LOG_FILE, record)
         layers.save(run_dir)
         trials.append(record)
         best = max(trial["objective"] for trial in trials)
