@@ -179,24 +179,44 @@ def predicted_baseline_time(record: Mapping[str, Any], profile: Mapping[str, Any
     return run["prefill_time"] + (run["new_tokens"] - 1) * profile["full_step_s"]
 
 
+def _speedup(baseline_seconds_per_token: np.ndarray, method_seconds_per_token: np.ndarray) -> float:
+    """The paper's speedup: mean time per token over samples, autoregressive / method."""
+    return float(baseline_seconds_per_token.mean() / method_seconds_per_token.mean())
+
+
+def _predicted_times(
+    records: Sequence[Mapping[str, Any]], profile: Mapping[str, Any]
+) -> tuple[np.ndarray, ...]:
+    """Per sample (n,): predicted method seconds, predicted baseline seconds, method and baseline tokens."""
+    if not records:
+        raise ValueError("no samples were decoded; the cost model has nothing to predict")
+    baselines = [record.get("baseline") or record["method"] for record in records]
+    return (
+        np.array([predicted_decode_time(record["method"], profile) for record in records]),
+        np.array([predicted_baseline_time(record, profile) for record in records]),
+        np.array([record["method"]["new_tokens"] for record in records], dtype=float),
+        np.array([run["new_tokens"] for run in baselines], dtype=float),
+    )
+
+
+def predicted_speedup(records: Sequence[Mapping[str, Any]], profile: Mapping[str, Any]) -> float:
+    """The speedup the profile predicts for decode records (`drafted`, `full_forwards`, `new_tokens`,
+    `prefill_time` under `record["method"]`; no timings needed): e.g. a search trial's logged trace."""
+    predicted_method, predicted_baseline, method_tokens, baseline_tokens = _predicted_times(records, profile)
+    return _speedup(predicted_baseline / baseline_tokens, predicted_method / method_tokens)
+
+
 def cost_model_metrics(records: Sequence[Mapping[str, Any]], profile: Mapping[str, Any]) -> dict[str, Any]:
     """predicted_speedup, efficiency, overhead_fraction (and the baseline's) of a run's `samples.jsonl`
     records against a cost profile from `measure_cost_profile`. See the module docstring."""
-    if not records:
-        raise ValueError("no samples were decoded; the cost model has nothing to predict")
+    predicted_method, predicted_baseline, method_tokens, baseline_tokens = _predicted_times(records, profile)
     methods = [record["method"] for record in records]
     baselines = [record.get("baseline") or record["method"] for record in records]
-    predicted_method = np.array([predicted_decode_time(run, profile) for run in methods])
-    predicted_baseline = np.array([predicted_baseline_time(record, profile) for record in records])
-    method_tokens = np.array([run["new_tokens"] for run in methods], dtype=float)
-    baseline_tokens = np.array([run["new_tokens"] for run in baselines], dtype=float)
     measured_method = np.array([run["total_time"] for run in methods])
     efficiency = float(predicted_method.sum() / measured_method.sum())
-    predicted_speedup = float(
-        (predicted_baseline / baseline_tokens).mean() / (predicted_method / method_tokens).mean()
-    )
+    speedup = _speedup(predicted_baseline / baseline_tokens, predicted_method / method_tokens)
     metrics: dict[str, Any] = {
-        "predicted_speedup": predicted_speedup,
+        "predicted_speedup": speedup,
         "efficiency": efficiency,
         "overhead_fraction": 1.0 - efficiency,
         "predicted_time_s": float(predicted_method.sum()),
@@ -209,13 +229,11 @@ def cost_model_metrics(records: Sequence[Mapping[str, Any]], profile: Mapping[st
     if all(record.get("baseline") is not None for record in records):
         measured_baseline = np.array([run["total_time"] for run in baselines])
         baseline_efficiency = float(predicted_baseline.sum() / measured_baseline.sum())
-        measured_speedup = float(
-            (measured_baseline / baseline_tokens).mean() / (measured_method / method_tokens).mean()
-        )
+        measured_speedup = _speedup(measured_baseline / baseline_tokens, measured_method / method_tokens)
         metrics.update(
             baseline_efficiency=baseline_efficiency,
             baseline_overhead_fraction=1.0 - baseline_efficiency,
-            speedup_efficiency=measured_speedup / predicted_speedup,
+            speedup_efficiency=measured_speedup / speedup,
         )
     return metrics
 

@@ -26,6 +26,7 @@ COMPARED = ("ar", "ssd", "speedup", "acceptance")
 COMPARED_TITLES = {"ar": "AR", "ssd": "SSD", "speedup": "speedup", "acceptance": "acceptance"}
 KEY_TITLES = {
     "model": "model",
+    "strategy": "skipped layers",
     "task": "task",
     "temperature": "T",
     "metric": "metric",
@@ -129,6 +130,24 @@ def _ablation_paper(sweep_field: str, compared: tuple[str, ...]):
     return paper_rows
 
 
+# Table 7 calls the searched row "bayesian_optimization"; the experiment's row (and skip set) is `searched`.
+TABLE7_STRATEGY_NAMES = {"bayesian_optimization": "searched"}
+
+
+def _table7_paper(paper: Mapping[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    return [
+        (
+            {
+                "model": paper["model"],
+                "task": paper["task"],
+                "strategy": TABLE7_STRATEGY_NAMES.get(row["strategy"], row["strategy"]),
+            },
+            {"acceptance": row["acceptance"], "speedup": row["speedup"]},
+        )
+        for row in paper["rows"]
+    ]
+
+
 TABLES: dict[str, TableSpec] = {
     spec.name: spec
     for spec in (
@@ -172,6 +191,14 @@ TABLES: dict[str, TableSpec] = {
             run_key=lambda c: {**_names(c), "gamma": _fixed_or_adaptive(c, "threshold")},
             paper_rows=_ablation_paper("gamma", ("ssd", "acceptance", "speedup")),
             sweep_field="gamma",
+        ),
+        TableSpec(
+            name="table7",
+            title="Table 7: which sub-layers to skip, same count in every row (LLaMA-2-13B, CNN/DM, greedy)",
+            key_fields=("model", "task", "strategy"),
+            compared=("acceptance", "speedup"),
+            run_key=lambda c: {**_names(c), "strategy": c["experiment"]["row"]},
+            paper_rows=_table7_paper,
         ),
         TableSpec(
             name="table10",

@@ -125,6 +125,17 @@ def sweep(tmp_path_factory) -> Path:
         root, "table3/adaptive", [*table3, "experiment.row=adaptive"],
         {"speedup": 1.5, "acceptance": 0.92, "score": 0.108, "cost_model": {"predicted_speedup": 1.7}}, trace,
     )  # fmt: skip
+    table7 = ["+experiment=table7", "model=llama2_13b"]
+    make_run(
+        root, "table7/searched", [*table7, "experiment.row=searched"],
+        {"speedup": 1.45, "acceptance": 0.91, "score": 0.107}, trace,
+    )  # fmt: skip
+    make_run(
+        root,
+        "table7/middle",
+        [*table7, "experiment.row=middle"],
+        {"speedup": 0.9, "acceptance": 0.4, "score": 0.1},
+    )
     make_run(
         root,
         "adhoc/run",
@@ -192,6 +203,16 @@ def test_rows_follow_the_paper_and_runs_know_their_paper_values(sweep):
     assert paper_values_for_run(rows[-1].run.config) == {"ssd": 0.108, "acceptance": 0.919, "speedup": 1.57}
     smoke = next(run for run in find_runs(sweep) if run.config["model"]["name"] == "smollm2_135m")
     assert paper_values_for_run(smoke.config) is None
+
+
+def test_table7_rows_are_the_strategies_and_searched_is_bayesian_optimization(sweep):
+    runs = [run for run in find_runs(sweep) if run.experiment == "table7"]
+    rows = table_rows(TABLES["table7"], runs)
+    assert [row.key["strategy"] for row in rows] == ["first", "middle", "last", "random", "searched"]
+    assert [row.status for row in rows] == ["missing", "ok", "missing", "missing", "ok"]
+    assert rows[-1].paper == {"acceptance": 0.919, "speedup": 1.57}
+    assert rows[-1].difference("speedup") == pytest.approx(1.45 - 1.57)
+    assert paper_values_for_run(rows[1].run.config) == {"acceptance": 0.393, "speedup": 0.887}
 
 
 def test_an_empty_directory_gives_an_empty_report(tmp_path):

@@ -14,6 +14,7 @@ from omegaconf import OmegaConf
 from replicate.config import compose_config, options
 from replicate.experiment import job_configs
 from replicate.search import compose_search_config
+from replicate.search.compare import compare_searches, main
 from replicate.search.cost import measure_sub_block_costs, profile_for_plan, weight_sub_block_costs
 from replicate.search.objective import collect_dev_prompts
 from replicate.search.optimizer import STATE_FILE
@@ -66,12 +67,37 @@ def test_threshold_cap_and_candidates():
     capped = SearchSpace(4, max_skipped=2).plan(values)
     assert capped == SkipPlan.from_lists([0], [2])  # the two largest: 0.95 (mlp 2) and 0.9 (attention 0)
     space = SearchSpace.from_config(
-        4, {"skip_threshold": 0.5, "max_skipped": None, "candidates": {"attention": [3, 1], "mlp": [2]}}
+        4,
+        {
+            "skip_threshold": 0.5,
+            "max_skipped": None,
+            "min_skipped": 0,
+            "candidates": {"attention": [3, 1], "mlp": [2]},
+        },
     )
     assert space.variable_names() == ["attention_1", "attention_3", "mlp_2"]
     assert space.plan(np.array([0.9, 0.1, 0.8])) == SkipPlan.from_lists([1], [2])
     with pytest.raises(ValueError, match="not searched"):
         space.point(SkipPlan.from_lists([0], []))
+
+
+def test_min_skipped_floors_the_plan_and_rejects_bad_bounds():
+    values = np.array([0.3, 0.2, 0.45, 0.1, 0.05, 0.45, 0.0, 0.49])  # nothing above 0.5: the empty set
+    assert SearchSpace(4).plan(values).num_skipped == 0
+    assert SearchSpace(4, min_skipped=1).plan(values) == SkipPlan.from_lists([], [3])  # 0.49 is the largest
+    # Ties (0.45, attention 2 and mlp 1) go to the lower index, as under max_skipped.
+    assert SearchSpace(4, min_skipped=3).plan(values) == SkipPlan.from_lists([2], [1, 3])
+    above = np.array([0.9, 0.2, 0.6, 0.51, 0.7, 0.5, 0.95, 0.1])
+    assert SearchSpace(4, min_skipped=2).plan(above) == SearchSpace(4).plan(above)  # already 5: unchanged
+    assert SearchSpace(4, max_skipped=3, min_skipped=3).plan(above).num_skipped == 3
+    with pytest.raises(ValueError, match="min_skipped must be in \\[0, 2\\].*got 3"):
+        SearchSpace(4, max_skipped=2, min_skipped=3)
+    with pytest.raises(ValueError, match="min_skipped must be in \\[0, 8\\].*got -1"):
+        SearchSpace(4, min_skipped=-1)
+    with pytest.raises(ValueError, match="warm start skipping 0 sub-blocks.*min_skipped=1"):
+        SearchSpace(4, min_skipped=1).point(SkipPlan.from_lists([], []))
+    with pytest.raises(ValueError, match="warm start skipping 3 sub-blocks.*max_skipped=2"):
+        SearchSpace(4, max_skipped=2).point(SkipPlan.from_lists([0, 1], [2]))
 
 
 @pytest.mark.parametrize("num_layers,attention,mlp", [(4, 1, 2), (30, 4, 1), (40, 24, 10), (80, 47, 37)])
@@ -166,6 +192,15 @@ def test_search_decodes_only_dev_prompts(tmp_path, monkeypatch):
     evaluation = {sample.prompt for sample in load_task(cfg.tasks.humaneval).samples(None)}
     assert decoded and not set(decoded) & evaluation
     assert set(decoded) == {prompt.text for prompt in collect_dev_prompts(cfg)}
+
+
+def test_search_never_scores_a_set_under_min_skipped(tmp_path):
+    """Points whose variables mostly sit under the threshold still skip `min_skipped` sub-blocks."""
+    floor = ["search.min_skipped=3", "search.skip_threshold=0.9"]  # random points: ~0.8 of 8 above 0.9
+    tiny_search(tmp_path, "search.iterations=4", "search.init_points=4", *floor)
+    trials = read_trials(tmp_path)
+    assert len(trials) == 8 and min(trial["num_skipped"] for trial in trials) == 3
+    assert any(sum(value > 0.9 for value in trial["params"]) < 3 for trial in trials)  # the floor acted
 
 
 def test_search_runs_and_writes_a_usable_snippet(tmp_path):
@@ -263,3 +298,28 @@ def test_smollm2_preset_runs_a_trial(tmp_path):
     assert 0 < summary["best"]["predicted_speedup"] < 2
     costs = json.loads((tmp_path / "cost_profile.json").read_text())
     assert costs["source"] == "measured" and costs["full_step_s"] > 0
+
+
+def test_compare_pools_searches_and_rescores_their_traces(tmp_path, capsys):
+    predicted = tiny_search(tmp_path / "predicted", "search.iterations=3")
+    wall_clock = [override for override in TINY if "objective" not in override]
+    run_search(compose_search_config([*wall_clock, "search.iterations=3"]), tmp_path / "wall_clock")
+    comparison = compare_searches([tmp_path / "wall_clock", tmp_path / "predicted"])
+    assert comparison["cost_profile"] == str(tmp_path / "predicted" / "cost_profile.json")
+    logged = {(tuple(t["attention"]), tuple(t["mlp"])): t for t in read_trials(tmp_path / "predicted")}
+    for entry in comparison["sets"]:  # scored again from the logged trace: the logged objective exactly
+        trial = logged.get((tuple(entry["attention"]), tuple(entry["mlp"])))
+        if trial is not None:
+            assert entry["predicted_speedup"] == pytest.approx(trial["predicted_speedup"], rel=1e-12)
+    assert comparison["traces_reproduced"]  # greedy fp32: a set decoded by both searches gave one trace
+    choice = comparison["choices"]["predicted"]
+    assert choice["objective"] == "predicted_speedup" and choice["rank_predicted_speedup"] == 1
+    assert choice["predicted_speedup"] == pytest.approx(predicted["best"]["predicted_speedup"])
+    assert comparison["choices"]["wall_clock"]["objective"] == "tokens_per_s"
+    assert comparison["num_sets"] == len(comparison["sets"]) >= 2
+    assert -1 <= comparison["spearman_tokens_per_s_vs_predicted"] <= 1
+    main([str(tmp_path / "predicted"), "--top", "3", "--output", str(tmp_path / "comparison.json")])
+    assert "predicted speedup (rank)" in capsys.readouterr().out
+    assert json.loads((tmp_path / "comparison.json").read_text())["num_sets"] >= 1
+    with pytest.raises(FileNotFoundError, match="cost_profile.json"):
+        compare_searches([tmp_path / "wall_clock"])

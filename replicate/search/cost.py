@@ -8,7 +8,7 @@ step is then
 
     draft_step(plan) = full_step - |plan.attention| * attention_saving - |plan.mlp| * mlp_saving
 
-and the prediction itself is `cost_model_metrics`, with the prefill left out (it is the same for the
+and the prediction itself is `cost_model.predicted_speedup`, with the prefill left out (it is the same for the
 method and autoregressive decoding, and leaving it out keeps the objective free of wall-clock noise).
 
 `source: weights` needs no timing at all: costs proportional to the weights a pass reads (a memory-bound
@@ -24,7 +24,8 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from replicate.cost_model import cost_model_metrics, measure_cost_profile
+from replicate import cost_model
+from replicate.cost_model import measure_cost_profile
 from replicate.decoding import DecodeResult
 from replicate.models import LoadedModel
 from replicate.skipping import SkipPlan, decoder_layers
@@ -108,16 +109,31 @@ def profile_for_plan(costs: Mapping[str, Any], plan: SkipPlan) -> dict[str, Any]
 def predicted_speedup(results: Sequence[DecodeResult], costs: Mapping[str, Any], plan: SkipPlan) -> float:
     """The paper's speedup (mean time per token, autoregressive / self-speculative) the cost profile predicts
     for these decodes' acceptance traces, prefill left out."""
-    records = [
+    cycles = [
         {
-            "method": {
-                "drafted": result.drafted,
-                "full_forwards": result.full_forwards,
-                "new_tokens": result.num_new_tokens,
-                "prefill_time": 0.0,
-                "total_time": result.total_time,
-            }
+            "drafted": result.drafted,
+            "full_forwards": result.full_forwards,
+            "new_tokens": result.num_new_tokens,
         }
         for result in results
     ]
-    return cost_model_metrics(records, profile_for_plan(costs, plan))["predicted_speedup"]
+    return trace_predicted_speedup(cycles, costs, plan)
+
+
+def trace_predicted_speedup(
+    cycles: Sequence[Mapping[str, Any]], costs: Mapping[str, Any], plan: SkipPlan
+) -> float:
+    """`predicted_speedup` of a logged trace (a trial's `cycles`: per prompt `drafted`, `full_forwards`,
+    `new_tokens`), so that any trial can be scored again with another cost profile."""
+    records = [
+        {
+            "method": {
+                "drafted": cycle["drafted"],
+                "full_forwards": cycle["full_forwards"],
+                "new_tokens": cycle["new_tokens"],
+                "prefill_time": 0.0,
+            }
+        }
+        for cycle in cycles
+    ]
+    return cost_model.predicted_speedup(records, profile_for_plan(costs, plan))

@@ -11,6 +11,9 @@ less redundant than LLaMA-2-13B: drafts that skip 30% of the sub-blocks accept a
 uniformly random points skip about half of them):
 - `max_skipped` caps the number of skipped sub-blocks. When more variables exceed the threshold, only the
   `max_skipped` largest are skipped (ties go to the lower index).
+- `min_skipped` floors it. When fewer variables exceed the threshold, the `min_skipped` largest are
+  skipped anyway. Without it, a device on which no draft pays (a CPU, where verifying k tokens costs
+  1.5-2.7 full steps) makes the empty set, i.e. drafting with the full model itself, the search's answer.
 - `candidates` restricts the variables to some sub-blocks (e.g. those a cheaper measurement ranks best);
   the others are never skipped. Order stays attention first, then MLP, each by layer.
 """
@@ -35,6 +38,7 @@ class SearchSpace:
     threshold: float = 0.5
     max_skipped: int | None = None
     candidates: tuple[tuple[str, int], ...] | None = None
+    min_skipped: int = 0
 
     def __post_init__(self):
         if self.num_layers < 1:
@@ -60,16 +64,29 @@ class SearchSpace:
                 f"search.max_skipped must be null or in [0, {len(sub_blocks)}] (the searched sub-blocks), got "
                 f"{self.max_skipped}"
             )
+        most = len(sub_blocks) if self.max_skipped is None else self.max_skipped
+        object.__setattr__(self, "_most_skipped", most)
+        if not 0 <= self.min_skipped <= most:
+            raise ValueError(
+                f"search.min_skipped must be in [0, {most}] (search.max_skipped, else the searched "
+                f"sub-blocks), got {self.min_skipped}"
+            )
 
     @classmethod
     def from_config(cls, num_layers: int, search_cfg: Mapping) -> SearchSpace:
-        """The space `search.skip_threshold`, `search.max_skipped` and `search.candidates` describe."""
+        """The space `search.{skip_threshold,max_skipped,candidates,min_skipped}` describe."""
         candidates = search_cfg["candidates"]
         if candidates is not None:
             candidates = tuple(
                 (kind, int(layer)) for kind in SUB_BLOCK_KINDS for layer in candidates.get(kind, [])
             )
-        return cls(num_layers, search_cfg["skip_threshold"], search_cfg["max_skipped"], candidates)
+        return cls(
+            num_layers,
+            search_cfg["skip_threshold"],
+            search_cfg["max_skipped"],
+            candidates,
+            search_cfg["min_skipped"],
+        )
 
     @property
     def num_variables(self) -> int:
@@ -109,14 +126,18 @@ class SearchSpace:
         return {name: float(value) for name, value in zip(self.variable_names(), values)}
 
     def plan(self, values: Sequence[float] | np.ndarray) -> SkipPlan:
-        """The skip plan of a point (2L,): variables above the threshold, at most `max_skipped` of them."""
+        """The skip plan of a point (2L,): variables above the threshold, between `min_skipped` and
+        `max_skipped` of them (the largest variables win)."""
         values = np.asarray(values, dtype=float)
         if values.shape != (self.num_variables,):
             raise ValueError(f"expected {self.num_variables} values, got shape {values.shape}")
         chosen = [i for i in range(self.num_variables) if values[i] > self.threshold]
+        # Stable sort on -value keeps the lower index first among equal values.
+        by_value = sorted(range(self.num_variables), key=lambda i: -values[i])
         if self.max_skipped is not None and len(chosen) > self.max_skipped:
-            # Stable sort on -value keeps the lower index first among equal values.
-            chosen = sorted(sorted(chosen, key=lambda i: -values[i])[: self.max_skipped])
+            chosen = sorted(by_value[: self.max_skipped])  # the largest are all above the threshold
+        elif len(chosen) < self.min_skipped:
+            chosen = sorted(by_value[: self.min_skipped])
         blocks = [self.sub_block(i) for i in chosen]
         return SkipPlan.from_lists(
             [layer for kind, layer in blocks if kind == "attention"],
@@ -126,6 +147,11 @@ class SearchSpace:
     def point(self, plan: SkipPlan) -> np.ndarray:
         """A point (2L,) whose plan is `plan`: 1.0 for its sub-blocks, 0.0 elsewhere (for warm starts)."""
         plan.validate(self.num_layers)
+        if not self.min_skipped <= plan.num_skipped <= self._most_skipped:
+            raise ValueError(
+                f"a warm start skipping {plan.num_skipped} sub-blocks ({plan}) is outside search.min_skipped="
+                f"{self.min_skipped} / search.max_skipped={self.max_skipped}; change the warm start or the bounds"
+            )
         values = np.zeros(self.num_variables)
         for layer in plan.attention:
             values[self.index("attention", layer)] = 1.0
