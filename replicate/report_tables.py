@@ -257,11 +257,22 @@ def table_rows(spec: TableSpec, runs: list[RunResult]) -> list[TableRow]:
         key = spec.run_key(run.config)
         by_key.setdefault(tuple(key[field] for field in spec.key_fields), []).append(run)
     rows = []
+    paper_keys = [key for key, _ in spec.paper_rows(paper)] if paper else []
     for key, values in spec.paper_rows(paper) if paper else []:
         found = by_key.pop(tuple(key[field] for field in spec.key_fields), [])
         best = max(found, key=_preference) if found else None
         rows.append(TableRow(key=key, paper=values, run=best, runs_found=len(found)))
-    for key_values, found in sorted(by_key.items(), key=lambda item: tuple(map(str, item[0]))):
+    # Runs without a paper row (e.g. smoke runs on another model) follow the paper's order of each field's
+    # values (strategies, K, tasks), then the text order of values the paper does not have.
+    order = {field: list(dict.fromkeys(key[field] for key in paper_keys)) for field in spec.key_fields}
+
+    def position(item):
+        return tuple(
+            (order[field].index(value), "") if value in order[field] else (len(order[field]), str(value))
+            for field, value in zip(spec.key_fields, item[0])
+        )
+
+    for key_values, found in sorted(by_key.items(), key=position):
         best = max(found, key=_preference)
         rows.append(TableRow(dict(zip(spec.key_fields, key_values)), None, best, len(found)))
     return rows

@@ -136,6 +136,13 @@ def sweep(tmp_path_factory) -> Path:
         [*table7, "experiment.row=middle"],
         {"speedup": 0.9, "acceptance": 0.4, "score": 0.1},
     )
+    smoke7 = [
+        "+experiment=table7",
+        "model=smollm2_135m",
+    ]  # no paper rows: shown in the paper's strategy order
+    for row in ("last", "middle"):
+        metrics = {"speedup": 0.8, "acceptance": 0.9, "score": 0.05}
+        make_run(root, f"table7/smoke_{row}", [*smoke7, f"experiment.row={row}"], metrics)
     make_run(
         root,
         "adhoc/run",
@@ -208,10 +215,13 @@ def test_rows_follow_the_paper_and_runs_know_their_paper_values(sweep):
 def test_table7_rows_are_the_strategies_and_searched_is_bayesian_optimization(sweep):
     runs = [run for run in find_runs(sweep) if run.experiment == "table7"]
     rows = table_rows(TABLES["table7"], runs)
-    assert [row.key["strategy"] for row in rows] == ["first", "middle", "last", "random", "searched"]
-    assert [row.status for row in rows] == ["missing", "ok", "missing", "missing", "ok"]
-    assert rows[-1].paper == {"acceptance": 0.919, "speedup": 1.57}
-    assert rows[-1].difference("speedup") == pytest.approx(1.45 - 1.57)
+    strategies = ["first", "middle", "last", "random", "searched"]
+    assert [row.key["strategy"] for row in rows] == [*strategies, "middle", "last"]  # not alphabetical
+    assert [row.key["model"] for row in rows] == ["llama2_13b"] * 5 + ["smollm2_135m"] * 2
+    assert [row.status for row in rows[:5]] == ["missing", "ok", "missing", "missing", "ok"]
+    assert rows[5].status == "ok, not in the paper" and rows[5].paper is None
+    assert rows[4].paper == {"acceptance": 0.919, "speedup": 1.57}
+    assert rows[4].difference("speedup") == pytest.approx(1.45 - 1.57)
     assert paper_values_for_run(rows[1].run.config) == {"acceptance": 0.393, "speedup": 0.887}
 
 
