@@ -323,3 +323,10 @@ def test_compare_pools_searches_and_rescores_their_traces(tmp_path, capsys):
     assert json.loads((tmp_path / "comparison.json").read_text())["num_sets"] >= 1
     with pytest.raises(FileNotFoundError, match="cost_profile.json"):
         compare_searches([tmp_path / "wall_clock"])
+
+
+def test_compare_refuses_searches_with_other_dev_prompts(tmp_path):
+    tiny_search(tmp_path / "a", "search.iterations=0")
+    tiny_search(tmp_path / "b", "search.iterations=0", "search.max_new_tokens=5")
+    with pytest.raises(ValueError, match="other settings \\(max_new_tokens\\)"):
+        compare_searches([tmp_path / "a", tmp_path / "b"])

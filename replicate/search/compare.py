@@ -92,7 +92,7 @@ def compare_searches(run_dirs: Sequence[Path], costs_path: Path | None = None) -
                 "measure one); pass --costs <a cost_profile.json measured on the same device>"
             )
     costs = json.loads(Path(costs_path).read_text())
-    searches, objectives = {}, {}
+    searches, objectives, decoding = {}, {}, {}
     unique_names = len({path.name for path in run_dirs}) == len(run_dirs)
     for path in run_dirs:
         name = path.name if unique_names else str(path)
@@ -100,7 +100,17 @@ def compare_searches(run_dirs: Sequence[Path], costs_path: Path | None = None) -
         if not trials:
             raise ValueError(f"{path} holds no search trials ({path / LOG_FILE}); check the path")
         searches[name] = trials
-        objectives[name] = json.loads((path / SETUP_FILE).read_text())["setup"]["search"]["objective"]
+        setup = json.loads((path / SETUP_FILE).read_text())["setup"]
+        objectives[name] = setup["search"]["objective"]
+        decoding[name] = _trace_settings(setup)
+    first = next(iter(decoding))
+    for name, settings in decoding.items():
+        if settings != decoding[first]:
+            differing = sorted(key for key in settings if settings[key] != decoding[first][key])
+            raise ValueError(
+                f"searches {first} and {name} decoded under other settings ({', '.join(differing)}), so their "
+                "traces cannot be pooled; compare searches of one model, method and dev-prompt set"
+            )
     sets = pool_sets(searches, costs)
     ranks = {score: _ranks(sets, score) for score in ("tokens_per_s", "predicted_speedup")}
     choices = {}
@@ -127,6 +137,18 @@ def compare_searches(run_dirs: Sequence[Path], costs_path: Path | None = None) -
         "traces_reproduced": all(entry["same_trace"] for entry in sets),
         "choices": choices,
         "sets": sorted(sets, key=lambda entry: -entry["predicted_speedup"]),
+    }
+
+
+def _trace_settings(setup: Mapping[str, Any]) -> dict[str, Any]:
+    """What a trial's trace depends on besides its skip set (the model config's own skip set does not count)."""
+    model = {key: value for key, value in setup["model"].items() if key != "skip"}
+    return {
+        "model": model,
+        "method": setup["method"],
+        "sampling": setup["sampling"],
+        "dev_prompts": setup["dev_prompts"],
+        "max_new_tokens": setup["search"]["max_new_tokens"],
     }
 
 
