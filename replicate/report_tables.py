@@ -114,11 +114,16 @@ def _table1_paper(paper: Mapping[str, Any]) -> list[tuple[dict[str, Any], dict[s
     return rows
 
 
-def _ablation_paper(sweep_field: str, compared: tuple[str, ...]):
+def _ablation_paper(sweep_field: str, compared: tuple[str, ...], renames: Mapping[Any, Any] | None = None):
+    """Rows of an ablation of one field on the paper's model and task; `renames` maps the paper's value of
+    that field to the experiment's (Table 7's "bayesian_optimization" row is the experiment's `searched`)."""
+    renames = renames or {}
+
     def paper_rows(paper: Mapping[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
         rows = []
         for row in paper["rows"]:
-            key = {"model": paper["model"], "task": paper["task"], sweep_field: row[sweep_field]}
+            value = renames.get(row[sweep_field], row[sweep_field])
+            key = {"model": paper["model"], "task": paper["task"], sweep_field: value}
             values = {
                 "ssd": row.get("rouge2"),
                 "acceptance": row.get("acceptance"),
@@ -128,24 +133,6 @@ def _ablation_paper(sweep_field: str, compared: tuple[str, ...]):
         return rows
 
     return paper_rows
-
-
-# Table 7 calls the searched row "bayesian_optimization"; the experiment's row (and skip set) is `searched`.
-TABLE7_STRATEGY_NAMES = {"bayesian_optimization": "searched"}
-
-
-def _table7_paper(paper: Mapping[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    return [
-        (
-            {
-                "model": paper["model"],
-                "task": paper["task"],
-                "strategy": TABLE7_STRATEGY_NAMES.get(row["strategy"], row["strategy"]),
-            },
-            {"acceptance": row["acceptance"], "speedup": row["speedup"]},
-        )
-        for row in paper["rows"]
-    ]
 
 
 TABLES: dict[str, TableSpec] = {
@@ -198,7 +185,9 @@ TABLES: dict[str, TableSpec] = {
             key_fields=("model", "task", "strategy"),
             compared=("acceptance", "speedup"),
             run_key=lambda c: {**_names(c), "strategy": c["experiment"]["row"]},
-            paper_rows=_table7_paper,
+            paper_rows=_ablation_paper(
+                "strategy", ("acceptance", "speedup"), {"bayesian_optimization": "searched"}
+            ),
         ),
         TableSpec(
             name="table10",
