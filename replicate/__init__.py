@@ -16,11 +16,11 @@ from typing import Any
 import torch
 
 from replicate.config import compose_config, options
-from replicate.decoding import DecodeResult, autoregressive_decode, self_speculative_decode
-from replicate.methods import Decoder, build_decoder
-from replicate.models import LoadedModel, load_model
-from replicate.sampling import SamplingConfig
-from replicate.skipping import SkipPlan, skip_sublayers
+from replicate.core.decoding import DecodeResult, autoregressive_decode, self_speculative_decode
+from replicate.core.methods import Decoder, build_decoder
+from replicate.core.models import LoadedModel, load_model
+from replicate.core.sampling import SamplingConfig
+from replicate.core.skipping import SkipPlan, skip_sublayers
 
 __all__ = [
     "DecodeResult",

@@ -7,7 +7,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from replicate.runner import run
+from replicate.run.runner import run
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")

@@ -2,7 +2,7 @@
 
 The cost profile times the three kinds of forward pass decoding is made of, at one cache length:
 a full step (1 token, full model), a draft step (1 token, skip plan active) and a verification pass over
-k + 1 tokens for k = 0..K. It goes through `replicate.decoding.forward`, `SkipAwareCache`, `skip_sublayers`
+k + 1 tokens for k = 0..K. It goes through `replicate.core.decoding.forward`, `SkipAwareCache`, `skip_sublayers`
 and `truncate_cache`, i.e. exactly the code paths the decoding loops use.
 
 The cost model turns a run's per-cycle trace into a predicted time (all times in seconds):
@@ -33,9 +33,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from replicate.decoding import forward, synchronize
-from replicate.models import LoadedModel
-from replicate.skipping import SkipAwareCache, skip_sublayers, truncate_cache
+from replicate.core.decoding import forward, synchronize
+from replicate.core.models import LoadedModel
+from replicate.core.skipping import SkipAwareCache, skip_sublayers, truncate_cache
 
 
 def _timed(function: Callable[[], Any], device: torch.device) -> float:

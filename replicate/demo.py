@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from replicate.config import compose_config
-from replicate.runner import format_table, run
+from replicate.run.runner import format_table, run
 
 
 def main(overrides: list[str]) -> None:

@@ -127,7 +127,7 @@ def missing_requirements(configs: Sequence[DictConfig]) -> list[str]:
     what to do. Only cheap checks (no model is loaded, no dataset downloaded)."""
     import torch
 
-    from replicate.models import gguf_path
+    from replicate.core.models import gguf_path
     from tasks import SandboxSettings, SandboxUnavailableError, describe_sandbox, load_task
     from tasks.summarization import hub_is_offline
 
@@ -214,7 +214,7 @@ def run_experiment(name: str, overrides: Sequence[str], smoke: bool, sweep_dir: 
         print(
             f"experiment {name}: the sweep exited with status {status}; reporting what finished", flush=True
         )
-    from replicate.report import write_report
+    from replicate.report.write import write_report
 
     paths = write_report(sweep_dir)
     print(f"report: {paths['markdown']} and {paths['csv']}")

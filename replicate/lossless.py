@@ -65,8 +65,8 @@ def first_divergence(records: Sequence[dict[str, Any]]) -> dict[str, Any] | None
 def check(models: Sequence[str], n_samples: int, max_new_tokens: int, out: Path) -> list[str]:
     """Run every (model, method) pair; returns one failure line per pair that diverged."""
     from replicate.config import compose_config
-    from replicate.results import read_samples
-    from replicate.runner import run
+    from replicate.run.rundir import read_samples
+    from replicate.run.runner import run
 
     sandbox = [] if os.geteuid() == 0 else UNPRIVILEGED_SANDBOX
     if sandbox:

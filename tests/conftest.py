@@ -18,7 +18,7 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 def smollm2():
     """SmolLM2-135M-Instruct with its configured skip set (converted from the PyPI GGUF once, then cached)."""
     from replicate.config import compose_config
-    from replicate.models import load_model
+    from replicate.core.models import load_model
 
     return load_model(compose_config(["model=smollm2_135m"]).model)
 

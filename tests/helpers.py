@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from replicate.models import _random_model
-from replicate.skipping import SkipPlan
+from replicate.core.models import _random_model
+from replicate.core.skipping import SkipPlan
 
 TINY_SIZES = {"hidden_size": 64, "intermediate_size": 128, "max_position_embeddings": 512}
 

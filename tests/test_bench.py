@@ -7,16 +7,16 @@ import json
 import pytest
 import torch
 
-from replicate.bench import compose_bench_config, profile_context_length, run_bench
-from replicate.bench_gpu import (
+from replicate.bench.gpu import (
     SHAPES,
     _shape_section,
     build_shape_model,
     proportional_skip_plan,
     reference_skip_plan,
 )
-from replicate.decoding import forward
-from replicate.skipping import SkipAwareCache
+from replicate.bench.run import compose_bench_config, profile_context_length, run_bench
+from replicate.core.decoding import forward
+from replicate.core.skipping import SkipAwareCache
 
 TINY = [
     "model=tiny_llama", "n_prompts=1", "max_new_tokens=8", "method.max_draft_tokens=4", "profile.repeats=1",

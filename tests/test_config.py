@@ -7,8 +7,8 @@ import yaml
 from hydra.errors import MissingConfigException
 
 from replicate.config import CONF_DIR, compose_config, options
-from replicate.methods import build_draft_exit
-from replicate.models import resolve_device
+from replicate.core.methods import build_draft_exit
+from replicate.core.models import resolve_device
 
 REFERENCE = CONF_DIR.parent.parent / "shared" / "paper" / "reference.yaml"
 

@@ -18,7 +18,7 @@ from replicate.cost_model import (
     predicted_decode_time,
     speedup_for_acceptance,
 )
-from replicate.runner import run
+from replicate.run.runner import run
 
 
 @pytest.fixture(autouse=True)

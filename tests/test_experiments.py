@@ -10,11 +10,11 @@ import yaml
 from omegaconf import OmegaConf
 
 from replicate.config import CONF_DIR, compose_config, options
+from replicate.core.methods import build_decoder, build_draft_exit
+from replicate.core.models import load_model
+from replicate.core.sampling import SamplingConfig
 from replicate.experiment import SMOKE_OVERRIDES, experiments, grid, job_configs, missing_requirements
-from replicate.methods import build_decoder, build_draft_exit
-from replicate.models import load_model
-from replicate.runner import run
-from replicate.sampling import SamplingConfig
+from replicate.run.runner import run
 from tasks import load_task
 
 REFERENCE = CONF_DIR.parent.parent / "shared" / "paper" / "reference.yaml"

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from replicate.decoding import autoregressive_decode, self_speculative_decode
-from replicate.draft_exit import AdaptiveThreshold, StaticThreshold
-from replicate.sampling import SamplingConfig
-from replicate.skipping import SkipPlan
+from replicate.core.decoding import autoregressive_decode, self_speculative_decode
+from replicate.core.draft_exit import AdaptiveThreshold, StaticThreshold
+from replicate.core.sampling import SamplingConfig
+from replicate.core.skipping import SkipPlan
 from tests.helpers import tiny_model
 
 pytestmark = pytest.mark.lossless

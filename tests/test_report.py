@@ -15,8 +15,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from replicate.config import compose_config
-from replicate.report import find_runs, write_report
-from replicate.report_tables import TABLES, paper_values_for_run, table_rows
+from replicate.report.tables import TABLES, paper_values_for_run, table_rows
+from replicate.report.write import find_runs, write_report
 
 GOLDEN = Path(__file__).parent / "golden" / "report.md"
 ENVIRONMENT = {

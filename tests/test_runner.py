@@ -9,9 +9,9 @@ import torch
 
 import replicate
 from replicate.config import compose_config
-from replicate.decoding import autoregressive_decode
-from replicate.runner import run
-from replicate.sampling import SamplingConfig
+from replicate.core.decoding import autoregressive_decode
+from replicate.core.sampling import SamplingConfig
+from replicate.run.runner import run
 
 REQUIRED_METRICS = {
     "model", "task", "method", "n_samples", "new_tokens", "identical_fraction", "speedup", "speedup_total_time",

@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from replicate.draft_exit import StaticThreshold
-from replicate.sampling import (
+from replicate.core.draft_exit import StaticThreshold
+from replicate.core.sampling import (
     SamplingConfig,
     greedy_acceptance,
     logits_to_probs,
     speculative_acceptance,
 )
-from replicate.skipping import SkipPlan
+from replicate.core.skipping import SkipPlan
 
 VOCAB = 5
 TARGET = torch.tensor(
@@ -109,7 +109,7 @@ def test_bad_sampling_settings_are_named(kwargs):
 
 def test_sampled_self_speculative_decoding_runs_both_paths_and_is_seeded():
     """End to end with temperature: valid tokens, both accept and reject happen, same seed same output."""
-    from replicate.decoding import self_speculative_decode
+    from replicate.core.decoding import self_speculative_decode
     from tests.helpers import tiny_model
 
     plan = SkipPlan((1, 2), (2, 3))

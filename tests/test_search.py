@@ -12,16 +12,16 @@ import yaml
 from omegaconf import OmegaConf
 
 from replicate.config import compose_config, options
+from replicate.core.skipping import SkipPlan
 from replicate.experiment import job_configs
 from replicate.search import compose_search_config
 from replicate.search.compare import compare_searches, main
-from replicate.search.cost import measure_sub_block_costs, profile_for_plan, weight_sub_block_costs
 from replicate.search.objective import collect_dev_prompts
 from replicate.search.optimizer import STATE_FILE
 from replicate.search.run import LOG_FILE, read_trials, run_search
 from replicate.search.space import SearchSpace
 from replicate.search.strategies import STRATEGIES, skip_sets, strategy_plan
-from replicate.skipping import SkipPlan
+from replicate.search.sub_block_costs import measure_sub_block_costs, profile_for_plan, weight_sub_block_costs
 from tasks import DataUnavailableError, load_task
 
 # A deterministic objective (weights cost model, greedy fp32 acceptance traces) so that runs can be compared.
@@ -272,7 +272,7 @@ def test_warm_start_is_probed_first_and_only_when_asked(tmp_path):
 
 
 def test_sub_block_costs_and_plan_profiles():
-    from replicate.models import load_model
+    from replicate.core.models import load_model
 
     loaded = load_model(compose_config(["model=tiny_llama"]).model)
     measured = measure_sub_block_costs(loaded, context_length=16, max_draft_tokens=2, repeats=1, warmup=0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from replicate.skipping import SkipAwareCache, SkipPlan, decoder_layers, skip_sublayers, truncate_cache
+from replicate.core.skipping import SkipAwareCache, SkipPlan, decoder_layers, skip_sublayers, truncate_cache
 from tests.helpers import tiny_model
 
 

@@ -9,8 +9,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from replicate.config import compose_config
-from replicate.runner import run
-from replicate.tracking import TRACKING_FILE, log_run, sample_rows, summary_values
+from replicate.run.runner import run
+from replicate.run.tracking import TRACKING_FILE, log_run, sample_rows, summary_values
 from tests.test_report import fake_metrics, fake_record
 
 

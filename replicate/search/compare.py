@@ -23,10 +23,10 @@ from typing import Any
 import numpy as np
 from scipy.stats import spearmanr
 
-from replicate.search.cost import trace_predicted_speedup
-from replicate.search.report import best_trial
+from replicate.core.skipping import SkipPlan
+from replicate.search.outputs import best_trial
 from replicate.search.run import COSTS_FILE, LOG_FILE, SETUP_FILE, read_trials
-from replicate.skipping import SkipPlan
+from replicate.search.sub_block_costs import trace_predicted_speedup
 
 
 def _key(trial: Mapping[str, Any]) -> tuple[tuple[int, ...], tuple[int, ...]]:

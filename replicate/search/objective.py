@@ -9,7 +9,7 @@ trials before it.
 Objectives (`search.objective`):
 - `tokens_per_s` (the paper's): new tokens / wall-clock seconds over all prompts (with the prefill unless
   `search.include_prefill_time` is false). Noisy wherever the machine is shared.
-- `predicted_speedup`: the speedup the per-sub-block cost profile (`replicate.search.cost`, measured once
+- `predicted_speedup`: the speedup the per-sub-block cost profile (`replicate.search.sub_block_costs`, measured once
   at the start) predicts from the trial's acceptance trace. Greedy decoding in fp32 makes the trace a
   function of the skip set alone, so the objective has no wall-clock noise.
 """
@@ -25,13 +25,13 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from replicate.decoding import DecodeResult, self_speculative_decode
-from replicate.methods import build_draft_exit
-from replicate.models import LoadedModel
-from replicate.runner import encode_prompt
-from replicate.sampling import SamplingConfig
-from replicate.search.cost import predicted_speedup
-from replicate.skipping import SkipPlan
+from replicate.core.decoding import DecodeResult, self_speculative_decode
+from replicate.core.methods import build_draft_exit
+from replicate.core.models import LoadedModel
+from replicate.core.sampling import SamplingConfig
+from replicate.core.skipping import SkipPlan
+from replicate.run.runner import encode_prompt
+from replicate.search.sub_block_costs import predicted_speedup
 from tasks import load_task
 
 OBJECTIVES = ("tokens_per_s", "predicted_speedup")

@@ -33,7 +33,7 @@ from bayes_opt import BayesianOptimization
 from bayes_opt.acquisition import UpperConfidenceBound
 from threadpoolctl import threadpool_limits
 
-from replicate.results import write_atomic
+from replicate.run.rundir import write_atomic
 from replicate.search.space import SearchSpace
 
 STATE_FILE = "optimizer_state.json"

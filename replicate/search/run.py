@@ -24,16 +24,16 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from replicate.environment import environment
-from replicate.models import LoadedModel, load_model
-from replicate.results import append_jsonl, read_jsonl, write_atomic, write_jsonl
-from replicate.sampling import SamplingConfig
-from replicate.search.cost import COST_SOURCES, measure_sub_block_costs, weight_sub_block_costs
+from replicate.core.models import LoadedModel, load_model
+from replicate.core.sampling import SamplingConfig
+from replicate.core.skipping import SkipPlan
+from replicate.run.environment import environment
+from replicate.run.rundir import append_jsonl, read_jsonl, write_atomic, write_jsonl
 from replicate.search.objective import DevPrompt, TrialEvaluator, collect_dev_prompts
 from replicate.search.optimizer import STATE_FILE, LayerOptimizer
-from replicate.search.report import SNIPPET_FILE, SUMMARY_FILE, write_outputs
+from replicate.search.outputs import SNIPPET_FILE, SUMMARY_FILE, write_outputs
 from replicate.search.space import SearchSpace
-from replicate.skipping import SkipPlan
+from replicate.search.sub_block_costs import COST_SOURCES, measure_sub_block_costs, weight_sub_block_costs
 
 LOG_FILE = "trials.jsonl"
 SETUP_FILE = "search_setup.json"

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from replicate.skipping import SkipPlan
+from replicate.core.skipping import SkipPlan
 
 SUB_BLOCK_KINDS = ("attention", "mlp")
 

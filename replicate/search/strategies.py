@@ -18,7 +18,7 @@ import json
 import random
 from collections.abc import Sequence
 
-from replicate.skipping import SkipPlan
+from replicate.core.skipping import SkipPlan
 
 STRATEGIES = ("first", "middle", "last", "random", "searched")
 
@@ -88,7 +88,7 @@ def _model_depth(model: str) -> int | None:
     if "num_hidden_layers" in cfg:
         return int(cfg.num_hidden_layers)
     if cfg.source == "gguf":  # local and quick to load; hub models need --layers (no download here)
-        from replicate.models import load_model
+        from replicate.core.models import load_model
 
         return int(load_model(cfg).model.config.num_hidden_layers)
     return None

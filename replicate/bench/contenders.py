@@ -22,9 +22,9 @@ from typing import Any
 import torch
 from transformers import GenerationConfig
 
-from replicate.decoding import DecodeResult, synchronize
-from replicate.methods import Decoder
-from replicate.models import LoadedModel
+from replicate.core.decoding import DecodeResult, synchronize
+from replicate.core.methods import Decoder
+from replicate.core.models import LoadedModel
 
 
 @dataclass

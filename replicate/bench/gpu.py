@@ -17,14 +17,14 @@ from typing import Any
 
 import torch
 
-from replicate.bench_contenders import ForwardClock, memory_table, ours, race
+from replicate.bench.contenders import ForwardClock, memory_table, ours, race
 from replicate.config import compose_config
+from replicate.core.draft_exit import StaticThreshold
+from replicate.core.methods import Decoder
+from replicate.core.models import DTYPES, LoadedModel
+from replicate.core.sampling import SamplingConfig
+from replicate.core.skipping import SkipPlan
 from replicate.cost_model import cost_model_metrics, measure_cost_profile, speedup_for_acceptance
-from replicate.draft_exit import StaticThreshold
-from replicate.methods import Decoder
-from replicate.models import DTYPES, LoadedModel
-from replicate.sampling import SamplingConfig
-from replicate.skipping import SkipPlan
 
 SHAPES: dict[str, dict[str, int]] = {
     "llama2_7b": {"hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32, "num_attention_heads": 32},

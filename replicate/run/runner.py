@@ -16,13 +16,15 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from replicate.core.decoding import DecodeResult, forward
+from replicate.core.methods import Decoder, build_decoder
+from replicate.core.models import LoadedModel, load_model
+from replicate.core.sampling import SamplingConfig
+from replicate.core.skipping import SkipAwareCache
 from replicate.cost_model import cost_model_metrics, measure_cost_profile
-from replicate.decoding import DecodeResult, forward
-from replicate.environment import environment
-from replicate.methods import Decoder, build_decoder
-from replicate.metrics import decoding_metrics, first_difference
-from replicate.models import LoadedModel, load_model
-from replicate.results import (
+from replicate.run.environment import environment
+from replicate.run.metrics import decoding_metrics, first_difference
+from replicate.run.rundir import (
     CONFIG_FILE,
     SAMPLES_FILE,
     append_sample,
@@ -32,9 +34,7 @@ from replicate.results import (
     write_atomic,
     write_metrics,
 )
-from replicate.sampling import SamplingConfig
-from replicate.skipping import SkipAwareCache
-from replicate.tracking import log_run
+from replicate.run.tracking import log_run
 from tasks import Sample, Task, load_task, truncate_middle
 
 

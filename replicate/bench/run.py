@@ -8,7 +8,7 @@ Sections (conf/bench.yaml `sections`; definitions in docs/benchmarks.md):
 - peers: transformers' `assistant_early_exit` and `prompt_lookup_num_tokens` beside ours.
 - memory: peak memory of one decode of every contender against our autoregressive loop.
 - gpu_shapes (`--gpu-shapes` / gpu_shapes=true): LLaMA-2-7B/13B-shaped random models on CUDA.
-All contenders of one run race over the same prompts in a rotating order (replicate.bench_contenders).
+All contenders of one run race over the same prompts in a rotating order (replicate.bench.contenders).
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
-from replicate.bench_contenders import Contender, ForwardClock, hf_generate, memory_table, ours, race
-from replicate.bench_gpu import proportional_skip_plan, require_cuda, run_gpu_shapes
-from replicate.bench_report import (
+from replicate.bench.contenders import Contender, ForwardClock, hf_generate, memory_table, ours, race
+from replicate.bench.gpu import proportional_skip_plan, require_cuda, run_gpu_shapes
+from replicate.bench.summary import (
     AUTOREGRESSIVE,
     GENERATE,
     check_targets,
@@ -38,13 +38,13 @@ from replicate.bench_report import (
     summary,
 )
 from replicate.config import CONF_DIR
+from replicate.core.methods import build_decoder
+from replicate.core.models import LoadedModel, load_model
+from replicate.core.sampling import SamplingConfig
 from replicate.cost_model import break_even_acceptance, measure_cost_profile, pool_profiles
-from replicate.environment import environment
-from replicate.methods import build_decoder
-from replicate.models import LoadedModel, load_model
-from replicate.results import write_atomic
-from replicate.runner import encode_prompt
-from replicate.sampling import SamplingConfig
+from replicate.run.environment import environment
+from replicate.run.rundir import write_atomic
+from replicate.run.runner import encode_prompt
 from tasks import load_task
 
 SECTIONS = ("profile", "cost_model", "parity", "peers", "memory")
@@ -138,7 +138,7 @@ def run_bench(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     path = output_dir / (f"bench_{cfg.model.name}.json" if sections else "bench_gpu_shapes.json")
     write_atomic(path, json.dumps(result, indent=2) + "\n")
     if cfg.plot and sections:
-        from replicate.bench_plot import plot_bench  # matplotlib only when a figure is wanted
+        from replicate.bench.plot import plot_bench  # matplotlib only when a figure is wanted
 
         plot_bench(result, path.with_suffix(".png"))
     print(summary(result))
@@ -212,7 +212,7 @@ def _model_sections(cfg: DictConfig, sections: set[str]) -> dict[str, Any]:
     return result
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="bench")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="bench")
 def _hydra_main(cfg: DictConfig) -> None:
     run_bench(cfg, Path(cfg.output_dir))
 
@@ -221,7 +221,3 @@ def main() -> None:
     # `--gpu-shapes` reads better on a command line than the Hydra override it stands for.
     sys.argv = ["gpu_shapes=true" if argument == "--gpu-shapes" else argument for argument in sys.argv]
     _hydra_main()
-
-
-if __name__ == "__main__":
-    main()

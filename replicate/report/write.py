@@ -5,7 +5,7 @@ It reads each run directory's files as they are (`config.yaml`, `metrics.json`, 
 nothing. It writes `report.md` (the paper's table layout, detailed statistics, the environments, models and
 data of the runs, figures), `report.csv` (one line per table row) and PNG figures under `figures/`. A paper row
 without a run is "missing" and one whose run has not finished is "incomplete": neither ever shows a number.
-Statistics are defined in `replicate/metrics.py`; `predicted_speedup` and `efficiency` (the cost model) are
+Statistics are defined in `replicate/run/metrics.py`; `predicted_speedup` and `efficiency` (the cost model) are
 shown when metrics.json has them, "-" otherwise.
 """
 
@@ -20,8 +20,8 @@ from typing import Any
 
 import yaml
 
-from replicate import report_figures as figures
-from replicate.report_markdown import (
+from replicate.report import figures
+from replicate.report.markdown import (
     details_table,
     fmt,
     key_text,
@@ -32,7 +32,7 @@ from replicate.report_markdown import (
     statistic,
     with_interval,
 )
-from replicate.report_tables import (
+from replicate.report.tables import (
     COMPARED,
     TABLES,
     RunResult,
@@ -42,7 +42,7 @@ from replicate.report_tables import (
     measured,
     table_rows,
 )
-from replicate.results import CONFIG_FILE, read_metrics, read_samples
+from replicate.run.rundir import CONFIG_FILE, read_metrics, read_samples
 
 SKIPPED_DIRECTORIES = {".hydra", ".submitit", "wandb", "figures", "__pycache__"}
 CSV_KEYS = ("model", "task", "temperature", "metric", "K", "gamma")
@@ -191,7 +191,7 @@ def write_report(root: Path, out: Path | None = None) -> dict[str, Path]:
         "",
     ]
     lines += [
-        "Definitions of every statistic: `replicate/metrics.py`. Intervals: 95% percentile bootstrap over samples.",
+        "Definitions of every statistic: `replicate/run/metrics.py`. Intervals: 95% percentile bootstrap over samples.",
         "",
     ]
     csv_lines = []
@@ -232,7 +232,3 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(f"{args.directory} is not a directory")
     paths = write_report(args.directory, args.out)
     print(f"report: {paths['markdown']}\ntable: {paths['csv']}")
-
-
-if __name__ == "__main__":
-    main()

@@ -19,15 +19,15 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from replicate.draft_exit import DraftExit
-from replicate.sampling import (
+from replicate.core.draft_exit import DraftExit
+from replicate.core.sampling import (
     SamplingConfig,
     choose_tokens,
     greedy_acceptance,
     logits_to_probs,
     speculative_acceptance,
 )
-from replicate.skipping import SkipAwareCache, SkipPlan, skip_sublayers, truncate_cache
+from replicate.core.skipping import SkipAwareCache, SkipPlan, skip_sublayers, truncate_cache
 
 
 @dataclass

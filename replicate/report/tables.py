@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from replicate.results import CONFIG_FILE, METRICS_FILE, SAMPLES_FILE
+from replicate.run.rundir import CONFIG_FILE, METRICS_FILE, SAMPLES_FILE
 
 COMPARED = ("ar", "ssd", "speedup", "acceptance")
 COMPARED_TITLES = {"ar": "AR", "ssd": "SSD", "speedup": "speedup", "acceptance": "acceptance"}

@@ -13,10 +13,10 @@ from typing import Any
 
 import torch
 
-from replicate.decoding import DecodeResult, autoregressive_decode, self_speculative_decode
-from replicate.draft_exit import AdaptiveThreshold, DraftExit, StaticThreshold
-from replicate.models import LoadedModel
-from replicate.sampling import SamplingConfig
+from replicate.core.decoding import DecodeResult, autoregressive_decode, self_speculative_decode
+from replicate.core.draft_exit import AdaptiveThreshold, DraftExit, StaticThreshold
+from replicate.core.models import LoadedModel
+from replicate.core.sampling import SamplingConfig
 
 METHODS = ("autoregressive", "self_speculative", "adaptive_draft_exit")
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from replicate.results import write_atomic
+from replicate.run.rundir import write_atomic
 
 TRACKING_FILE = "tracking.json"
 SAMPLE_COLUMNS = (
@@ -75,7 +75,7 @@ def sample_rows(records: Sequence[Mapping[str, Any]], max_text_chars: int) -> tu
 
 def speedup_row(config: Mapping[str, Any], metrics: Mapping[str, Any]) -> tuple[list[str], list]:
     """The run's line of the speedup table, with the paper's numbers when the run is a row of a paper table."""
-    from replicate.report_tables import paper_values_for_run
+    from replicate.report.tables import paper_values_for_run
 
     paper = paper_values_for_run(config) or {}
     interval = metrics.get("speedup_ci") or (None, None)
@@ -96,8 +96,8 @@ def speedup_row(config: Mapping[str, Any], metrics: Mapping[str, Any]) -> tuple[
 
 
 def _figures(run_dir: Path, records: Sequence[Mapping[str, Any]], directory: Path) -> dict[str, Path]:
-    from replicate import report_figures
-    from replicate.report_tables import RunResult
+    from replicate.report import figures as report_figures
+    from replicate.report.tables import RunResult
 
     found: dict[str, Path] = {}
     trace = report_figures.threshold_trace(RunResult(run_dir, {}, None, list(records)))

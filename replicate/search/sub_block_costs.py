@@ -24,11 +24,11 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from replicate import cost_model
+import replicate.cost_model as cost_model
+from replicate.core.decoding import DecodeResult
+from replicate.core.models import LoadedModel
+from replicate.core.skipping import SkipPlan, decoder_layers
 from replicate.cost_model import measure_cost_profile
-from replicate.decoding import DecodeResult
-from replicate.models import LoadedModel
-from replicate.skipping import SkipPlan, decoder_layers
 
 COST_SOURCES = ("measured", "weights")
 

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from replicate.skipping import SkipPlan, decoder_layers
+from replicate.core.skipping import SkipPlan, decoder_layers
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 RANDOM_CONFIG_KEYS = (

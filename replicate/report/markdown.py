@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from replicate.report_tables import COMPARED_TITLES, KEY_TITLES, RunResult, TableRow, TableSpec
+from replicate.report.tables import COMPARED_TITLES, KEY_TITLES, RunResult, TableRow, TableSpec
 
 
 def statistic(metrics: dict[str, Any] | None, name: str) -> Any:

@@ -18,7 +18,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 
-from replicate.report_tables import RunResult, TableRow  # noqa: E402
+from replicate.report.tables import RunResult, TableRow  # noqa: E402
 
 MEASURED_COLOR, PAPER_COLOR = "tab:blue", "tab:gray"
 

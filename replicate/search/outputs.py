@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from replicate.results import write_atomic
+from replicate.run.rundir import write_atomic
 
 SNIPPET_FILE = "best_skip.yaml"
 TRACE_FILE = "trace.png"

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from replicate.bench_contenders import Outcome
+from replicate.bench.contenders import Outcome
 from replicate.cost_model import cost_model_metrics
-from replicate.metrics import decoding_metrics
+from replicate.run.metrics import decoding_metrics
 
 AUTOREGRESSIVE, GENERATE = "ours_autoregressive", "hf_generate"
 PEERS = ("hf_early_exit", "hf_prompt_lookup")
