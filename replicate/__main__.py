@@ -7,12 +7,15 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from replicate.run.runner import run
+from replicate.cli import user_errors
+from replicate.paths import CONF_DIR
+from replicate.tracking import run_and_track
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
+@user_errors
 def main(cfg: DictConfig) -> None:
-    run(cfg, Path(HydraConfig.get().runtime.output_dir))
+    run_and_track(cfg, Path(HydraConfig.get().runtime.output_dir))
 
 
 if __name__ == "__main__":

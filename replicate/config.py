@@ -1,23 +1,174 @@
-"""Composing the Hydra config outside a Hydra app (Python API, demo, tests): same files, same overrides."""
+"""The one place configs are composed and typed.
+
+- `compose_config(overrides, name)`: a root config of `conf/` (`config` for runs, `search_config`, `bench`)
+  with command-line style overrides, exactly as the CLI composes it. Safe inside a running Hydra app (the
+  bench's, the search's, or a user's own): the app's Hydra state is set aside and restored.
+- `run_config(cfg)`: the typed, validated `RunConfig` of a composed run config; a bad value raises
+  `ConfigError` naming the key, the value and what is allowed, before any model or data loads.
+- `options(group)`: the names of a config group (the group directory is the registry).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+from replicate.core.methods import MethodConfig, method_config
+from replicate.core.model_config import ModelConfig, model_config
+from replicate.core.sampling import SamplingConfig
+from replicate.paths import CONF_DIR
+from replicate.schema import ConfigError, FieldError, MappingAccess, at_least, build, plain, to_dict
+from tasks.config import TaskConfig, task_config
+
+__all__ = ["CONF_DIR", "ConfigError", "RunConfig", "compose_config", "options", "run_config"]
 
 
-def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
-    """The root config with command-line style overrides, e.g. ["model=tiny_llama", "n_samples=2"].
-    An unknown group option (model=foo) raises Hydra's error, which lists the available options."""
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
+@contextmanager
+def _own_hydra() -> Iterator[None]:
+    """Hydra initialized on `conf/`, with any running app's Hydra set aside and restored afterwards."""
+    global_hydra = GlobalHydra.instance()
+    running = global_hydra.hydra if global_hydra.is_initialized() else None
+    global_hydra.clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            yield
+    finally:
+        global_hydra.clear()
+        if running is not None:
+            global_hydra.initialize(running)
+
+
+def compose_config(
+    overrides: Sequence[str] = (), name: str = "config", with_hydra: bool = False
+) -> DictConfig:
+    """The root config `conf/<name>.yaml` with overrides, e.g. ["model=tiny_llama", "n_samples=2"]. An unknown
+    group option (model=foo) raises Hydra's error, which lists the available options."""
+    with _own_hydra():
+        return compose(config_name=name, overrides=list(overrides), return_hydra_config=with_hydra)
 
 
 def options(group: str) -> list[str]:
     """The registered names of a config group (the group directory is the registry)."""
     return sorted(path.stem for path in (CONF_DIR / group).glob("*.yaml"))
+
+
+@dataclass(frozen=True)
+class WarmupConfig(MappingAccess):
+    runs: int
+    max_new_tokens: int
+
+    def __post_init__(self):
+        at_least("runs", self.runs, 0)
+        at_least("max_new_tokens", self.max_new_tokens, 1)
+
+
+@dataclass(frozen=True)
+class CostModelConfig(MappingAccess):
+    """The run's cost profile (`replicate.cost_model`): time each kind of pass once, after warm-up."""
+
+    enabled: bool
+    context_length: int
+    repeats: int
+    warmup: int
+
+    def __post_init__(self):
+        at_least("context_length", self.context_length, 1)
+        at_least("repeats", self.repeats, 1)
+        at_least("warmup", self.warmup, 0)
+
+
+@dataclass(frozen=True)
+class LoggerConfig(MappingAccess):
+    """`logger=none`: results live in the run directory only."""
+
+    name: Literal["none"]
+
+
+@dataclass(frozen=True)
+class WandbLoggerConfig(MappingAccess):
+    """`logger=wandb` (conf/logger/wandb.yaml)."""
+
+    name: Literal["wandb"]
+    project: str
+    entity: str | None
+    mode: Literal["online", "offline", "disabled"]
+    group: str
+    run_name: str
+    job_type: str
+    tags: tuple[str, ...]
+    notes: str | None
+    dir: str | None
+    log_samples: bool
+    max_text_chars: int
+
+    def __post_init__(self):
+        at_least("max_text_chars", self.max_text_chars, 0)
+
+
+LOGGERS = {"none": LoggerConfig, "wandb": WandbLoggerConfig}
+
+
+def logger_config(cfg: Mapping[str, Any], path: str = "logger") -> LoggerConfig | WandbLoggerConfig:
+    name = cfg.get("name") if isinstance(cfg, Mapping) else None
+    if name not in LOGGERS:
+        raise ConfigError(f"{path}.name={name!r} is not a known logger; known: {', '.join(LOGGERS)}")
+    return build(LOGGERS[name], cfg, path)
+
+
+@dataclass(frozen=True)
+class RunConfig(MappingAccess):
+    """One run (`conf/config.yaml`): every value that affects its results. `experiment` and `paper` are the
+    free-form sections of a paper-table experiment (conf/experiment/), recorded with the run."""
+
+    model: ModelConfig
+    task: TaskConfig
+    method: MethodConfig
+    logger: LoggerConfig | WandbLoggerConfig
+    n_samples: int
+    max_new_tokens: int
+    seed: int
+    sampling: SamplingConfig
+    run_baseline: bool
+    warmup: WarmupConfig
+    cost_model: CostModelConfig
+    verify_cache: bool
+    resume: bool
+    force: bool
+    experiment: dict[str, Any] | None = None
+    paper: dict[str, Any] | None = None
+
+    def __post_init__(self):
+        at_least("n_samples", self.n_samples, 1)
+        at_least("max_new_tokens", self.max_new_tokens, 1)
+        at_least("seed", self.seed, 0)
+        if self.max_new_tokens + 5 > self.model.max_context:
+            raise FieldError(
+                "max_new_tokens",
+                self.max_new_tokens,
+                f"leaves no room for a prompt in model.max_context={self.model.max_context}",
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_dict(self)
+
+
+def run_config(cfg: Mapping[str, Any] | DictConfig | RunConfig) -> RunConfig:
+    """The typed run config of a composed one; ConfigError (naming key, value, what is allowed) if bad."""
+    if isinstance(cfg, RunConfig):
+        return cfg
+    data = dict(plain(cfg))
+    data.pop("hydra", None)
+    for key, convert in (("model", model_config), ("task", task_config), ("method", method_config)):
+        if key in data:
+            data[key] = convert(data[key], key)
+    if "logger" in data:
+        data["logger"] = logger_config(data["logger"])
+    if "sampling" in data:
+        data["sampling"] = build(SamplingConfig, data["sampling"], "sampling")
+    return build(RunConfig, data)

@@ -24,11 +24,13 @@ The prefill is the one measured in the run (it depends on the prompt length). De
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -36,6 +38,7 @@ import torch
 from replicate.core.decoding import forward, synchronize
 from replicate.core.models import LoadedModel
 from replicate.core.skipping import SkipAwareCache, skip_sublayers, truncate_cache
+from replicate.records import CostModelStats, DecodeRecord
 
 
 def _timed(function: Callable[[], Any], device: torch.device) -> float:
@@ -160,23 +163,42 @@ def _verify_seconds(profile: Mapping[str, Any], num_draft_tokens: int) -> float:
     return verify_s[num_draft_tokens]
 
 
-def predicted_decode_time(run: Mapping[str, Any], profile: Mapping[str, Any]) -> float:
-    """Predicted seconds of one decode record (`record["method"]` or `record["baseline"]`): its measured
-    prefill plus the profile's cost of every cycle, and a full step per full forward outside cycles
-    (all of them for autoregressive decoding)."""
-    drafted = run.get("drafted") or []
-    cycles = sum(num * profile["draft_step_s"] + _verify_seconds(profile, num) for num in drafted)
-    plain_steps = run["full_forwards"] - 1 - len(drafted)
-    return run["prefill_time"] + cycles + plain_steps * profile["full_step_s"]
+class DecodeTrace(Protocol):
+    """What the cost model reads of a decode (a `DecodeRecord` has it all): its token count, its full
+    forwards (prefill included), the drafted count of each cycle and its measured prefill seconds."""
+
+    new_tokens: int
+    full_forwards: int
+    drafted: Sequence[int]
+    prefill_time: float
 
 
-def predicted_baseline_time(record: Mapping[str, Any], profile: Mapping[str, Any]) -> float:
-    """Predicted autoregressive time of a sample: its baseline decode when the run has one, else the
-    method's token count decoded one full step at a time after the method's prefill."""
-    if record.get("baseline") is not None:
-        return predicted_decode_time(record["baseline"], profile)
-    run = record["method"]
-    return run["prefill_time"] + (run["new_tokens"] - 1) * profile["full_step_s"]
+@dataclass(frozen=True)
+class Trace:
+    """A `DecodeTrace` from logged numbers (e.g. a search trial's `cycles`), to price it again."""
+
+    new_tokens: int
+    full_forwards: int
+    drafted: Sequence[int]
+    prefill_time: float
+
+
+def predicted_decode_time(run: DecodeTrace, profile: Mapping[str, Any]) -> float:
+    """Predicted seconds of one decode: its measured prefill plus the profile's cost of every cycle, and a
+    full step per full forward outside cycles (all of them for autoregressive decoding)."""
+    cycles = sum(num * profile["draft_step_s"] + _verify_seconds(profile, num) for num in run.drafted)
+    plain_steps = run.full_forwards - 1 - len(run.drafted)
+    return run.prefill_time + cycles + plain_steps * profile["full_step_s"]
+
+
+def predicted_baseline_time(
+    method: DecodeTrace, baseline: DecodeTrace | None, profile: Mapping[str, Any]
+) -> float:
+    """Predicted autoregressive time of a sample: its baseline decode when there is one, else the method's
+    token count decoded one full step at a time after the method's prefill."""
+    if baseline is not None:
+        return predicted_decode_time(baseline, profile)
+    return method.prefill_time + (method.new_tokens - 1) * profile["full_step_s"]
 
 
 def _speedup(baseline_seconds_per_token: np.ndarray, method_seconds_per_token: np.ndarray) -> float:
@@ -185,57 +207,64 @@ def _speedup(baseline_seconds_per_token: np.ndarray, method_seconds_per_token: n
 
 
 def _predicted_times(
-    records: Sequence[Mapping[str, Any]], profile: Mapping[str, Any]
+    methods: Sequence[DecodeTrace], baselines: Sequence[DecodeTrace] | None, profile: Mapping[str, Any]
 ) -> tuple[np.ndarray, ...]:
     """Per sample (n,): predicted method seconds, predicted baseline seconds, method and baseline tokens."""
-    if not records:
+    if not methods:
         raise ValueError("no samples were decoded; the cost model has nothing to predict")
-    baselines = [record.get("baseline") or record["method"] for record in records]
+    paired = baselines if baselines is not None else [None] * len(methods)
     return (
-        np.array([predicted_decode_time(record["method"], profile) for record in records]),
-        np.array([predicted_baseline_time(record, profile) for record in records]),
-        np.array([record["method"]["new_tokens"] for record in records], dtype=float),
-        np.array([run["new_tokens"] for run in baselines], dtype=float),
+        np.array([predicted_decode_time(method, profile) for method in methods]),
+        np.array([predicted_baseline_time(m, b, profile) for m, b in zip(methods, paired)]),
+        np.array([method.new_tokens for method in methods], dtype=float),
+        np.array([(b or m).new_tokens for m, b in zip(methods, paired)], dtype=float),
     )
 
 
-def predicted_speedup(records: Sequence[Mapping[str, Any]], profile: Mapping[str, Any]) -> float:
-    """The speedup the profile predicts for decode records (`drafted`, `full_forwards`, `new_tokens`,
-    `prefill_time` under `record["method"]`; no timings needed): e.g. a search trial's logged trace."""
-    predicted_method, predicted_baseline, method_tokens, baseline_tokens = _predicted_times(records, profile)
+def predicted_speedup(
+    methods: Sequence[DecodeTrace], baselines: Sequence[DecodeTrace] | None, profile: Mapping[str, Any]
+) -> float:
+    """The speedup the profile predicts for decodes (no timings needed but the prefill): e.g. a search
+    trial's logged trace."""
+    predicted_method, predicted_baseline, method_tokens, baseline_tokens = _predicted_times(
+        methods, baselines, profile
+    )
     return _speedup(predicted_baseline / baseline_tokens, predicted_method / method_tokens)
 
 
-def cost_model_metrics(records: Sequence[Mapping[str, Any]], profile: Mapping[str, Any]) -> dict[str, Any]:
-    """predicted_speedup, efficiency, overhead_fraction (and the baseline's) of a run's `samples.jsonl`
-    records against a cost profile from `measure_cost_profile`. See the module docstring."""
-    predicted_method, predicted_baseline, method_tokens, baseline_tokens = _predicted_times(records, profile)
-    methods = [record["method"] for record in records]
-    baselines = [record.get("baseline") or record["method"] for record in records]
-    measured_method = np.array([run["total_time"] for run in methods])
+def cost_model_metrics(
+    methods: Sequence[DecodeRecord], baselines: Sequence[DecodeRecord] | None, profile: Mapping[str, Any]
+) -> CostModelStats:
+    """predicted_speedup, efficiency, overhead_fraction (and the baseline's) of decodes against a cost
+    profile from `measure_cost_profile`. See the module docstring."""
+    predicted_method, predicted_baseline, method_tokens, baseline_tokens = _predicted_times(
+        methods, baselines, profile
+    )
+    measured_method = np.array([run.total_time for run in methods])
     efficiency = float(predicted_method.sum() / measured_method.sum())
     speedup = _speedup(predicted_baseline / baseline_tokens, predicted_method / method_tokens)
-    metrics: dict[str, Any] = {
-        "predicted_speedup": speedup,
-        "efficiency": efficiency,
-        "overhead_fraction": 1.0 - efficiency,
-        "predicted_time_s": float(predicted_method.sum()),
-        "measured_time_s": float(measured_method.sum()),
-        "baseline_efficiency": None,
-        "baseline_overhead_fraction": None,
-        "speedup_efficiency": None,
-        "cost_profile": dict(profile),
-    }
-    if all(record.get("baseline") is not None for record in records):
-        measured_baseline = np.array([run["total_time"] for run in baselines])
+    stats = CostModelStats(
+        predicted_speedup=speedup,
+        efficiency=efficiency,
+        overhead_fraction=1.0 - efficiency,
+        predicted_time_s=float(predicted_method.sum()),
+        measured_time_s=float(measured_method.sum()),
+        baseline_efficiency=None,
+        baseline_overhead_fraction=None,
+        speedup_efficiency=None,
+        cost_profile=dict(profile),
+    )
+    if baselines is not None:
+        measured_baseline = np.array([run.total_time for run in baselines])
         baseline_efficiency = float(predicted_baseline.sum() / measured_baseline.sum())
         measured_speedup = _speedup(measured_baseline / baseline_tokens, measured_method / method_tokens)
-        metrics.update(
+        stats = dataclasses.replace(
+            stats,
             baseline_efficiency=baseline_efficiency,
             baseline_overhead_fraction=1.0 - baseline_efficiency,
             speedup_efficiency=measured_speedup / speedup,
         )
-    return metrics
+    return stats
 
 
 def speedup_for_acceptance(

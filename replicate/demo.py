@@ -8,21 +8,23 @@ import datetime
 import sys
 from pathlib import Path
 
+from replicate.cli import user_errors
 from replicate.config import compose_config
 from replicate.run.runner import format_table, run
 
 
+@user_errors
 def main(overrides: list[str]) -> None:
     stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     root = Path("outputs") / "demo" / stamp
-    methods = compose_config(["+experiment=demo", *overrides]).demo_methods
+    methods = compose_config(["experiment=demo", *overrides]).experiment.methods
     rows = []
     for method in methods:
-        cfg = compose_config(["+experiment=demo", f"method={method}", *overrides])
+        cfg = compose_config(["experiment=demo", f"method={method}", *overrides])
         print(f"\n== {method} ==", flush=True)
         rows.append(run(cfg, root / method))
     print("\n" + format_table(rows))
-    environment = rows[0]["environment"]
+    environment = rows[0].environment
     print(
         f"device: {environment['device']} ({environment['cpu']}), torch threads: {environment['torch_threads']}"
     )

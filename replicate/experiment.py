@@ -9,7 +9,7 @@ check that this machine can run them, and run one end to end (sweep, then report
 `run` checks first and stops at once, naming what is missing (no CUDA device, weights neither in the Hugging
 Face cache nor downloadable, too few offline items, an empty skip set, no HumanEval sandbox), before any job
 starts. It then runs
-`python -m replicate -m +experiment=<name> hydra.sweep.dir=<dir> [overrides]` (Hydra multirun: every job is a
+`python -m replicate -m experiment=<name> hydra.sweep.dir=<dir> [overrides]` (Hydra multirun: every job is a
 run directory under the sweep directory; rerunning the same command resumes unfinished runs) and writes the
 report (`python -m replicate.report <dir>`). `--smoke` runs the same grid on the embedded default model
 (SmolLM2-135M on the CPU) with few samples and tokens, so the whole pipeline runs offline.
@@ -25,12 +25,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
-from hydra import compose, initialize_config_dir
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper  # its grid expansion, reused verbatim
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, open_dict
 
-from replicate.config import CONF_DIR
+from replicate.cli import user_errors
+from replicate.config import CONF_DIR, compose_config
+from replicate.core.methods import method_config
 
 SMOKE_OVERRIDES = ("model=smollm2_135m", "n_samples=2", "max_new_tokens=32")
 OUTPUT_ROOT = Path("outputs") / "experiments"
@@ -52,15 +53,14 @@ def _check_name(name: str) -> None:
 
 
 def _compose(overrides: Sequence[str]) -> DictConfig:
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
+    return compose_config(overrides, with_hydra=True)
 
 
 def grid(name: str, overrides: Sequence[str] = ()) -> list[list[str]]:
-    """The override list of every job `python -m replicate -m +experiment=<name> <overrides>` launches, expanded
+    """The override list of every job `python -m replicate -m experiment=<name> <overrides>` launches, expanded
     exactly as Hydra's basic sweeper does (a command-line override of a swept key replaces its sweep)."""
     _check_name(name)
-    base = [f"+experiment={name}", *overrides]
+    base = [f"experiment={name}", *overrides]
     parser = OverridesParser.create()
     fixed = [
         override.input_line for override in parser.parse_overrides(base) if not override.is_sweep_override()
@@ -157,7 +157,7 @@ def missing_requirements(configs: Sequence[DictConfig]) -> list[str]:
                     gguf_path(model.gguf_package, model.gguf_file)
                 except FileNotFoundError as error:
                     problems.append(f"model {model.name}: {error}")
-        if cfg.method.name != "autoregressive" and not (model.skip.attention or model.skip.mlp):
+        if method_config(cfg.method).drafts and not (model.skip.attention or model.skip.mlp):
             key = ("skip", model.name)
             if key not in seen:
                 seen.add(key)
@@ -207,7 +207,7 @@ def run_experiment(name: str, overrides: Sequence[str], smoke: bool, sweep_dir: 
         return 2
     print(f"experiment {name}: {len(configs)} jobs into {sweep_dir}", flush=True)
     command = [
-        sys.executable, "-m", "replicate", "-m", f"+experiment={name}", f"hydra.sweep.dir={sweep_dir}", *overrides,
+        sys.executable, "-m", "replicate", "-m", f"experiment={name}", f"hydra.sweep.dir={sweep_dir}", *overrides,
     ]  # fmt: skip
     status = subprocess.run(command, check=False).returncode
     if status != 0:
@@ -232,6 +232,7 @@ def _parse(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     return parser.parse_known_args(argv)
 
 
+@user_errors
 def main(argv: Sequence[str] | None = None) -> int:
     args, overrides = _parse(sys.argv[1:] if argv is None else argv)
     if args.command == "list":

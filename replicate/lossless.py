@@ -15,7 +15,12 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from replicate.cli import user_errors
+
+if TYPE_CHECKING:
+    from replicate.records import SampleRecord
 
 MODELS = ("tiny_llama", "smollm2_135m")
 METHODS: dict[str, list[str]] = {
@@ -35,31 +40,30 @@ UNPRIVILEGED_SANDBOX = [
 ]  # fmt: skip
 
 
-def first_divergence(records: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+def first_divergence(records: Sequence[SampleRecord]) -> dict[str, Any] | None:
     """The first sample whose tokens differ from the baseline's: id, position and what differs there."""
     for record in records:
-        if record.get("identical", True):
+        if record.identical is not False:
             continue
-        position = record.get("first_difference")
-        method_tokens, baseline_tokens = (
-            record["method"]["tokens"],
-            (record.get("baseline") or {}).get("tokens", []),
-        )
+        position = record.first_difference
+        method_tokens = record.method.tokens
+        baseline_tokens = record.baseline.tokens if record.baseline is not None else []
         return {
-            "index": record.get("index"),
-            "id": record["id"],
+            "index": record.index,
+            "id": record.id,
             "position": position,
-            "method_token": method_tokens[position]
-            if position is not None and position < len(method_tokens)
-            else None,
-            "baseline_token": (
-                baseline_tokens[position]
-                if position is not None and position < len(baseline_tokens)
-                else None
-            ),
-            "baseline_margin": record.get("baseline_margin"),
+            "method_token": method_tokens[position] if position < len(method_tokens) else None,
+            "baseline_token": baseline_tokens[position] if position < len(baseline_tokens) else None,
+            "baseline_margin": record.baseline_margin,
         }
     return None
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
+    return value
 
 
 def check(models: Sequence[str], n_samples: int, max_new_tokens: int, out: Path) -> list[str]:
@@ -95,11 +99,12 @@ def check(models: Sequence[str], n_samples: int, max_new_tokens: int, out: Path)
     return failures
 
 
+@user_errors
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m replicate.lossless", description=__doc__.split("\n")[0])
     parser.add_argument("--models", nargs="+", default=list(MODELS), help="model configs (conf/model/)")
-    parser.add_argument("--samples", type=int, default=3, help="HumanEval prompts per run")
-    parser.add_argument("--max-new-tokens", type=int, default=32)
+    parser.add_argument("--samples", type=_positive, default=3, help="HumanEval prompts per run")
+    parser.add_argument("--max-new-tokens", type=_positive, default=32)
     parser.add_argument("--out", type=Path, default=Path("outputs") / "lossless")
     args = parser.parse_args(argv)
     failures = check(args.models, args.samples, args.max_new_tokens, args.out)

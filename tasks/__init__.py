@@ -17,6 +17,7 @@ from typing import Any
 
 from tasks.base import BaselineFilter, Sample, Task, data_dir, truncate_middle
 from tasks.cnndm import CnnDailyMailTask
+from tasks.config import TaskConfig, task_config
 from tasks.execution import ExecutionResult, SandboxSettings, SandboxUnavailableError, describe_sandbox
 from tasks.humaneval import HumanEvalTask
 from tasks.summarization import DataUnavailableError
@@ -25,12 +26,10 @@ from tasks.xsum import XSumTask
 TASKS: dict[str, type[Task]] = {"cnndm": CnnDailyMailTask, "xsum": XSumTask, "humaneval": HumanEvalTask}
 
 
-def load_task(cfg: Mapping[str, Any]) -> Task:
-    """The task named by `cfg["name"]`, configured by `cfg`."""
-    name = cfg["name"]
-    if name not in TASKS:
-        raise ValueError(f"unknown task name {name!r}; known tasks: {', '.join(sorted(TASKS))}")
-    return TASKS[name](cfg)
+def load_task(cfg: Mapping[str, Any] | TaskConfig) -> Task:
+    """The task named by `cfg["name"]`, configured by `cfg` (checked first: `tasks.config.task_config`)."""
+    config = task_config(cfg)
+    return TASKS[config.name](config)
 
 
 __all__ = [

@@ -14,6 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from replicate.core.prompts import truncate_middle
+
+__all__ = ["BaselineFilter", "Sample", "Task", "data_dir", "truncate_middle"]
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -104,22 +108,3 @@ def data_dir() -> Path:
     """Where offline evaluation data lives: `$REPLICATE_DATA_DIR`, else `../shared/data` beside the project."""
     env = os.environ.get("REPLICATE_DATA_DIR")
     return Path(env) if env else PROJECT_ROOT.parent / "shared" / "data"
-
-
-def truncate_middle(token_ids: list[int], max_length: int) -> list[int]:
-    """Cut a too-long prompt as the paper's `clip_input` does: keep the first 2 and the last 3 tokens and drop
-    the excess from the end of the part between them, i.e. keep the first `max_length - 3` and the last 3
-    tokens (max_length 5 keeps the first 2 and last 3). For an article prompt that keeps the article's
-    beginning and the closing "\nSummary:". Prompts of at most `max_length` tokens are returned unchanged.
-
-    Departures, both at edges only: the paper cuts when prompt + max_new_tokens >= context, and at exact
-    equality its `[:-0]` slice empties the middle (5 tokens survive); we keep such a prompt whole. Below
-    max_length 5 (the paper would still return 5 tokens) we keep the last min(3, max_length) tokens and
-    fill the rest from the start."""
-    if max_length < 1:
-        raise ValueError(f"max_length must be >= 1, got {max_length}")
-    if len(token_ids) <= max_length:
-        return list(token_ids)
-    tail = min(3, max_length)
-    head = max_length - tail
-    return list(token_ids[:head]) + list(token_ids[len(token_ids) - tail :])

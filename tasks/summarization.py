@@ -36,6 +36,10 @@ class DataUnavailableError(FileNotFoundError):
     """Offline evaluation data is missing; the message says where it was looked for and how to provide it."""
 
 
+class DataFileError(ValueError):
+    """An offline data file that cannot be read as the config describes it; the message names file and line."""
+
+
 @dataclass(frozen=True)
 class Article:
     id: str
@@ -140,15 +144,14 @@ class SummarizationTask(Task):
                 f"or allow hub access (unset HF_DATASETS_OFFLINE and HF_HUB_OFFLINE, task.source=auto or hub)."
             )
         raw = path.read_bytes()
-        rows = [json.loads(line) for line in raw.decode("utf-8").splitlines() if line.strip()]
-        if offline["sort_field"] is not None:
-            rows.sort(key=lambda row: row[offline["sort_field"]])
-        items = [
-            Article(
-                str(row[offline["id_field"]]), row[offline["document_field"]], row[offline["summary_field"]]
+        digest = hashlib.sha256(raw).hexdigest()
+        if offline["sha256"] is not None and digest != offline["sha256"]:
+            raise DataFileError(
+                f"{path} has sha256 {digest}, not the {offline['sha256']} that conf/task/{self.name}.yaml expects: "
+                "the file was changed or cut, which would change the shot and the items. Restore it, or set "
+                f"task.offline.sha256=null to use another file on purpose"
             )
-            for row in rows
-        ]
+        items = self._parse_offline(path, raw)
         ids = [item.id for item in items]
         if len(set(ids)) != len(ids) or "None" in ids:
             raise ValueError(f"{path}: offline.id_field={offline['id_field']!r} is missing or not unique")
@@ -162,13 +165,48 @@ class SummarizationTask(Task):
         self._dev_offline = held_out[: len(held_out) - shots]
         self._record.update(
             file=str(path),
-            file_sha256=hashlib.sha256(raw).hexdigest(),
+            file_sha256=digest,
             items_in_file=len(items),
             held_out_ids=[item.id for item in held_out],
             revision=None,
             note="offline: held-out items of the same file serve as shots and dev prompts; none is scored",
         )
         return evaluation
+
+    def _parse_offline(self, path: Path, raw: bytes) -> list[Article]:
+        """The items of an offline JSONL file; a damaged, empty or wrongly shaped file is an error naming the
+        file, the line and what is wrong."""
+        offline = self.cfg["offline"]
+        fields = [offline["id_field"], offline["document_field"], offline["summary_field"]]
+        if offline["sort_field"] is not None:
+            fields.append(offline["sort_field"])
+        rows = []
+        for number, line in enumerate(raw.decode("utf-8", errors="replace").splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise DataFileError(
+                    f"{path}:{number} is not valid JSON ({error.msg}); the file is damaged"
+                ) from None
+            missing = [name for name in fields if not isinstance(row, dict) or name not in row]
+            if missing:
+                raise DataFileError(
+                    f"{path}:{number} lacks the field(s) {missing} that conf/task/{self.name}.yaml `offline` names; "
+                    "is it the right file?"
+                )
+            rows.append(row)
+        if not rows:
+            raise DataFileError(f"{path} holds no items; the file is empty or damaged")
+        if offline["sort_field"] is not None:
+            rows.sort(key=lambda row: row[offline["sort_field"]])
+        return [
+            Article(
+                str(row[offline["id_field"]]), row[offline["document_field"]], row[offline["summary_field"]]
+            )
+            for row in rows
+        ]
 
     # ---------------------------------------------------------------- Task interface
 

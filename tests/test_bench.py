@@ -17,6 +17,7 @@ from replicate.bench.gpu import (
 from replicate.bench.run import compose_bench_config, profile_context_length, run_bench
 from replicate.core.decoding import forward
 from replicate.core.skipping import SkipAwareCache
+from replicate.records import RunMetrics
 
 TINY = [
     "model=tiny_llama", "n_prompts=1", "max_new_tokens=8", "method.max_draft_tokens=4", "profile.repeats=1",
@@ -39,9 +40,14 @@ def test_bench_runs_end_to_end_and_writes_every_section(tmp_path):
     result = run_bench(compose_bench_config(TINY), tmp_path)
     written = json.loads((tmp_path / "bench_tiny_llama.json").read_text())
     assert (tmp_path / "bench_tiny_llama.png").stat().st_size > 0
-    for section in ("profile", "speed", "cost_model", "parity", "peers", "memory", "targets", "environment"):
+    for section in (
+        "profile", "speed", "cost_model", "forward_clock", "parity", "peers", "memory", "targets", "environment",
+    ):  # fmt: skip
         assert section in written, section
-    assert written["cost_model"]["predicted_speedup"] == result["cost_model"]["predicted_speedup"]
+    # The race is recorded in the shape of a run's metrics.json (one RunMetrics for runs and bench).
+    race = RunMetrics.from_dict(written["cost_model"], "bench cost_model")
+    assert race.cost_model.predicted_speedup == result["cost_model"]["cost_model"]["predicted_speedup"]
+    assert race.identical_fraction == 1.0 and race.decoder_state == result["cost_model"]["decoder_state"]
     assert set(written["speed"]) == {
         "ours_autoregressive", "ours_adaptive_draft_exit", "hf_generate", "hf_early_exit", "hf_prompt_lookup",
     }  # fmt: skip
@@ -51,7 +57,7 @@ def test_bench_runs_end_to_end_and_writes_every_section(tmp_path):
         assert 0.0 < row["forward_fraction"] <= 1.0
     assert written["parity"]["identical_fraction"] == 1.0 and written["parity"]["tokens_per_s_ratio"] > 0
     assert len(written["profile"]["verify_s"]) == 5 and len(written["profile"]["break_even_acceptance"]) == 4
-    assert written["cost_model"]["efficiency"] > 0 and written["cost_model"]["acceptance_rate"] is not None
+    assert race.cost_model.efficiency > 0 and race.acceptance_rate is not None
     assert written["peers"]["hf_early_exit"]["settings"]["generate"]["assistant_early_exit"] == 3
     memory = written["memory"]
     if memory["method"] is not None:

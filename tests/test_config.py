@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import yaml
 from hydra.errors import MissingConfigException
 
-from replicate.config import CONF_DIR, compose_config, options
+from replicate.config import CONF_DIR, ConfigError, compose_config, options, run_config
 from replicate.core.methods import build_draft_exit
 from replicate.core.models import resolve_device
 
@@ -44,15 +47,74 @@ def test_published_skip_sets_match_the_paper(model):
 @pytest.mark.parametrize(
     "override,message",
     [
-        ("method=self_speculative method.max_draft_tokens=0", "max_draft_tokens must be >= 1, got 0"),
-        ("method=self_speculative method.threshold=1.5", "threshold must be in \\[0, 1\\], got 1.5"),
-        ("method=adaptive_draft_exit method.initial_threshold=-0.1", "initial_threshold must be in"),
+        (
+            "method=self_speculative method.max_draft_tokens=0",
+            r"method.max_draft_tokens=0 is not allowed: must be >= 1",
+        ),
+        (
+            "method=self_speculative method.threshold=1.5",
+            r"method.threshold=1.5 is not allowed: must be in \[0.0, 1.0\]",
+        ),
+        (
+            "method=adaptive_draft_exit method.initial_threshold=-0.1",
+            r"method.initial_threshold=-0.1 is not allowed",
+        ),
+        # every bad value of issue #10, refused before any model loads, naming key, value and what is allowed
+        ("n_samples=-1", r"n_samples=-1 is not allowed: must be >= 1"),
+        ("n_samples=0", r"n_samples=0 is not allowed: must be >= 1"),
+        ("n_samples=abc", r"n_samples must be an integer, got 'abc'"),
+        ("seed=abc", r"seed must be an integer, got 'abc'"),
+        ("method.max_draft_tokens=2.5", r"method.max_draft_tokens must be an integer, got 2.5"),
+        ("model.skip.attention=[1.7]", r"model.skip.attention\[0\] must be an integer, got 1.7"),
+        ("model.skip.attention=[a]", r"model.skip.attention\[0\] must be an integer, got 'a'"),
+        (
+            "model.skip.attention=[30]",
+            r"skip attention ids \[30\] are out of range for a model with 30 layers",
+        ),
+        ("method.threshold_step=nan", r"method.threshold_step must be a finite number, got nan"),
+        ("sampling.temperature=nan", r"sampling.temperature must be a finite number, got nan"),
+        ("sampling.temperature=inf", r"sampling.temperature must be a finite number, got inf"),
+        ("sampling.top_p=0", r"sampling.top_p=0.0 is not allowed: must be in \(0, 1\]"),
+        (
+            "+method.max_draft_token=4",
+            r"unknown key method.max_draft_token .*did you mean method.max_draft_tokens",
+        ),
+        ("+sampling.temprature=0.2", r"unknown key sampling.temprature .*did you mean sampling.temperature"),
+        ("model.dtype=float64", r"model.dtype='float64' is not allowed: must be one of"),
+        ("model.device=gpu", r"model.device='gpu' is not allowed"),
+        ("max_new_tokens=8190", r"max_new_tokens=8190 is not allowed: leaves no room for a prompt"),
+        ("task.metric=pass@10", r"task.metric='pass@10' is not allowed: must be pass@k"),
+        ("task=cnndm task.metric=bleu", r"task.metric='bleu' is not allowed: must be one of rouge.types"),
+        ("run_baseline=maybe", r"run_baseline must be true or false, got 'maybe'"),
     ],
 )
-def test_bad_method_values_are_named(override, message):
-    cfg = compose_config(override.split())
-    with pytest.raises(ValueError, match=message):
-        build_draft_exit(cfg.method)
+def test_bad_values_are_named(override, message):
+    with pytest.raises(ConfigError, match=message):
+        run_config(compose_config(override.split()))
+
+
+@pytest.mark.parametrize("name", options("experiment"))
+def test_every_experiment_composes_into_a_valid_run_config(name):
+    """As lightning-hydra-template's sweep test: a broken experiment file fails here, not on a GPU."""
+    config = run_config(compose_config([f"experiment={name}"]))
+    assert config.experiment["name"] == name
+
+
+def test_bad_values_end_the_cli_with_one_clear_line(tmp_path):
+    """Through the real CLI: no traceback, the last line names the key, and nothing is written."""
+    command = [
+        sys.executable,
+        "-m",
+        "replicate",
+        "model=tiny_llama",
+        "n_samples=-1",
+        f"hydra.run.dir={tmp_path}/r",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: n_samples=-1 is not allowed: must be >= 1"), result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "r" / "config.yaml").exists()
 
 
 def test_missing_cuda_is_a_clear_error():

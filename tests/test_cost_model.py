@@ -18,6 +18,7 @@ from replicate.cost_model import (
     predicted_decode_time,
     speedup_for_acceptance,
 )
+from replicate.records import DecodeRecord, DecodeResult
 from replicate.run.runner import run
 
 
@@ -34,60 +35,49 @@ def one_thread():
 PROFILE = {"full_step_s": 0.010, "draft_step_s": 0.004, "verify_s": [0.010, 0.011, 0.012, 0.013, 0.014]}
 
 
-def speculative_run(drafted, accepted, prefill, total):
+def speculative_run(drafted, accepted, prefill, total) -> DecodeRecord:
     new_tokens = 1 + sum(a + 1 for a in accepted)  # the prefill's token, then accepted drafts + 1 per cycle
-    return {
-        "prefill_time": prefill, "total_time": total, "full_forwards": 1 + len(drafted),
-        "drafted": drafted, "accepted": accepted, "new_tokens": new_tokens,
-    }  # fmt: skip
+    result = DecodeResult([0] * new_tokens, prefill, total, 1 + len(drafted), sum(drafted), drafted, accepted)
+    return DecodeRecord.from_result(result)
 
 
-def autoregressive_run(new_tokens, prefill, total):
-    return {
-        "prefill_time": prefill, "total_time": total, "full_forwards": new_tokens,
-        "drafted": [], "accepted": [], "new_tokens": new_tokens,
-    }  # fmt: skip
+def autoregressive_run(new_tokens, prefill, total) -> DecodeRecord:
+    return DecodeRecord.from_result(DecodeResult([0] * new_tokens, prefill, total, new_tokens))
 
 
 def test_hand_made_trace_gives_the_hand_computed_prediction():
     method = speculative_run([4, 2, 0], [4, 1, 0], prefill=0.050, total=0.200)
-    assert method["new_tokens"] == 9
+    assert method.new_tokens == 9
     # 50 ms prefill + (4 * 4 + 14) + (2 * 4 + 12) + (0 + 10) ms of cycles.
     assert predicted_decode_time(method, PROFILE) == pytest.approx(0.110)
     baseline = autoregressive_run(9, prefill=0.050, total=0.160)
     assert predicted_decode_time(baseline, PROFILE) == pytest.approx(0.050 + 8 * 0.010)
 
-    metrics = cost_model_metrics([{"method": method, "baseline": baseline}], PROFILE)
-    assert metrics["predicted_speedup"] == pytest.approx(0.130 / 0.110)
-    assert metrics["efficiency"] == pytest.approx(0.110 / 0.200)
-    assert metrics["overhead_fraction"] == pytest.approx(1 - 0.110 / 0.200)
-    assert metrics["baseline_efficiency"] == pytest.approx(0.130 / 0.160)
-    assert metrics["speedup_efficiency"] == pytest.approx((0.160 / 0.200) / (0.130 / 0.110))
-    assert metrics["cost_profile"] == PROFILE
+    metrics = cost_model_metrics([method], [baseline], PROFILE)
+    assert metrics.predicted_speedup == pytest.approx(0.130 / 0.110)
+    assert metrics.efficiency == pytest.approx(0.110 / 0.200)
+    assert metrics.overhead_fraction == pytest.approx(1 - 0.110 / 0.200)
+    assert metrics.baseline_efficiency == pytest.approx(0.130 / 0.160)
+    assert metrics.speedup_efficiency == pytest.approx((0.160 / 0.200) / (0.130 / 0.110))
+    assert metrics.cost_profile == PROFILE
 
 
 def test_speedup_is_the_papers_mean_time_per_token_ratio():
-    records = [
-        {"method": speculative_run([4], [4], 0.0, 1.0), "baseline": autoregressive_run(6, 0.0, 1.0)},
-        {"method": speculative_run([2, 2], [0, 0], 0.0, 1.0), "baseline": autoregressive_run(3, 0.0, 1.0)},
-    ]
+    methods = [speculative_run([4], [4], 0.0, 1.0), speculative_run([2, 2], [0, 0], 0.0, 1.0)]
+    baselines = [autoregressive_run(6, 0.0, 1.0), autoregressive_run(3, 0.0, 1.0)]
     # Per-token predicted seconds: method (30 ms / 6, 2 * 20 ms / 3), baseline (50 ms / 6, 20 ms / 3).
     method_per_token = (0.030 / 6 + 0.040 / 3) / 2
     baseline_per_token = (0.050 / 6 + 0.020 / 3) / 2
-    metrics = cost_model_metrics(records, PROFILE)
-    assert metrics["predicted_speedup"] == pytest.approx(baseline_per_token / method_per_token)
+    metrics = cost_model_metrics(methods, baselines, PROFILE)
+    assert metrics.predicted_speedup == pytest.approx(baseline_per_token / method_per_token)
 
 
 def test_without_a_baseline_run_the_baseline_is_predicted_from_the_methods_tokens():
-    metrics = cost_model_metrics(
-        [{"method": speculative_run([4], [4], 0.05, 0.1), "baseline": None}], PROFILE
-    )
-    assert metrics["predicted_speedup"] == pytest.approx((0.05 + 5 * 0.010) / (0.05 + 0.030))
-    assert metrics["baseline_efficiency"] is None and metrics["speedup_efficiency"] is None
-    autoregressive = cost_model_metrics(
-        [{"method": autoregressive_run(5, 0.05, 0.1), "baseline": None}], PROFILE
-    )
-    assert autoregressive["predicted_speedup"] == pytest.approx(1.0)
+    metrics = cost_model_metrics([speculative_run([4], [4], 0.05, 0.1)], None, PROFILE)
+    assert metrics.predicted_speedup == pytest.approx((0.05 + 5 * 0.010) / (0.05 + 0.030))
+    assert metrics.baseline_efficiency is None and metrics.speedup_efficiency is None
+    autoregressive = cost_model_metrics([autoregressive_run(5, 0.05, 0.1)], None, PROFILE)
+    assert autoregressive.predicted_speedup == pytest.approx(1.0)
 
 
 def test_drafts_beyond_the_profile_are_a_clear_error():
@@ -123,15 +113,15 @@ def test_runner_writes_the_cost_model_into_metrics(tmp_path):
         "cost_model.repeats=1", "cost_model.warmup=0",
     ]  # fmt: skip
     metrics = run(compose_config(overrides), tmp_path)
-    written = json.loads((tmp_path / "metrics.json").read_text())
+    written = json.loads((tmp_path / "metrics.json").read_text())["cost_model"]
     for key in ("predicted_speedup", "efficiency", "overhead_fraction"):
-        assert isinstance(written[key], float) and written[key] == metrics[key]
+        assert isinstance(written[key], float) and written[key] == getattr(metrics.cost_model, key)
     assert written["efficiency"] > 0 and written["cost_profile"]["max_draft_tokens"] == 4
 
 
 def test_cost_model_is_off_by_default(tmp_path):
     metrics = run(compose_config(["model=tiny_llama", "n_samples=1", "max_new_tokens=4"]), tmp_path)
-    assert "predicted_speedup" not in metrics
+    assert metrics.cost_model is None and metrics.get("cost_model.predicted_speedup") is None
 
 
 def test_pooled_profiles_take_medians_over_both_and_report_drift():

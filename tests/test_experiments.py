@@ -53,7 +53,7 @@ def test_every_job_composes_resolves_and_builds(name, configs):
         build_draft_exit(cfg.method)
         SamplingConfig(**cfg.sampling)
     text = (CONF_DIR / "experiment" / f"{name}.yaml").read_text()
-    assert text.startswith("# @package _global_") and "python -m replicate -m +experiment=" in text
+    assert text.startswith("# @package _global_") and "python -m replicate -m experiment=" in text
     assert f"make replicate{'-' if name in ('table1', 'table2') else ' EXP='}" in text
 
 

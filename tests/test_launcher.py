@@ -5,6 +5,7 @@ experiment needs, the Makefile targets, and the lossless check's divergence find
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import runpy
 import subprocess
@@ -16,6 +17,8 @@ from hydra.core.global_hydra import GlobalHydra
 
 from replicate import experiment
 from replicate.lossless import first_divergence
+from replicate.records import DecodeRecord, DecodeResult
+from tests.test_report import fake_record
 
 TINY = ["model=tiny_llama", "task=humaneval", "n_samples=1", "max_new_tokens=4", "warmup.runs=0"]
 
@@ -95,17 +98,14 @@ def test_make_targets_call_the_experiment_launcher():
 
 
 def test_the_lossless_check_names_the_first_divergence():
-    same = {
-        "id": "a",
-        "index": 0,
-        "identical": True,
-        "method": {"tokens": [1, 2]},
-        "baseline": {"tokens": [1, 2]},
-    }
-    different = {
-        "id": "HumanEval/3", "index": 1, "identical": False, "first_difference": 1, "baseline_margin": 0.002,
-        "method": {"tokens": [5, 6, 7]}, "baseline": {"tokens": [5, 9, 7]},
-    }  # fmt: skip
+    def decode(tokens):
+        return DecodeRecord.from_result(DecodeResult(tokens, 0.1, 1.0, len(tokens)))
+
+    same = fake_record(0, [0.6])
+    different = dataclasses.replace(
+        fake_record(1, [0.6]), id="HumanEval/3", identical=False, first_difference=1, baseline_margin=0.002,
+        method=decode([5, 6, 7]), baseline=decode([5, 9, 7]),
+    )  # fmt: skip
     assert first_divergence([same]) is None
     assert first_divergence([same, different, different]) == {
         "index": 1, "id": "HumanEval/3", "position": 1, "method_token": 6, "baseline_token": 9,

@@ -15,6 +15,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from replicate.config import compose_config
+from replicate.records import CostModelStats, DecodeRecord, DecodeResult, RunMetrics, SampleRecord
 from replicate.report.tables import TABLES, paper_values_for_run, table_rows
 from replicate.report.write import find_runs, write_report
 
@@ -39,50 +40,49 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def fake_metrics(config, speedup: float, acceptance: float | None, score: float, **extra) -> dict:
+def fake_metrics(
+    config, speedup: float, acceptance: float | None, score: float, cost_model: dict | None = None
+) -> RunMetrics:
     method = config["method"]["name"]
-    return {
-        "model": config["model"]["name"],
-        "task": config["task"]["name"],
-        "method": method,
-        "n_samples": 2,
-        "speedup": speedup,
-        "speedup_ci": [speedup - 0.1, speedup + 0.1],
-        "speedup_total_time": speedup - 0.01,
-        "speedup_total_time_ci": [speedup - 0.11, speedup + 0.09],
-        "acceptance_rate": acceptance,
-        "acceptance_rate_ci": None if acceptance is None else [acceptance - 0.05, acceptance + 0.02],
-        "acceptance_rate_pooled": acceptance,
-        "mean_accepted_length": 3.25,
-        "identical_fraction": 1.0,
-        "tokens_per_s": 20.0,
-        "baseline_tokens_per_s": 20.0 / speedup,
-        "metric": config["task"]["metric"],
-        "score": score,
-        "baseline_score": score - 0.002,
-        "final_threshold": 0.55 if method == "adaptive_draft_exit" else 0.0,
-        "model_identity": {
-            "source": "hub",
-            "revision": "abc123",
-            "dtype": "bfloat16",
-            "attn_implementation": "eager",
-        },
-        "selection": {
-            "task": config["task"]["name"],
-            "source": "hub",
-            "revision": "r1",
-            "sample_ids": ["a", "b"],
-        },
-        "environment": ENVIRONMENT,
-        **extra,
-    }
+    adaptive = method == "adaptive_draft_exit"
+    cost = None
+    if cost_model is not None:
+        cost = CostModelStats(
+            predicted_speedup=cost_model["predicted_speedup"], efficiency=cost_model.get("efficiency", 0.9),
+            overhead_fraction=1 - cost_model.get("efficiency", 0.9), predicted_time_s=1.0, measured_time_s=1.1,
+            baseline_efficiency=None, baseline_overhead_fraction=None, speedup_efficiency=None, cost_profile=None,
+        )  # fmt: skip
+    return RunMetrics(
+        model=config["model"]["name"], task=config["task"]["name"], method=method, sampling=config["sampling"],
+        max_new_tokens=config["max_new_tokens"], identity_expected=True, n_samples=2, new_tokens=4,
+        mean_new_tokens=2.0, tokens_per_s=20.0, mean_accepted_length=3.25, acceptance_rate=acceptance,
+        acceptance_rate_ci=None if acceptance is None else [acceptance - 0.05, acceptance + 0.02],
+        acceptance_rate_pooled=acceptance, samples_without_drafts=None if acceptance is None else 0,
+        speedup=speedup, speedup_ci=[speedup - 0.1, speedup + 0.1], speedup_total_time=speedup - 0.01,
+        speedup_total_time_ci=[speedup - 0.11, speedup + 0.09], identical_fraction=1.0,
+        baseline_tokens_per_s=20.0 / speedup, prompts_truncated=0, skip={"attention": [], "mlp": []},
+        decoder_state={"threshold": 0.55} if adaptive else {}, environment=ENVIRONMENT,
+        metric=config["task"]["metric"], score=score, baseline_score=score - 0.002,
+        model_identity={"source": "hub", "revision": "abc123", "dtype": "bfloat16", "attn_implementation": "eager"},
+        selection={"task": config["task"]["name"], "source": "hub", "revision": "r1", "sample_ids": ["a", "b"]},
+        cost_model=cost,
+    )  # fmt: skip
 
 
-def fake_record(index: int, thresholds: list[float]) -> dict:
-    run = {"tokens": [1, 2], "new_tokens": 2, "total_time": 1.0, "drafted": [2] * len(thresholds)}
-    run.update(accepted=[1] * len(thresholds), thresholds=thresholds, full_forwards=len(thresholds) + 1)
-    baseline = {"tokens": [1, 2], "new_tokens": 2, "total_time": 1.5}
-    return {"index": index, "id": f"s{index}", "method": run, "baseline": baseline, "identical": True}
+def fake_decode(tokens: int, total_time: float, thresholds: list[float]) -> DecodeRecord:
+    result = DecodeResult(
+        list(range(tokens)), 0.1, total_time, len(thresholds) + 1, 2 * len(thresholds), [2] * len(thresholds),
+        [1] * len(thresholds), thresholds,
+    )  # fmt: skip
+    return DecodeRecord.from_result(result, text="", prediction="", scores={})
+
+
+def fake_record(index: int, thresholds: list[float]) -> SampleRecord:
+    return SampleRecord(
+        index=index, id=f"s{index}", seed=0, prompt_tokens=10, prompt_truncated=False,
+        method=fake_decode(2, 1.0, thresholds), baseline=fake_decode(2, 1.5, []), identical=True,
+        first_difference=None, baseline_margin=None, decoder_state={"threshold": thresholds[-1]},
+    )  # fmt: skip
 
 
 def make_run(
@@ -93,10 +93,13 @@ def make_run(
     directory.mkdir(parents=True)
     config = compose_config(overrides)
     (directory / "config.yaml").write_text(OmegaConf.to_yaml(config, resolve=True))
-    (directory / "samples.jsonl").write_text("".join(json.dumps(record) + "\n" for record in records))
     resolved = OmegaConf.to_container(config, resolve=True)
+    if metrics is not None and not records:  # a finished run holds as many samples as its metrics say
+        records = [fake_record(0, [0.6]), fake_record(1, [0.6])]
+    (directory / "samples.jsonl").write_text("".join(json.dumps(r.to_dict()) + "\n" for r in records))
     if metrics is not None:
-        (directory / "metrics.json").write_text(json.dumps(fake_metrics(resolved, **metrics), indent=2))
+        text = json.dumps(fake_metrics(resolved, **metrics).to_dict(), indent=2)
+        (directory / "metrics.json").write_text(text)
     return resolved
 
 
@@ -104,17 +107,18 @@ def make_run(
 def sweep(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("report") / "sweep"
     trace = [fake_record(0, [0.6, 0.59, 0.58]), fake_record(1, [0.58, 0.6])]
-    table1 = ["+experiment=table1", "model=llama2_13b"]
+    table1 = ["experiment=table1", "model=llama2_13b"]
     make_run(
         root, "table1/llama2_13b/cnndm_t0.0", [*table1, "task=cnndm"],
-        {"speedup": 1.48, "acceptance": 0.9, "score": 0.107, "predicted_speedup": 1.6, "efficiency": 0.93}, trace,
+        {"speedup": 1.48, "acceptance": 0.9, "score": 0.107, "cost_model": {"predicted_speedup": 1.6, "efficiency": 0.93}},
+        trace,
     )  # fmt: skip
     make_run(root, "table1/llama2_13b/xsum_t0.0", [*table1, "task=xsum"], None, trace[:1])  # killed mid-way
     make_run(
-        root, "table1/smollm2_135m/cnndm_t0.2", ["+experiment=table1", "model=smollm2_135m", "sampling.temperature=0.2"],
+        root, "table1/smollm2_135m/cnndm_t0.2", ["experiment=table1", "model=smollm2_135m", "sampling.temperature=0.2"],
         {"speedup": 0.81, "acceptance": 0.7, "score": 0.05}, trace,
     )  # fmt: skip
-    table3 = ["+experiment=table3", "model=llama2_13b"]
+    table3 = ["experiment=table3", "model=llama2_13b"]
     make_run(
         root,
         "table3/fixed_2",
@@ -125,7 +129,7 @@ def sweep(tmp_path_factory) -> Path:
         root, "table3/adaptive", [*table3, "experiment.row=adaptive"],
         {"speedup": 1.5, "acceptance": 0.92, "score": 0.108, "cost_model": {"predicted_speedup": 1.7}}, trace,
     )  # fmt: skip
-    table7 = ["+experiment=table7", "model=llama2_13b"]
+    table7 = ["experiment=table7", "model=llama2_13b"]
     make_run(
         root, "table7/searched", [*table7, "experiment.row=searched"],
         {"speedup": 1.45, "acceptance": 0.91, "score": 0.107}, trace,
@@ -137,7 +141,7 @@ def sweep(tmp_path_factory) -> Path:
         {"speedup": 0.9, "acceptance": 0.4, "score": 0.1},
     )
     smoke7 = [
-        "+experiment=table7",
+        "experiment=table7",
         "model=smollm2_135m",
     ]  # no paper rows: shown in the paper's strategy order
     for row in ("last", "middle"):
@@ -175,7 +179,7 @@ def test_missing_runs_are_missing_never_zero(sweep):
     assert incomplete["status"] == "incomplete (1/1000 samples)"
     done = next(line for line in table1 if line["status"] == "ok")
     assert float(done["speedup_diff"]) == pytest.approx(1.48 - 1.572)
-    assert (done["predicted_speedup"], done["efficiency"]) == ("1.6", "0.93")
+    assert (done["cost_model.predicted_speedup"], done["cost_model.efficiency"]) == ("1.6", "0.93")
     markdown = (sweep / "report.md").read_text()
     assert "missing / 1.529" in markdown and "incomplete / 1.429" in markdown
 
@@ -183,8 +187,8 @@ def test_missing_runs_are_missing_never_zero(sweep):
 def test_cost_model_columns_are_dashes_when_absent(sweep):
     lines = {line["run_dir"]: line for line in read_csv(sweep / "report.csv")}
     assert (
-        lines["table3/fixed_2"]["predicted_speedup"] == ""
-        and lines["table3/adaptive"]["predicted_speedup"] == "1.7"
+        lines["table3/fixed_2"]["cost_model.predicted_speedup"] == ""
+        and lines["table3/adaptive"]["cost_model.predicted_speedup"] == "1.7"
     )
     assert lines["adhoc/run"]["experiment"] == "" and lines["adhoc/run"]["model"] == "tiny_llama"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,7 +12,9 @@ import replicate
 from replicate.config import compose_config
 from replicate.core.decoding import autoregressive_decode
 from replicate.core.sampling import SamplingConfig
+from replicate.records import SCHEMA_VERSION
 from replicate.run.runner import run
+from replicate.schema import ConfigError
 
 REQUIRED_METRICS = {
     "model", "task", "method", "n_samples", "new_tokens", "identical_fraction", "speedup", "speedup_total_time",
@@ -29,11 +32,12 @@ def read_lines(path):
 
 
 def test_run_records_every_sample_and_the_metrics(tmp_path):
-    metrics = run(tiny_cfg("method=adaptive_draft_exit"), tmp_path)
-    assert set(metrics) >= REQUIRED_METRICS
+    metrics = run(tiny_cfg("method=adaptive_draft_exit"), tmp_path).to_dict()
+    assert set(metrics) >= REQUIRED_METRICS and metrics["schema_version"] == SCHEMA_VERSION
     assert metrics["identical_fraction"] == 1.0 and metrics["n_samples"] == 2 and metrics["new_tokens"] == 32
     assert 0.0 <= metrics["acceptance_rate"] <= 1.0 and metrics["mean_accepted_length"] >= 1.0
     assert {"versions", "device", "git_commit", "cpu"} <= set(metrics["environment"])
+    assert metrics["decoder_state"] == {"threshold": metrics["decoder_state"]["threshold"]}
     records = read_lines(tmp_path / "samples.jsonl")
     assert [r["id"] for r in records] == ["HumanEval/0", "HumanEval/1"]
     for record in records:
@@ -50,8 +54,8 @@ def test_run_records_every_sample_and_the_metrics(tmp_path):
 
 def test_autoregressive_is_its_own_reference(tmp_path):
     metrics = run(tiny_cfg("method=autoregressive"), tmp_path)
-    assert metrics["acceptance_rate"] is None and metrics["mean_accepted_length"] == 1.0
-    assert metrics["identical_fraction"] == 1.0
+    assert metrics.acceptance_rate is None and metrics.mean_accepted_length == 1.0
+    assert metrics.identical_fraction == 1.0 and metrics.decoder_state == {}
     assert read_lines(tmp_path / "samples.jsonl")[0]["baseline"] is None
 
 
@@ -64,7 +68,7 @@ def test_interrupted_run_resumes_without_duplicates_or_losses(tmp_path):
     metrics = run(tiny_cfg("method=self_speculative", "n_samples=3"), tmp_path)
     records = read_lines(tmp_path / "samples.jsonl")
     assert [r["id"] for r in records] == ["HumanEval/0", "HumanEval/1", "HumanEval/2"]
-    assert records[0] == first[0] and metrics["n_samples"] == 3
+    assert records[0] == first[0] and metrics.n_samples == 3
 
 
 def test_finished_run_is_not_rerun_unless_forced(tmp_path):
@@ -101,9 +105,9 @@ def test_python_api():
     out = replicate.generate(loaded, "def add(a, b):", max_new_tokens=12, decoder=decoder)
     baseline = replicate.generate(loaded, "def add(a, b):", method="autoregressive", max_new_tokens=12)
     assert out.tokens == baseline.tokens and isinstance(out.text, str) and max(out.result.drafted) <= 4
-    with pytest.raises(ValueError, match="unknown model 'gpt5'"):
+    with pytest.raises(ConfigError, match="unknown model 'gpt5'"):
         replicate.load("gpt5")
-    with pytest.raises(ValueError, match="unknown method 'lookahead'"):
+    with pytest.raises(ConfigError, match="unknown method 'lookahead'"):
         replicate.make_decoder(loaded, "lookahead")
 
 
@@ -113,3 +117,51 @@ def test_resuming_under_other_settings_is_refused(tmp_path):
     with pytest.raises(ValueError, match="max_new_tokens differ"):
         run(tiny_cfg("method=self_speculative", "n_samples=2", "max_new_tokens=8"), tmp_path)
     assert read_lines(tmp_path / "samples.jsonl")[0]["seed"] == 0
+
+
+def test_resuming_with_other_data_is_refused(tmp_path, monkeypatch):
+    """Another data file (here: the shot and every item shifted) must not be mixed into an unfinished run."""
+    data = tmp_path / "data"
+    source = Path(__file__).resolve().parent.parent / "tasks" / "data"
+    if not source.is_dir():
+        source = Path(__file__).resolve().parents[2] / "shared" / "data"
+    (data / "cnndm").mkdir(parents=True)
+    lines = (source / "cnndm" / "specbench_cnndm_test_80.jsonl").read_text().splitlines(keepends=True)
+    (data / "cnndm" / "specbench_cnndm_test_80.jsonl").write_text("".join(lines))
+    monkeypatch.setenv("REPLICATE_DATA_DIR", str(data))
+    overrides = ["task=cnndm", "method=self_speculative", "max_new_tokens=4", "task.offline.sha256=null"]
+    run_dir = tmp_path / "run"
+    run(tiny_cfg(*overrides, "n_samples=1"), run_dir)
+    (run_dir / "metrics.json").unlink()  # unfinished
+    (data / "cnndm" / "specbench_cnndm_test_80.jsonl").write_text(
+        "".join(lines[:-1])
+    )  # cut at a line boundary
+    config_before = (run_dir / "config.yaml").read_text()
+    with pytest.raises(ValueError, match="data.file_sha256"):
+        run(tiny_cfg(*overrides, "n_samples=2"), run_dir)
+    assert (run_dir / "config.yaml").read_text() == config_before
+
+
+def test_a_finished_run_never_rewrites_its_config(tmp_path):
+    run(tiny_cfg("method=autoregressive", "n_samples=1"), tmp_path)
+    before = {
+        name: (tmp_path / name).read_text() for name in ("config.yaml", "fingerprint.json", "metrics.json")
+    }
+    run(tiny_cfg("method=autoregressive", "n_samples=1", "max_new_tokens=8"), tmp_path)
+    assert {name: (tmp_path / name).read_text() for name in before} == before
+
+
+def test_an_unwritable_run_directory_is_named(tmp_path):
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    with pytest.raises(OSError, match="cannot write the run directory .*hydra.run.dir"):
+        run(tiny_cfg("method=autoregressive"), blocked / "run")
+
+
+def test_the_carried_threshold_resumes_from_the_record(tmp_path):
+    """A run killed after sample 1 and resumed ends where an uninterrupted run ends."""
+    whole = run(tiny_cfg("method=adaptive_draft_exit", "n_samples=3"), tmp_path / "whole")
+    run(tiny_cfg("method=adaptive_draft_exit", "n_samples=1"), tmp_path / "split")
+    (tmp_path / "split" / "metrics.json").unlink()
+    split = run(tiny_cfg("method=adaptive_draft_exit", "n_samples=3"), tmp_path / "split")
+    assert split.decoder_state == whole.decoder_state and split.decoder_state["threshold"] != 0.6

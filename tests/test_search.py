@@ -140,7 +140,7 @@ def test_table7_jobs_run_every_strategy_with_the_generated_sets():
             resolved["method"]["name"] == "adaptive_draft_exit"
             and resolved["method"]["max_draft_tokens"] == 12
         )
-    tiny = compose_config(["+experiment=table7", "model=tiny_llama", "experiment.row=last"])
+    tiny = compose_config(["experiment=table7", "model=tiny_llama", "experiment.row=last"])
     assert list(tiny.model.skip.attention) == [3]
 
 

@@ -47,7 +47,7 @@ def offline(monkeypatch):
 
 
 def test_unknown_task_name_is_a_clear_error():
-    with pytest.raises(ValueError, match=r"unknown task name 'gsm8k'.*cnndm, humaneval, xsum"):
+    with pytest.raises(ValueError, match=r"task.name='gsm8k' is not a known task; known: cnndm, xsum, humaneval"):
         load_task({"name": "gsm8k"})
 
 
@@ -60,7 +60,8 @@ def test_registry_builds_each_task(offline):
 def test_summarization_prompt_matches_the_paper_byte_for_byte(offline, monkeypatch, tmp_path):
     write_cnndm_file(tmp_path, 7)
     monkeypatch.setenv("REPLICATE_DATA_DIR", str(tmp_path))
-    task = load_task(task_config("cnndm", offline={**task_config("cnndm")["offline"], "held_out_items": 2}))
+    offline_cfg = {**task_config("cnndm")["offline"], "held_out_items": 2, "sha256": None}
+    task = load_task(task_config("cnndm", offline=offline_cfg))
     first = task.samples(1)[0]
     # The shot is the last item of the file; its highlights lose their newline with no space added.
     assert first.prompt == (
@@ -135,7 +136,9 @@ def test_too_many_samples_says_how_many_exist(offline, monkeypatch, tmp_path):
     write_cnndm_file(tmp_path, 12)
     monkeypatch.setenv("REPLICATE_DATA_DIR", str(tmp_path))
     with pytest.raises(ValueError, match="selection has 7"):
-        load_task(task_config("cnndm")).samples(8)
+        load_task(task_config("cnndm", offline={**task_config("cnndm")["offline"], "sha256": None})).samples(
+            8
+        )
 
 
 def test_missing_offline_data_says_where_and_how(offline, monkeypatch, tmp_path):
@@ -240,7 +243,7 @@ def test_greedy_pass_at_1_is_the_pass_rate(offline):
 
 
 def test_metric_needing_more_draws_is_rejected(offline):
-    with pytest.raises(ValueError, match="samples_per_problem=1"):
+    with pytest.raises(ValueError, match=r"samples_per_problem \(1\)"):
         load_task(task_config("humaneval", metric="pass@10"))
 
 
@@ -277,3 +280,36 @@ def test_summarization_aggregate_reports_rouge2_with_interval(offline):
     assert result["score"] == pytest.approx(sum(score["rouge2"] for score in scores) / 3)
     assert result["ci_low"] <= result["score"] <= result["ci_high"]
     assert set(result["per_metric"]) == {"rouge1", "rouge2", "rougeL"}
+
+
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        (
+            '{"question_id": 1, "article": "a", "reference": "r"}\n{"question_id": 2, "artic\n{}\n',
+            r":2 is not valid JSON",
+        ),
+        ("", r" holds no items"),
+        ('{"id": 1, "text": "a"}\n', r":1 lacks the field\(s\) \['question_id', 'article', 'reference'\]"),
+    ],
+)
+def test_damaged_data_files_name_file_and_line(offline, monkeypatch, tmp_path, content, message):
+    target = tmp_path / "cnndm" / "specbench_cnndm_test_80.jsonl"
+    target.parent.mkdir(parents=True)
+    target.write_text(content)
+    monkeypatch.setenv("REPLICATE_DATA_DIR", str(tmp_path))
+    config = task_config("cnndm", offline={**task_config("cnndm")["offline"], "sha256": None})
+    with pytest.raises(summarization.DataFileError, match=str(target).replace(".", r"\.") + message):
+        load_task(config).samples(1)
+
+
+def test_a_changed_or_cut_data_file_is_refused(offline, monkeypatch, tmp_path):
+    """The shipped file is pinned by its hash: cutting it at a line boundary would silently change the shot."""
+    source = summarization.data_dir() / "cnndm" / "specbench_cnndm_test_80.jsonl"
+    lines = source.read_text().splitlines(keepends=True)
+    target = tmp_path / "cnndm" / source.name
+    target.parent.mkdir(parents=True)
+    target.write_text("".join(lines[:-1]))
+    monkeypatch.setenv("REPLICATE_DATA_DIR", str(tmp_path))
+    with pytest.raises(summarization.DataFileError, match="was changed or cut.*task.offline.sha256=null"):
+        load_task(task_config("cnndm")).samples(1)

@@ -8,9 +8,8 @@ import json
 import pytest
 from omegaconf import OmegaConf
 
-from replicate.config import compose_config
-from replicate.run.runner import run
-from replicate.run.tracking import TRACKING_FILE, log_run, sample_rows, summary_values
+from replicate.config import compose_config, run_config
+from replicate.tracking import TRACKING_FILE, log_run, run_and_track, sample_rows, summary_values
 from tests.test_report import fake_metrics, fake_record
 
 
@@ -25,11 +24,11 @@ def table_files(run_dir, name):
 
 
 def test_offline_wandb_writes_the_tables_and_figures(tmp_path):
-    cfg = compose_config(["+experiment=table3", "experiment.row=adaptive", "logger=wandb"])
+    cfg = compose_config(["experiment=table3", "experiment.row=adaptive", "logger=wandb"])
     config = OmegaConf.to_container(cfg, resolve=True)
     metrics = fake_metrics(config, speedup=1.5, acceptance=0.92, score=0.108)
     records = [fake_record(0, [0.6, 0.59, 0.58]), fake_record(1, [0.58, 0.6])]
-    log_run(cfg, tmp_path, metrics, records)
+    log_run(run_config(cfg), tmp_path, metrics, records)
 
     outcome = json.loads((tmp_path / TRACKING_FILE).read_text())
     assert outcome["status"] == "ok" and outcome["mode"] == "offline"
@@ -51,10 +50,11 @@ def test_a_wandb_failure_never_loses_the_run(tmp_path, monkeypatch):
         raise RuntimeError("no route to api.wandb.ai")
 
     monkeypatch.setattr(wandb, "init", broken_init)
-    cfg = compose_config(["model=tiny_llama", "logger=wandb"])
+    cfg = run_config(compose_config(["model=tiny_llama", "logger=wandb"]))
     (tmp_path / "metrics.json").write_text("{}")
+    metrics = fake_metrics(cfg.to_dict(), speedup=1.0, acceptance=None, score=0.0)
     with pytest.warns(UserWarning, match="tracking failed.*no route"):
-        log_run(cfg, tmp_path, {"speedup": 1.0}, [])
+        log_run(cfg, tmp_path, metrics, [])
     outcome = json.loads((tmp_path / TRACKING_FILE).read_text())
     assert (
         outcome["status"] == "failed"
@@ -65,7 +65,8 @@ def test_a_wandb_failure_never_loses_the_run(tmp_path, monkeypatch):
 
 
 def test_no_tracker_by_default(tmp_path):
-    log_run(compose_config(["model=tiny_llama"]), tmp_path, {"speedup": 1.0}, [])
+    cfg = run_config(compose_config(["model=tiny_llama"]))
+    log_run(cfg, tmp_path, fake_metrics(cfg.to_dict(), speedup=1.0, acceptance=None, score=0.0), [])
     assert not any(tmp_path.iterdir())
 
 
@@ -80,15 +81,15 @@ def test_summary_and_sample_rows():
         "environment/device": "cpu",
     }
     record = fake_record(0, [0.6])
-    record["method"].update(scores={"rouge2": 0.1}, prediction="x" * 50)
+    record.method.scores, record.method.prediction = {"rouge2": 0.1}, "x" * 50
     columns, rows = sample_rows([record], max_text_chars=10)
     assert columns[-2:] == ["score/rouge2", "prediction"] and rows[0][-2:] == [0.1, "x" * 10]
 
 
-def test_the_runner_logs_after_writing_its_files(tmp_path):
+def test_the_cli_run_logs_after_writing_its_files(tmp_path):
     overrides = ["model=tiny_llama", "task=humaneval", "method=adaptive_draft_exit", "logger=wandb"]
     cfg = compose_config([*overrides, "n_samples=1", "max_new_tokens=4", "warmup.runs=0"])
-    metrics = run(cfg, tmp_path)
-    assert json.loads((tmp_path / "metrics.json").read_text())["speedup"] == metrics["speedup"]
+    metrics = run_and_track(cfg, tmp_path)
+    assert json.loads((tmp_path / "metrics.json").read_text())["speedup"] == metrics.speedup
     assert json.loads((tmp_path / TRACKING_FILE).read_text())["status"] == "ok"
     assert len(table_files(tmp_path, "samples")) == 1

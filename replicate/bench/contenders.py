@@ -1,7 +1,7 @@
 """The decoders the benchmark races against each other, the forward-pass clock and the memory meter.
 
 A contender decodes one prompt greedily and returns its tokens (and, for the project's own loops, the
-`DecodeResult` as a `samples.jsonl`-style run record, so the cost model can read its cycle trace).
+`DecodeRecord` that samples.jsonl stores, so the cost model can read its cycle trace).
 `race` runs all contenders over the same prompts in a rotating order, so that slow drift of the machine
 (frequency, other processes) hits every contender alike.
 """
@@ -15,16 +15,17 @@ import statistics
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import GenerationConfig
 
-from replicate.core.decoding import DecodeResult, synchronize
+from replicate.core.decoding import synchronize
 from replicate.core.methods import Decoder
 from replicate.core.models import LoadedModel
+from replicate.records import DecodeRecord
 
 
 @dataclass
@@ -36,7 +37,7 @@ class Outcome:
     seconds: float
     forward_seconds: float
     forward_calls: int
-    record: dict[str, Any] | None = None
+    record: DecodeRecord | None = None
 
 
 @dataclass
@@ -45,32 +46,26 @@ class Contender:
     `warm` decodes without touching carried state (the adaptive threshold)."""
 
     name: str
-    decode: Callable[[torch.Tensor, int], tuple[list[int], dict[str, Any] | None]]
+    decode: Callable[[torch.Tensor, int], tuple[list[int], DecodeRecord | None]]
     warm: Callable[[torch.Tensor, int], Any]
     settings: dict[str, Any] = field(default_factory=dict)
-
-
-def run_record(result: DecodeResult) -> dict[str, Any]:
-    """A DecodeResult as the runner stores it in samples.jsonl (what the cost model reads)."""
-    record = asdict(result)
-    record.pop("cache_lengths_ok")
-    return {**record, "new_tokens": result.num_new_tokens}
+    state: Callable[[], dict[str, Any]] = dict  # the decoder's carried state after the race (ours only)
 
 
 def ours(name: str, decoder: Decoder) -> Contender:
     """One of the project's own loops (autoregressive or self-speculative), through its Decoder."""
 
-    def decode(prompt_ids: torch.Tensor, max_new_tokens: int) -> tuple[list[int], dict[str, Any]]:
+    def decode(prompt_ids: torch.Tensor, max_new_tokens: int) -> tuple[list[int], DecodeRecord]:
         generator = torch.Generator(device=prompt_ids.device).manual_seed(0)
         result = decoder(prompt_ids, max_new_tokens, generator)
-        return result.tokens, run_record(result)
+        return result.tokens, DecodeRecord.from_result(result)
 
     def warm(prompt_ids: torch.Tensor, max_new_tokens: int) -> None:
         generator = torch.Generator(device=prompt_ids.device).manual_seed(0)
         decoder.detached_copy()(prompt_ids, max_new_tokens, generator)
 
     settings = {"method": decoder.name, "max_draft_tokens": decoder.max_draft_tokens}
-    return Contender(name, decode, warm, settings)
+    return Contender(name, decode, warm, settings, decoder.state_dict)
 
 
 @contextmanager

@@ -12,6 +12,7 @@ has the right cost (about the same share of sub-blocks skipped) but was never se
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,8 +20,7 @@ import torch
 
 from replicate.bench.contenders import ForwardClock, memory_table, ours, race
 from replicate.config import compose_config
-from replicate.core.draft_exit import StaticThreshold
-from replicate.core.methods import Decoder
+from replicate.core.methods import AUTOREGRESSIVE, Decoder, SelfSpeculativeConfig
 from replicate.core.models import DTYPES, LoadedModel
 from replicate.core.sampling import SamplingConfig
 from replicate.core.skipping import SkipPlan
@@ -120,11 +120,9 @@ def _shape_section(name: str, cfg: Mapping[str, Any], device: torch.device) -> d
     # Random weights: acceptance is meaningless, but the trace still tells how efficient the loop is.
     # No EOS, fixed K (threshold 0): every decode runs to max_new_tokens at full draft length.
     sampling = SamplingConfig()
-    autoregressive = ours("ours_autoregressive", Decoder("autoregressive", loaded, sampling, None, None))
-    speculative = ours(
-        "ours_self_speculative",
-        Decoder("self_speculative", loaded, sampling, max_draft_tokens, StaticThreshold(0.0)),
-    )
+    autoregressive = ours("ours_autoregressive", Decoder(AUTOREGRESSIVE, loaded, sampling))
+    fixed_k = SelfSpeculativeConfig("self_speculative", max_draft_tokens=max_draft_tokens, threshold=0.0)
+    speculative = ours("ours_self_speculative", Decoder(fixed_k, loaded, sampling))
     generator = torch.Generator().manual_seed(cfg["seed"])
     prompts = [
         torch.randint(32000, (1, cfg["context_length"]), generator=generator).to(device)
@@ -135,11 +133,9 @@ def _shape_section(name: str, cfg: Mapping[str, Any], device: torch.device) -> d
         outcomes = race([autoregressive, speculative], prompts, cfg["max_new_tokens"], 1, 1, 8, clock)
     finally:
         clock.remove()
-    records = [
-        {"method": method.record, "baseline": baseline.record}
-        for method, baseline in zip(outcomes["ours_self_speculative"], outcomes["ours_autoregressive"])
-    ]
-    efficiency = cost_model_metrics(records, profile)
+    methods = [outcome.record for outcome in outcomes["ours_self_speculative"]]
+    baselines = [outcome.record for outcome in outcomes["ours_autoregressive"]]
+    efficiency = dataclasses.asdict(cost_model_metrics(methods, baselines, profile))
     efficiency.pop("cost_profile")
     memory = memory_table(
         [autoregressive, speculative], prompts[0], cfg["max_new_tokens"], 1, "ours_autoregressive"

@@ -34,8 +34,9 @@ def _speed_panel(axis, result: dict[str, Any]) -> None:
     if cost:
         axis.text(
             0.02, 0.95,
-            f"speedup measured {cost['measured_speedup']:.2f}, predicted {cost['predicted_speedup']:.2f}\n"
-            f"efficiency {cost['efficiency']:.2f}, overhead {cost['overhead_fraction_measured']:.1%}",
+            f"speedup measured {cost['speedup']:.2f}, predicted {cost['cost_model']['predicted_speedup']:.2f}\n"
+            f"efficiency {cost['cost_model']['efficiency']:.2f}, "
+            f"overhead {result['forward_clock']['overhead_fraction_measured']:.1%}",
             transform=axis.transAxes, va="top", fontsize=7,
         )  # fmt: skip
 

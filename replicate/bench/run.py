@@ -22,7 +22,6 @@ from typing import Any
 
 import hydra
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
 from replicate.bench.contenders import Contender, ForwardClock, hf_generate, memory_table, ours, race
@@ -32,19 +31,22 @@ from replicate.bench.summary import (
     GENERATE,
     check_targets,
     cost_model_section,
+    forward_clock_section,
     parity_section,
     peers_section,
     speed_table,
     summary,
 )
-from replicate.config import CONF_DIR
-from replicate.core.methods import build_decoder
+from replicate.cli import user_errors
+from replicate.config import CONF_DIR, compose_config
+from replicate.core.methods import AUTOREGRESSIVE as AUTOREGRESSIVE_METHOD
+from replicate.core.methods import build_decoder, method_config
 from replicate.core.models import LoadedModel, load_model
+from replicate.core.prompts import encode_prompt
 from replicate.core.sampling import SamplingConfig
 from replicate.cost_model import break_even_acceptance, measure_cost_profile, pool_profiles
 from replicate.run.environment import environment
 from replicate.run.rundir import write_atomic
-from replicate.run.runner import encode_prompt
 from tasks import load_task
 
 SECTIONS = ("profile", "cost_model", "parity", "peers", "memory")
@@ -52,8 +54,7 @@ SECTIONS = ("profile", "cost_model", "parity", "peers", "memory")
 
 def compose_bench_config(overrides: Sequence[str] = ()) -> DictConfig:
     """conf/bench.yaml with command-line style overrides (for tests and the Python API)."""
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(config_name="bench", overrides=list(overrides))
+    return compose_config(overrides, name="bench")
 
 
 def load_bench_model(cfg: DictConfig) -> tuple[LoadedModel, str]:
@@ -92,13 +93,14 @@ def profile_context_length(setting: int | str, prompts: Sequence[torch.Tensor], 
 
 
 def build_contenders(cfg: DictConfig, loaded: LoadedModel, sections: set[str]) -> tuple[list[Contender], str]:
-    if cfg.method.name == "autoregressive":
+    if not method_config(cfg.method).drafts:
         raise ValueError(
-            "the bench races a self-speculative method against autoregressive decoding; pick one"
+            f"method={cfg.method.name}: the bench races a self-speculative method against autoregressive "
+            "decoding; pick one that drafts (method=adaptive_draft_exit or method=self_speculative)"
         )
     sampling = SamplingConfig()  # greedy: every contender must reproduce generate's tokens
     method_name = f"ours_{cfg.method.name}"
-    contenders = [ours(AUTOREGRESSIVE, build_decoder({"name": "autoregressive"}, loaded, sampling))]
+    contenders = [ours(AUTOREGRESSIVE, build_decoder(AUTOREGRESSIVE_METHOD, loaded, sampling))]
     if sections & {"cost_model", "peers", "memory"}:
         contenders.append(ours(method_name, build_decoder(cfg.method, loaded, sampling)))
     if sections & {"parity", "peers", "memory"}:
@@ -149,7 +151,8 @@ def run_bench(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
 def _model_sections(cfg: DictConfig, sections: set[str]) -> dict[str, Any]:
     loaded, skip_source = load_bench_model(cfg)
     samples = load_task(cfg.task).samples(cfg.n_prompts)
-    prompts = [encode_prompt(loaded, sample.prompt, cfg.max_new_tokens)[0] for sample in samples]
+    encoded = [encode_prompt(loaded, sample.prompt, cfg.max_new_tokens) for sample in samples]
+    prompts = [ids for ids, _ in encoded]
     plan = loaded.plan
     result: dict[str, Any] = {
         "environment": environment(loaded.device),
@@ -174,6 +177,7 @@ def _model_sections(cfg: DictConfig, sections: set[str]) -> dict[str, Any]:
             profile_cfg.warmup,
         )
     contenders, method_name = build_contenders(cfg, loaded, sections)
+    states = {contender.name: contender.state for contender in contenders}
     clock = ForwardClock(loaded.model, loaded.device)
     try:
         outcomes = race(
@@ -197,7 +201,22 @@ def _model_sections(cfg: DictConfig, sections: set[str]) -> dict[str, Any]:
             "break_even_acceptance": [break_even_acceptance(profile, k) for k in ks],
         }
     if "cost_model" in sections:
-        result["cost_model"] = cost_model_section(outcomes, method_name, profile)
+        run = {
+            "model": loaded.name,
+            "task": cfg.task.name,
+            "method": cfg.method.name,
+            "sampling": {"temperature": 0.0, "top_p": 1.0, "top_k": 0},
+            "max_new_tokens": cfg.max_new_tokens,
+            "identity_expected": True,
+            "prompts_truncated": sum(truncated for _, truncated in encoded),
+            "skip": result["skip"],
+            "decoder_state": states[method_name](),
+            "environment": result["environment"],
+            "model_identity": loaded.identity,
+        }
+        race_metrics = cost_model_section(outcomes, method_name, profile, run)
+        result["cost_model"] = race_metrics.to_dict()
+        result["forward_clock"] = forward_clock_section(outcomes, method_name, race_metrics)
     if "parity" in sections:
         result["parity"] = parity_section(result["speed"])
     if "peers" in sections:
@@ -213,6 +232,7 @@ def _model_sections(cfg: DictConfig, sections: set[str]) -> dict[str, Any]:
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="bench")
+@user_errors
 def _hydra_main(cfg: DictConfig) -> None:
     run_bench(cfg, Path(cfg.output_dir))
 

@@ -14,7 +14,6 @@ ends with the KV of all fed tokens; the rejected ones are truncated again.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -28,31 +27,7 @@ from replicate.core.sampling import (
     speculative_acceptance,
 )
 from replicate.core.skipping import SkipAwareCache, SkipPlan, skip_sublayers, truncate_cache
-
-
-@dataclass
-class DecodeResult:
-    """What one call decoded and how.
-
-    tokens: the new token ids (EOS included when hit). drafted/accepted: per verification cycle, the number
-    of drafted tokens and how many the full model accepted (empty for autoregressive decoding).
-    thresholds: the draft-exit threshold each cycle drafted under. full_forwards: full-model passes,
-    prefill included. Times are seconds of wall clock after device synchronization.
-    """
-
-    tokens: list[int]
-    prefill_time: float
-    total_time: float
-    full_forwards: int
-    draft_forwards: int = 0
-    drafted: list[int] = field(default_factory=list)
-    accepted: list[int] = field(default_factory=list)
-    thresholds: list[float] = field(default_factory=list)
-    cache_lengths_ok: bool = True
-
-    @property
-    def num_new_tokens(self) -> int:
-        return len(self.tokens)
+from replicate.records import DecodeResult
 
 
 def synchronize(device: torch.device) -> None:
@@ -133,6 +108,69 @@ def autoregressive_decode(
     return DecodeResult(tokens, prefill_time, time.perf_counter() - start_time, full_forwards)
 
 
+def _draft(
+    model: nn.Module,
+    plan: SkipPlan,
+    cache: SkipAwareCache,
+    last_token: int,
+    committed_length: int,
+    num_to_draft: int,
+    threshold: float,
+    sampling: SamplingConfig,
+    eos_token_ids: frozenset[int],
+    generator: torch.Generator | None,
+    device: torch.device,
+) -> tuple[list[int], list[torch.Tensor]]:
+    """Up to `num_to_draft` tokens from the draft model (the sub-blocks of `plan` skipped), fed one at a time
+    after `last_token` at position `committed_length`. Stops after EOS or after a token whose draft
+    confidence (top-1 probability) is below `threshold`; that token is still returned and verified.
+    Returns the draft tokens and their draft distributions (each (vocab,))."""
+    draft_tokens: list[int] = []
+    draft_probs: list[torch.Tensor] = []
+    with skip_sublayers(model, plan):
+        next_token = last_token
+        while len(draft_tokens) < num_to_draft:
+            token_ids = torch.tensor([[next_token]], device=device)
+            logits = forward(model, token_ids, cache, committed_length + len(draft_tokens), last_only=True)
+            probs = logits_to_probs(logits, sampling)
+            next_token = int(choose_tokens(logits, sampling, generator, probs)[0])
+            draft_tokens.append(next_token)
+            draft_probs.append(probs[0])
+            # One host sync per draft token is inherent: the next input depends on this token.
+            if next_token in eos_token_ids or float(probs[0].max()) < threshold:
+                break
+    return draft_tokens, draft_probs
+
+
+def _verify(
+    model: nn.Module,
+    cache: SkipAwareCache,
+    last_token: int,
+    committed_length: int,
+    draft_tokens: list[int],
+    draft_probs: list[torch.Tensor],
+    sampling: SamplingConfig,
+    generator: torch.Generator | None,
+    device: torch.device,
+) -> tuple[int, int]:
+    """One full-model pass over [last_token, drafts...] from the cache as it was before drafting.
+    Returns (number of drafts accepted, the full model's own next token); the cache keeps the KV of the
+    last committed token and the accepted drafts."""
+    truncate_cache(cache, committed_length)
+    verify_ids = torch.tensor([[last_token, *draft_tokens]], device=device)
+    target_logits = forward(model, verify_ids, cache, committed_length, last_only=False)
+    if sampling.greedy:
+        num_accepted, next_token = greedy_acceptance(draft_tokens, target_logits)
+    else:
+        drafts = torch.tensor(draft_tokens, device=device, dtype=torch.long)
+        target_probs = logits_to_probs(target_logits, sampling)
+        stacked = torch.stack(draft_probs) if draft_probs else target_probs[:0]
+        num_accepted, next_token = speculative_acceptance(drafts, stacked, target_probs, generator)
+    # The next token's KV is written when it is fed at the start of the next cycle.
+    truncate_cache(cache, committed_length + 1 + num_accepted)
+    return num_accepted, next_token
+
+
 @torch.inference_mode()
 def self_speculative_decode(
     model: nn.Module,
@@ -172,39 +210,17 @@ def self_speculative_decode(
         # A cycle commits up to drafts + 1 tokens: never draft past the token budget.
         num_to_draft = min(max_draft_tokens, max_new_tokens - len(tokens) - 1)
         threshold = draft_exit.threshold
-        draft_tokens: list[int] = []
-        draft_probs: list[torch.Tensor] = []
-        with skip_sublayers(model, plan):
-            next_token = tokens[-1]
-            while len(draft_tokens) < num_to_draft:
-                token_ids = torch.tensor([[next_token]], device=device)
-                logits = forward(
-                    model, token_ids, cache, committed_length + len(draft_tokens), last_only=True
-                )
-                probs = logits_to_probs(logits, sampling)
-                next_token = int(choose_tokens(logits, sampling, generator, probs)[0])
-                draft_tokens.append(next_token)
-                draft_probs.append(probs[0])
-                # One host sync per draft token is inherent: the next input depends on this token.
-                if next_token in eos_token_ids or float(probs[0].max()) < threshold:
-                    break
-        result.draft_forwards += len(draft_tokens)
-
-        truncate_cache(cache, committed_length)
-        verify_ids = torch.tensor([[tokens[-1], *draft_tokens]], device=device)
-        target_logits = forward(model, verify_ids, cache, committed_length, last_only=False)
-        result.full_forwards += 1
-        if sampling.greedy:
-            num_accepted, next_token = greedy_acceptance(draft_tokens, target_logits)
-        else:
-            drafts = torch.tensor(draft_tokens, device=device, dtype=torch.long)
-            target_probs = logits_to_probs(target_logits, sampling)
-            stacked = torch.stack(draft_probs) if draft_probs else target_probs[:0]
-            num_accepted, next_token = speculative_acceptance(drafts, stacked, target_probs, generator)
-        # Keep the KV of the last committed token and the accepted drafts; the next token is fed next cycle.
-        truncate_cache(cache, committed_length + 1 + num_accepted)
+        draft_tokens, draft_probs = _draft(
+            model, plan, cache, tokens[-1], committed_length, num_to_draft, threshold, sampling,
+            eos_token_ids, generator, device,
+        )  # fmt: skip
+        num_accepted, next_token = _verify(
+            model, cache, tokens[-1], committed_length, draft_tokens, draft_probs, sampling, generator, device
+        )
         _commit(tokens, [*draft_tokens[:num_accepted], next_token], max_new_tokens, eos_token_ids)
 
+        result.draft_forwards += len(draft_tokens)
+        result.full_forwards += 1
         result.drafted.append(len(draft_tokens))
         result.accepted.append(num_accepted)
         result.thresholds.append(threshold)

@@ -18,11 +18,13 @@ except that, as in the authors' code, gamma is kept when the cycle drafted the f
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 
 def _check_probability(name: str, value: float) -> float:
-    if not 0.0 <= value <= 1.0:
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and 0.0 <= value <= 1.0):
         raise ValueError(f"{name} must be in [0, 1], got {value}")
     return float(value)
 
@@ -42,6 +44,13 @@ class StaticThreshold:
     def update(self, num_drafted: int, num_accepted: int, max_draft_tokens: int) -> None:
         pass
 
+    def state_dict(self) -> dict[str, float]:
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, float]) -> None:
+        if state:
+            raise ValueError(f"a static threshold carries no state, got {dict(state)}")
+
 
 @dataclass
 class AdaptiveThreshold:
@@ -59,8 +68,8 @@ class AdaptiveThreshold:
     def __post_init__(self):
         for name in ("initial_threshold", "target_acceptance", "acceptance_ema", "threshold_ema"):
             _check_probability(name, getattr(self, name))
-        if self.threshold_step < 0:
-            raise ValueError(f"threshold_step must be >= 0, got {self.threshold_step}")
+        if not (math.isfinite(self.threshold_step) and self.threshold_step >= 0):
+            raise ValueError(f"threshold_step must be a finite number >= 0, got {self.threshold_step}")
         self.threshold = self.initial_threshold
 
     def start_sample(self) -> None:
@@ -80,6 +89,15 @@ class AdaptiveThreshold:
         else:
             new_threshold = self.threshold - self.threshold_step
         self.threshold = self.threshold_ema * self.threshold + (1 - self.threshold_ema) * new_threshold
+
+    def state_dict(self) -> dict[str, float]:
+        """What carries over to the next sample: gamma (the acceptance EMA restarts every sample)."""
+        return {"threshold": self.threshold}
+
+    def load_state_dict(self, state: Mapping[str, float]) -> None:
+        if set(state) != {"threshold"}:
+            raise ValueError(f"an adaptive threshold's state is {{'threshold': gamma}}, got {dict(state)}")
+        self.threshold = _check_probability("threshold", state["threshold"])
 
 
 DraftExit = StaticThreshold | AdaptiveThreshold

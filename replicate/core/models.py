@@ -19,9 +19,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from replicate.core.model_config import DTYPE_NAMES, ModelConfig, model_config
 from replicate.core.skipping import SkipPlan, decoder_layers
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPES = dict(zip(DTYPE_NAMES, (torch.float32, torch.bfloat16, torch.float16)))
 RANDOM_CONFIG_KEYS = (
     "vocab_size",
     "hidden_size",
@@ -194,40 +195,37 @@ def _hub_model(cfg: Mapping[str, Any], dtype: torch.dtype) -> tuple[nn.Module, A
     )
 
 
-def load_model(cfg: Mapping[str, Any]) -> LoadedModel:
-    """Build the model a `conf/model/*.yaml` config describes."""
-    if cfg["dtype"] not in DTYPES:
-        raise ValueError(f"model.dtype={cfg['dtype']!r} is not one of {sorted(DTYPES)}")
-    dtype = DTYPES[cfg["dtype"]]
-    device = resolve_device(cfg["device"])
-    plan = SkipPlan.from_lists(cfg["skip"]["attention"], cfg["skip"]["mlp"])
-    source = cfg["source"]
-    if source == "random":
+def load_model(cfg: Mapping[str, Any] | ModelConfig) -> LoadedModel:
+    """Build the model a `conf/model/*.yaml` config describes (checked first: a bad value loads nothing)."""
+    cfg = model_config(cfg)
+    dtype = DTYPES[cfg.dtype]
+    device = resolve_device(cfg.device)
+    plan = cfg.skip.plan
+    if cfg.source == "random":
         model, tokenizer = _random_model(cfg, dtype, plan)
-        identity = {"source": "random", "seed": cfg["seed"]}
-    elif source == "gguf":
+        identity = {"source": "random", "seed": cfg.seed}
+    elif cfg.source == "gguf":
         model, tokenizer, identity = _gguf_model(cfg, dtype)
-    elif source == "hub":
-        model, tokenizer, identity = _hub_model(cfg, dtype)
     else:
-        raise ValueError(f"model.source={source!r} is not one of 'random', 'gguf', 'hub'")
+        model, tokenizer, identity = _hub_model(cfg, dtype)
+    if model.config.num_hidden_layers != cfg.num_hidden_layers:
+        raise ValueError(
+            f"model {cfg.name}: the checkpoint has {model.config.num_hidden_layers} layers but the config says "
+            f"num_hidden_layers={cfg.num_hidden_layers}; fix conf/model/{cfg.name}.yaml (its skip set was "
+            "checked against the wrong depth)"
+        )
     if not cfg.get("device_map"):
         model = model.to(device)
     model.eval()
-    plan.validate(model.config.num_hidden_layers)
     eos = model.config.eos_token_id
     eos_token_ids = frozenset(eos if isinstance(eos, list) else [] if eos is None else [eos])
     return LoadedModel(
-        name=cfg["name"],
+        name=cfg.name,
         model=model,
         tokenizer=tokenizer,
         plan=plan,
         eos_token_ids=eos_token_ids,
         device=device,
-        max_context=cfg["max_context"],
-        identity={
-            **identity,
-            "dtype": cfg["dtype"],
-            "attn_implementation": model.config._attn_implementation,
-        },
+        max_context=cfg.max_context,
+        identity={**identity, "dtype": cfg.dtype, "attn_implementation": model.config._attn_implementation},
     )

@@ -10,9 +10,12 @@ normalize(max(0, p - q)), so every committed token is distributed as the full mo
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
+
+from replicate.schema import FieldError, at_least
 
 
 @dataclass(frozen=True)
@@ -24,12 +27,16 @@ class SamplingConfig:
     top_k: int = 0
 
     def __post_init__(self):
-        if self.temperature < 0:
-            raise ValueError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
+        for name in ("temperature", "top_p"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise FieldError(name, value, "must be a finite number")
+        if isinstance(self.top_k, bool) or not isinstance(self.top_k, int):
+            raise FieldError("top_k", self.top_k, "must be an integer (0 = off)")
+        at_least("temperature", self.temperature, 0.0)
         if not 0.0 < self.top_p <= 1.0:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.top_k < 0:
-            raise ValueError(f"top_k must be >= 0 (0 = off), got {self.top_k}")
+            raise FieldError("top_p", self.top_p, "must be in (0, 1] (1.0 = off)")
+        at_least("top_k", self.top_k, 0)
 
     @property
     def greedy(self) -> bool:

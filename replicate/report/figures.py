@@ -4,20 +4,20 @@
 - acceptance rate and speedup against K (Tables 3 and 10) or the static threshold gamma (Table 4), with the
   adaptive draft-exit as a horizontal reference;
 - the adaptive threshold over verification cycles (paper Figure 5), from `samples.jsonl` records
-  (`record["method"]["thresholds"]`, samples in order: the threshold carries over between samples).
+  (`record.method.thresholds`, samples in order: the threshold carries over between samples).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 
+from replicate.records import SampleRecord
 from replicate.report.tables import RunResult, TableRow  # noqa: E402
 
 MEASURED_COLOR, PAPER_COLOR = "tab:blue", "tab:gray"
@@ -52,7 +52,7 @@ def speedup_figure(title: str, rows: Sequence[TableRow], key_fields: Sequence[st
     for index, row in enumerate(rows):
         value = row.measured().get("speedup")
         if value is not None:
-            interval = (row.run.metrics or {}).get("speedup_ci")
+            interval = row.run.metrics.speedup_ci if row.run.metrics else None
             error = None
             if interval:
                 error = [[max(0.0, value - interval[0])], [max(0.0, interval[1] - value)]]
@@ -107,8 +107,8 @@ def sweep_figure(title: str, rows: Sequence[TableRow], sweep_field: str, path: P
 def threshold_trace(run: RunResult) -> list[float]:
     """The draft-exit threshold of every verification cycle, samples in order."""
     trace: list[float] = []
-    for record in sorted(run.records, key=lambda record: record.get("index", 0)):
-        trace.extend((record.get("method") or {}).get("thresholds") or [])
+    for record in sorted(run.records, key=lambda record: record.index):
+        trace.extend(record.method.thresholds)
     return trace
 
 
@@ -125,14 +125,13 @@ def threshold_figure(title: str, traces: Sequence[tuple[str, list[float]]], path
     return _save(figure, path)
 
 
-def sample_speedup_figure(records: Sequence[dict[str, Any]], path: Path) -> Path | None:
+def sample_speedup_figure(records: Sequence[SampleRecord], path: Path) -> Path | None:
     """Per-sample speedup (baseline time per token / method time per token), for one run's tracker page."""
-    points = []
-    for record in records:
-        method, baseline = record.get("method") or {}, record.get("baseline")
-        if baseline and method.get("new_tokens") and baseline.get("new_tokens") and method.get("total_time"):
-            method_per_token = method["total_time"] / method["new_tokens"]
-            points.append(baseline["total_time"] / baseline["new_tokens"] / method_per_token)
+    points = [
+        record.baseline.time_per_token / record.method.time_per_token
+        for record in records
+        if record.baseline is not None and record.method.new_tokens and record.baseline.new_tokens
+    ]
     if not points:
         return None
     figure, axes = plt.subplots(figsize=(7, 3.5))

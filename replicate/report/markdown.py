@@ -8,16 +8,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from replicate.records import Column, RunMetrics, columns
 from replicate.report.tables import COMPARED_TITLES, KEY_TITLES, RunResult, TableRow, TableSpec
 
 
-def statistic(metrics: dict[str, Any] | None, name: str) -> Any:
-    """A metrics.json value, also found under a nested `cost_model` section; None when absent."""
-    if not metrics:
-        return None
-    if name in metrics:
-        return metrics[name]
-    return (metrics.get("cost_model") or {}).get(name)
+def statistic(metrics: RunMetrics | None, name: str) -> Any:
+    """A metrics.json value by `RunMetrics.get` key (`cost_model.<name>` for the cost model's); None for a
+    missing run or a run without that section."""
+    return None if metrics is None else metrics.get(name)
 
 
 def fmt(value: Any, digits: int = 3) -> str:
@@ -35,8 +33,19 @@ def key_text(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def with_interval(metrics: dict[str, Any] | None, name: str) -> str:
-    value, interval = statistic(metrics, name), statistic(metrics, f"{name}_ci")
+def column_headers(chosen: Sequence[Column]) -> list[str]:
+    return [f"{column.title} [95% CI]" if column.interval else column.title for column in chosen]
+
+
+def column_cells(metrics: RunMetrics | None, chosen: Sequence[Column]) -> list[str]:
+    """One cell per column: the value, with its interval where the column has one."""
+    return [with_interval(metrics, column.key, column.interval) for column in chosen]
+
+
+def with_interval(metrics: RunMetrics | None, name: str, interval_name: str | None = None) -> str:
+    if interval_name is None:
+        return fmt(statistic(metrics, name))
+    value, interval = statistic(metrics, name), statistic(metrics, interval_name)
     if value is None:
         return "-"
     return f"{fmt(value)} [{fmt(interval[0])}, {fmt(interval[1])}]" if interval else fmt(value)
@@ -46,8 +55,8 @@ def comparison_cell(row: TableRow, field: str) -> str:
     """measured / paper / difference; a run that is missing or unfinished shows its status, never a number."""
     if row.run is None:
         value = "missing"
-    elif row.run.metrics is None:
-        value = "incomplete"
+    elif row.run.status != "ok":
+        value = row.run.status.split(" ")[0]
     else:
         value = fmt(row.measured().get(field))
     reference = (row.paper or {}).get(field)
@@ -92,25 +101,20 @@ def relative(path: Path | None, root: Path) -> str:
     return str(path.relative_to(root)) if path.is_relative_to(root) and path != root else str(path)
 
 
+DETAILS = columns(
+    "n_samples", "speedup", "speedup_total_time", "acceptance_rate", "acceptance_rate_pooled", "mean_accepted_length",
+    "identical_fraction", "cost_model.predicted_speedup", "cost_model.efficiency", "final_threshold",
+)  # fmt: skip
+
+
 def details_table(spec: TableSpec, rows: Sequence[TableRow], root: Path) -> list[str]:
-    headers = [KEY_TITLES[field] for field in spec.key_fields] + [
-        "status", "n", "speedup [95% CI]", "speedup, total time [95% CI]", "acceptance [95% CI]",
-        "acceptance, pooled", "accepted length", "identical", "predicted speedup", "efficiency", "final gamma",
-        "run",
-    ]  # fmt: skip
+    headers = [KEY_TITLES[field] for field in spec.key_fields] + ["status", *column_headers(DETAILS), "run"]
     body = []
     for row in rows:
         metrics = row.run.metrics if row.run else None
         body.append(
             [key_text(row.key[field]) for field in spec.key_fields]
-            + [row.status, fmt(statistic(metrics, "n_samples"))]
-            + [with_interval(metrics, name) for name in ("speedup", "speedup_total_time", "acceptance_rate")]
-            + [fmt(statistic(metrics, name)) for name in ("acceptance_rate_pooled", "mean_accepted_length")]
-            + [
-                fmt(statistic(metrics, name))
-                for name in ("identical_fraction", "predicted_speedup", "efficiency")
-            ]
-            + [fmt(statistic(metrics, "final_threshold")), relative(row.run.path if row.run else None, root)]
+            + [row.status, *column_cells(metrics, DETAILS), relative(row.run.path if row.run else None, root)]
         )
     return markdown_table(headers, body)
 
@@ -121,23 +125,22 @@ def provenance_section(runs: list[RunResult]) -> list[str]:
     models: dict[str, set[str]] = {}
     data: dict[str, set[str]] = {}
     for run in runs:
-        metrics = run.metrics or {}
-        environment = metrics.get("environment") or {}
+        metrics = run.metrics
+        if metrics is None:
+            continue
+        environment = metrics.environment
         versions = environment.get("versions") or {}
         signature = (
             environment.get("device"), environment.get("gpu") or environment.get("cpu"), environment.get("gpu_count"),
             versions.get("torch"), versions.get("transformers"), environment.get("python"),
             (environment.get("git_commit") or "-")[:12] + (" (dirty)" if environment.get("git_dirty") else ""),
         )  # fmt: skip
-        if environment:
-            environments.setdefault(signature, []).append(environment.get("date") or "-")
-        if metrics.get("model_identity"):
-            models.setdefault(metrics.get("model", "-"), set()).add(
-                json.dumps(metrics["model_identity"], sort_keys=True)
-            )
-        if metrics.get("selection"):
-            selection = {k: v for k, v in metrics["selection"].items() if not k.endswith("_ids")}
-            data.setdefault(metrics.get("task", "-"), set()).add(json.dumps(selection, sort_keys=True))
+        environments.setdefault(signature, []).append(environment.get("date") or "-")
+        if metrics.model_identity:
+            models.setdefault(metrics.model, set()).add(json.dumps(metrics.model_identity, sort_keys=True))
+        if metrics.selection:
+            selection = {k: v for k, v in metrics.selection.items() if not k.endswith("_ids")}
+            data.setdefault(metrics.task or "-", set()).add(json.dumps(selection, sort_keys=True))
     headers = [
         "runs",
         "device",

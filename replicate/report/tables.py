@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from replicate.core.methods import method_config
+from replicate.records import RunMetrics, SampleRecord
 from replicate.run.rundir import CONFIG_FILE, METRICS_FILE, SAMPLES_FILE
 
 COMPARED = ("ar", "ssd", "speedup", "acceptance")
@@ -41,8 +43,9 @@ class RunResult:
 
     path: Path
     config: dict[str, Any]
-    metrics: dict[str, Any] | None
-    records: list[dict[str, Any]]
+    metrics: RunMetrics | None
+    records: list[SampleRecord]
+    damaged: str | None = None  # why a file of the run directory could not be read
 
     @property
     def experiment(self) -> str | None:
@@ -58,15 +61,23 @@ class RunResult:
 
     @property
     def status(self) -> str:
+        if self.damaged is not None:
+            return f"damaged ({self.damaged})"
         if self.metrics is not None:
+            if len(self.records) != self.metrics.n_samples:
+                return (
+                    f"inconsistent (samples.jsonl holds {len(self.records)} samples, metrics.json says "
+                    f"{self.metrics.n_samples})"
+                )
             return "ok"
         expected = self.expected_samples
         return f"incomplete ({len(self.records)}/{expected if expected is not None else '?'} samples)"
 
 
 def measured(run: RunResult | None) -> dict[str, Any]:
-    """The compared quantities of a finished run; empty for a missing or unfinished one (never zeros)."""
-    if run is None or run.metrics is None:
+    """The compared quantities of a finished run; empty for a missing, unfinished, damaged or inconsistent
+    one (never zeros)."""
+    if run is None or run.metrics is None or run.status != "ok":
         return {}
     metrics = run.metrics
     return {
@@ -86,8 +97,8 @@ def _names(config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _fixed_or_adaptive(config: Mapping[str, Any], field: str) -> Any:
-    method = _method(config)
-    return method.get(field) if method.get("name") == "self_speculative" else "adaptive"
+    method = method_config(_method(config))
+    return "adaptive" if method.adapts_threshold else getattr(method, field, None)
 
 
 @dataclass(frozen=True)
@@ -234,7 +245,7 @@ class TableRow:
 
 def _preference(run: RunResult) -> tuple:
     """Which of several runs of one row to show: finished before unfinished, then the latest."""
-    date = ((run.metrics or {}).get("environment") or {}).get("date") or ""
+    date = (run.metrics.environment.get("date") if run.metrics else None) or ""
     return (run.metrics is not None, date, str(run.path))
 
 

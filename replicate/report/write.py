@@ -20,8 +20,13 @@ from typing import Any
 
 import yaml
 
+from replicate.cli import user_errors
+from replicate.core.methods import method_config
+from replicate.records import DETAIL_COLUMNS, RecordError, RunMetrics, columns
 from replicate.report import figures
 from replicate.report.markdown import (
+    column_cells,
+    column_headers,
     details_table,
     fmt,
     key_text,
@@ -30,7 +35,6 @@ from replicate.report.markdown import (
     provenance_section,
     relative,
     statistic,
-    with_interval,
 )
 from replicate.report.tables import (
     COMPARED,
@@ -46,21 +50,28 @@ from replicate.run.rundir import CONFIG_FILE, read_metrics, read_samples
 
 SKIPPED_DIRECTORIES = {".hydra", ".submitit", "wandb", "figures", "__pycache__"}
 CSV_KEYS = ("model", "task", "temperature", "metric", "K", "gamma")
-CSV_STATISTICS = (
-    "speedup_ci", "speedup_total_time", "speedup_total_time_ci", "acceptance_rate_ci", "acceptance_rate_pooled",
-    "mean_accepted_length", "identical_fraction", "tokens_per_s", "baseline_tokens_per_s", "predicted_speedup",
-    "efficiency", "final_threshold",
+OTHER_RUNS = columns(
+    "n_samples", "metric", "score", "baseline_score", "speedup", "speedup_total_time", "acceptance_rate",
+    "mean_accepted_length", "identical_fraction", "cost_model.predicted_speedup", "cost_model.efficiency",
 )  # fmt: skip
 
 
 def load_run(path: Path) -> RunResult:
-    metrics = read_metrics(path)
+    """The run directory's files as they are; a damaged file marks the run `damaged`, naming the file."""
+    try:
+        metrics, records = read_metrics(path), read_samples(path)
+    except RecordError as error:
+        return RunResult(path=path, config=_config(path, None), metrics=None, records=[], damaged=str(error))
+    return RunResult(path=path, config=_config(path, metrics), metrics=metrics, records=records)
+
+
+def _config(path: Path, metrics: RunMetrics | None) -> dict[str, Any]:
     config_path = path / CONFIG_FILE
     if config_path.is_file():
-        config = yaml.safe_load(config_path.read_text()) or {}
-    else:  # a run directory without its config: what metrics.json says about it
-        config = {key: {"name": (metrics or {}).get(key)} for key in ("model", "task", "method")}
-    return RunResult(path=path, config=config, metrics=metrics, records=read_samples(path))
+        return yaml.safe_load(config_path.read_text()) or {}
+    # A run directory without its config: what metrics.json says about it.
+    names = {"model": metrics.model, "task": metrics.task, "method": metrics.method} if metrics else {}
+    return {key: {"name": names.get(key)} for key in ("model", "task", "method")}
 
 
 def find_runs(root: Path) -> list[RunResult]:
@@ -77,7 +88,7 @@ def find_runs(root: Path) -> list[RunResult]:
 def threshold_traces(rows: Sequence[tuple[str, RunResult]]) -> list[tuple[str, list[float]]]:
     traces = []
     for label, run in rows:
-        if (run.config.get("method") or {}).get("name") == "adaptive_draft_exit":
+        if method_config(run.config.get("method") or {}).adapts_threshold:
             trace = figures.threshold_trace(run)
             if trace:
                 traces.append((label, trace))
@@ -113,26 +124,16 @@ def experiment_section(
 
 
 def other_runs_section(runs: list[RunResult], root: Path, out: Path) -> list[str]:
-    headers = [
-        "run", "model", "task", "method", "K", "threshold", "T", "status", "n", "metric", "score", "baseline score",
-        "speedup [95% CI]", "speedup, total time [95% CI]", "acceptance", "accepted length", "identical",
-        "predicted speedup", "efficiency",
-    ]  # fmt: skip
+    headers = ["run", "model", "task", "method", "K", "threshold", "T", "status", *column_headers(OTHER_RUNS)]
     body = []
     for run in runs:
-        config, metrics = run.config, run.metrics
+        config = run.config
         method = config.get("method") or {}
         body.append(
             [relative(run.path, root), fmt(config["model"]["name"]), fmt(config["task"]["name"])]
             + [fmt(method.get("name")), fmt(method.get("max_draft_tokens")), fmt(method.get("threshold"))]
             + [key_text((config.get("sampling") or {}).get("temperature")), run.status]
-            + [fmt(statistic(metrics, name)) for name in ("n_samples", "metric", "score", "baseline_score")]
-            + [with_interval(metrics, "speedup"), with_interval(metrics, "speedup_total_time")]
-            + [fmt(statistic(metrics, name)) for name in ("acceptance_rate", "mean_accepted_length")]
-            + [
-                fmt(statistic(metrics, name))
-                for name in ("identical_fraction", "predicted_speedup", "efficiency")
-            ]
+            + column_cells(run.metrics, OTHER_RUNS)
         )
     lines = ["## Other runs", ""] + markdown_table(headers, body) + [""]
     traces = threshold_traces([(relative(run.path, root), run) for run in runs])
@@ -169,12 +170,11 @@ def csv_line(experiment: str, row: TableRow, root: Path) -> dict[str, Any]:
         line.update(
             {field: values.get(field), f"{field}_paper": reference, f"{field}_diff": row.difference(field)}
         )
-    for name in CSV_STATISTICS:
-        value = statistic(metrics, name)
-        if name.endswith("_ci"):
-            line[f"{name}_low"], line[f"{name}_high"] = value if value else (None, None)
-        else:
-            line[name] = value
+    for column in DETAIL_COLUMNS:
+        line[column.key] = statistic(metrics, column.key)
+        if column.interval:
+            interval = statistic(metrics, column.interval)
+            line[f"{column.interval}_low"], line[f"{column.interval}_high"] = interval or (None, None)
     return line
 
 
@@ -221,6 +221,7 @@ def write_report(root: Path, out: Path | None = None) -> dict[str, Path]:
     return {"markdown": markdown_path, "csv": csv_path}
 
 
+@user_errors
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m replicate.report", description=__doc__.split("\n")[0])
     parser.add_argument("directory", type=Path, help="a run directory or a directory of them (e.g. a sweep)")

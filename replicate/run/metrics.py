@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from replicate.records import DecodeRecord, SampleRecord
+
 
 def bootstrap_interval(
     values: Sequence[Any],
@@ -53,60 +55,76 @@ def _total_speedup(pairs: np.ndarray) -> float:
     return float(pairs[:, 0].sum() / pairs[:, 1].sum())
 
 
-def time_per_token(run: dict[str, Any]) -> float:
-    if run["new_tokens"] < 1:
-        raise ValueError(f"a decode produced no tokens ({run}); time per token is undefined")
-    return run["total_time"] / run["new_tokens"]
-
-
-def decoding_metrics(records: Sequence[dict[str, Any]], is_baseline: bool) -> dict[str, Any]:
-    """Statistics of the method (`record["method"]`) and, when present, against `record["baseline"]`.
-
-    `is_baseline`: the method is autoregressive decoding itself, so it is its own reference (speedup 1,
-    identical by definition) and drafts nothing (acceptance None)."""
-    if not records:
+def decoding_metrics(
+    methods: Sequence[DecodeRecord],
+    baselines: Sequence[DecodeRecord] | None,
+    identical: Sequence[bool] | None,
+    is_baseline: bool,
+) -> dict[str, Any]:
+    """Statistics of the method's decodes and, when given, against the baseline's decodes of the same samples
+    (`RunMetrics` fields). `is_baseline`: the method is autoregressive decoding itself, so it is its own
+    reference (speedup 1, identical by definition) and drafts nothing (acceptance None)."""
+    if not methods:
         raise ValueError("no samples were decoded; nothing to summarize")
-    runs = [r["method"] for r in records]
-    new_tokens = sum(run["new_tokens"] for run in runs)
-    total_time = sum(run["total_time"] for run in runs)
+    new_tokens = sum(run.new_tokens for run in methods)
+    total_time = sum(run.total_time for run in methods)
     metrics: dict[str, Any] = {
-        "n_samples": len(records),
+        "n_samples": len(methods),
         "new_tokens": new_tokens,
-        "mean_new_tokens": new_tokens / len(records),
+        "mean_new_tokens": new_tokens / len(methods),
         "tokens_per_s": new_tokens / total_time,
-        "mean_accepted_length": new_tokens / sum(run["full_forwards"] for run in runs),
+        "mean_accepted_length": new_tokens / sum(run.full_forwards for run in methods),
         "acceptance_rate": None,
+        "acceptance_rate_ci": None,
         "acceptance_rate_pooled": None,
         "samples_without_drafts": None,
+        "speedup": None,
+        "speedup_ci": None,
+        "speedup_total_time": None,
+        "speedup_total_time_ci": None,
+        "identical_fraction": None,
+        "baseline_tokens_per_s": None,
     }
     if not is_baseline:
-        drafted = [sum(run["drafted"]) for run in runs]
-        accepted = [sum(run["accepted"]) for run in runs]
+        drafted = [sum(run.drafted) for run in methods]
+        accepted = [sum(run.accepted) for run in methods]
         rates = [a / d for a, d in zip(accepted, drafted) if d > 0]
-        metrics["samples_without_drafts"] = len(runs) - len(rates)
+        metrics["samples_without_drafts"] = len(methods) - len(rates)
         if rates:
             metrics["acceptance_rate"] = float(np.mean(rates))
-            metrics["acceptance_rate_ci"] = bootstrap_interval(rates, np.mean)
+            metrics["acceptance_rate_ci"] = _interval(bootstrap_interval(rates, np.mean))
             metrics["acceptance_rate_pooled"] = sum(accepted) / sum(drafted)
-    baselines = [r.get("baseline") for r in records]
     if is_baseline:
         metrics.update(speedup=1.0, speedup_total_time=1.0, identical_fraction=1.0)
         metrics["baseline_tokens_per_s"] = metrics["tokens_per_s"]
-    elif all(b is not None for b in baselines):
-        per_token = np.array([[time_per_token(b), time_per_token(m)] for b, m in zip(baselines, runs)])
-        totals = np.array([[b["total_time"], m["total_time"]] for b, m in zip(baselines, runs)])
+    elif baselines is not None:
+        if len(baselines) != len(methods) or identical is None or len(identical) != len(methods):
+            raise ValueError("every decode of the method needs its baseline decode and identity")
+        per_token = np.array([[b.time_per_token, m.time_per_token] for b, m in zip(baselines, methods)])
+        totals = np.array([[b.total_time, m.total_time] for b, m in zip(baselines, methods)])
         metrics.update(
             speedup=_per_token_speedup(per_token),
-            speedup_ci=bootstrap_interval(per_token, _per_token_speedup),
+            speedup_ci=_interval(bootstrap_interval(per_token, _per_token_speedup)),
             speedup_total_time=_total_speedup(totals),
-            speedup_total_time_ci=bootstrap_interval(totals, _total_speedup),
-            identical_fraction=float(np.mean([r["identical"] for r in records])),
-            baseline_tokens_per_s=sum(b["new_tokens"] for b in baselines)
-            / sum(b["total_time"] for b in baselines),
+            speedup_total_time_ci=_interval(bootstrap_interval(totals, _total_speedup)),
+            identical_fraction=float(np.mean(identical)),
+            baseline_tokens_per_s=sum(b.new_tokens for b in baselines) / sum(b.total_time for b in baselines),
         )
-    elif any(b is not None for b in baselines):
-        raise ValueError("some samples have a baseline decode and some do not; rerun with force=true")
     return metrics
+
+
+def _interval(interval: tuple[float, float] | None) -> list[float] | None:
+    return None if interval is None else list(interval)
+
+
+def sample_metrics(records: Sequence[SampleRecord], is_baseline: bool) -> dict[str, Any]:
+    """`decoding_metrics` of a run's samples (all with a baseline decode, or none)."""
+    with_baseline = [record.baseline is not None for record in records]
+    if any(with_baseline) and not all(with_baseline):
+        raise ValueError("some samples have a baseline decode and some do not; rerun with force=true")
+    baselines = [record.baseline for record in records] if records and all(with_baseline) else None
+    identical = [bool(record.identical) for record in records] if baselines is not None else None
+    return decoding_metrics([record.method for record in records], baselines, identical, is_baseline)
 
 
 def first_difference(tokens: Sequence[int], reference: Sequence[int]) -> int | None:

@@ -1,6 +1,14 @@
-"""The run directory, the record of truth: `samples.jsonl` (one line per sample, appended and flushed as
-each sample finishes, so a killed run loses at most the sample in progress), `metrics.json` (written
-atomically at the end) and `config.yaml` (the resolved config)."""
+"""The run directory, the record of truth.
+
+- `samples.jsonl`: one `SampleRecord` per line, appended and fsynced as each sample finishes, so a killed run
+  loses at most the sample in progress.
+- `metrics.json`: the `RunMetrics`, written atomically at the end.
+- `config.yaml`: the resolved config the samples were decoded under, and `fingerprint.json`: the hash of
+  the settings that decide a sample's result and of the data (file hash or hub revision, selected ids,
+  shots). Both are written when a run starts and never rewritten by a finished or refused run.
+
+Every reader names the file (and line) it cannot read.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +17,17 @@ import os
 from pathlib import Path
 from typing import Any
 
+from replicate.records import RecordError, RunMetrics, SampleRecord
+
 SAMPLES_FILE = "samples.jsonl"
 METRICS_FILE = "metrics.json"
 CONFIG_FILE = "config.yaml"
+FINGERPRINT_FILE = "fingerprint.json"
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """Records of a JSONL log written by `append_jsonl`; a final line cut short by a kill is dropped (its
-    record is produced again), any other bad line is an error."""
+    record is produced again), any other bad line is an error naming the file and line."""
     path = Path(path)
     if not path.exists():
         return []
@@ -30,7 +41,7 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
         except json.JSONDecodeError:
             if number == len(lines) - 1:
                 break
-            raise ValueError(f"{path}:{number + 1} is not valid JSON; the file is damaged") from None
+            raise RecordError(f"{path}:{number + 1} is not valid JSON; the file is damaged") from None
     return records
 
 
@@ -47,18 +58,6 @@ def append_jsonl(path: Path, record: dict[str, Any]) -> None:
         os.fsync(handle.fileno())
 
 
-def read_samples(run_dir: Path) -> list[dict[str, Any]]:
-    return read_jsonl(Path(run_dir) / SAMPLES_FILE)
-
-
-def rewrite_samples(run_dir: Path, records: list[dict[str, Any]]) -> None:
-    write_jsonl(Path(run_dir) / SAMPLES_FILE, records)
-
-
-def append_sample(run_dir: Path, record: dict[str, Any]) -> None:
-    append_jsonl(Path(run_dir) / SAMPLES_FILE, record)
-
-
 def write_atomic(path: Path, text: str) -> None:
     """Write via a temporary file and rename, so readers never see a half-written file."""
     path = Path(path)
@@ -67,10 +66,48 @@ def write_atomic(path: Path, text: str) -> None:
     os.replace(temporary, path)
 
 
-def write_metrics(run_dir: Path, metrics: dict[str, Any]) -> None:
-    write_atomic(Path(run_dir) / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
+def read_json(path: Path) -> Any:
+    """A JSON file's content; RecordError naming the file when it is damaged."""
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as error:
+        raise RecordError(f"{path} is not valid JSON ({error}); the file is damaged") from None
 
 
-def read_metrics(run_dir: Path) -> dict[str, Any] | None:
+def prepare(run_dir: Path) -> Path:
+    """The run directory, created if needed; a clear error when it cannot be written."""
+    run_dir = Path(run_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-probe"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise OSError(
+            f"cannot write the run directory {run_dir} ({error.strerror}); choose a writable one with "
+            "hydra.run.dir=<dir> (or fix its permissions)"
+        ) from None
+    return run_dir
+
+
+def read_samples(run_dir: Path) -> list[SampleRecord]:
+    path = Path(run_dir) / SAMPLES_FILE
+    lines = read_jsonl(path)
+    return [SampleRecord.from_dict(line, f"{path}:{number + 1}") for number, line in enumerate(lines)]
+
+
+def rewrite_samples(run_dir: Path, records: list[SampleRecord]) -> None:
+    write_jsonl(Path(run_dir) / SAMPLES_FILE, [record.to_dict() for record in records])
+
+
+def append_sample(run_dir: Path, record: SampleRecord) -> None:
+    append_jsonl(Path(run_dir) / SAMPLES_FILE, record.to_dict())
+
+
+def write_metrics(run_dir: Path, metrics: RunMetrics) -> None:
+    write_atomic(Path(run_dir) / METRICS_FILE, json.dumps(metrics.to_dict(), indent=2) + "\n")
+
+
+def read_metrics(run_dir: Path) -> RunMetrics | None:
     path = Path(run_dir) / METRICS_FILE
-    return json.loads(path.read_text()) if path.exists() else None
+    return RunMetrics.from_dict(read_json(path), str(path)) if path.exists() else None

@@ -2,7 +2,7 @@
 layers, and the searched set (Table 7: 24 attention + 10 MLP sub-layers of LLaMA-2-13B in every row).
 
 `strategy_plan` builds them for any depth and size. Table 7 runs as a Hydra experiment
-(`conf/experiment/table7.yaml`, `python -m replicate -m +experiment=table7`), whose skip sets are literal
+(`conf/experiment/table7.yaml`, `python -m replicate -m experiment=table7`), whose skip sets are literal
 lists written by this module's CLI, which prints the `experiment.skip_sets` entry of a model:
 
     python -m replicate.search.strategies --model llama2_13b --layers 40

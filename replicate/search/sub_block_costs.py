@@ -110,12 +110,8 @@ def predicted_speedup(results: Sequence[DecodeResult], costs: Mapping[str, Any],
     """The paper's speedup (mean time per token, autoregressive / self-speculative) the cost profile predicts
     for these decodes' acceptance traces, prefill left out."""
     cycles = [
-        {
-            "drafted": result.drafted,
-            "full_forwards": result.full_forwards,
-            "new_tokens": result.num_new_tokens,
-        }
-        for result in results
+        {"drafted": r.drafted, "full_forwards": r.full_forwards, "new_tokens": r.num_new_tokens}
+        for r in results
     ]
     return trace_predicted_speedup(cycles, costs, plan)
 
@@ -125,15 +121,8 @@ def trace_predicted_speedup(
 ) -> float:
     """`predicted_speedup` of a logged trace (a trial's `cycles`: per prompt `drafted`, `full_forwards`,
     `new_tokens`), so that any trial can be scored again with another cost profile."""
-    records = [
-        {
-            "method": {
-                "drafted": cycle["drafted"],
-                "full_forwards": cycle["full_forwards"],
-                "new_tokens": cycle["new_tokens"],
-                "prefill_time": 0.0,
-            }
-        }
+    traces = [
+        cost_model.Trace(cycle["new_tokens"], cycle["full_forwards"], cycle["drafted"], prefill_time=0.0)
         for cycle in cycles
     ]
-    return cost_model.predicted_speedup(records, profile_for_plan(costs, plan))
+    return cost_model.predicted_speedup(traces, None, profile_for_plan(costs, plan))

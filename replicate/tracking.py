@@ -1,7 +1,8 @@
 """Experiment tracking: Weights & Biases, off by default (`logger=none`), on with `logger=wandb`
 (conf/logger/wandb.yaml: project, entity, mode, group, tags).
 
-`log_run` is called by the runner after `samples.jsonl` and `metrics.json` are written, so the local
+`run_and_track` (what `python -m replicate` runs) calls `log_run` after the runner has written `samples.jsonl` and
+`metrics.json`, so the local
 results never depend on the tracker: any W&B failure (no network, bad credentials, a wandb bug) is caught,
 printed loudly and recorded in `<run_dir>/tracking.json`, and the run still succeeds. With
 `WANDB_MODE=offline` (what `make` exports) nothing touches the network: W&B writes its run under
@@ -21,11 +22,13 @@ import traceback
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from omegaconf import DictConfig, OmegaConf
-
+from replicate.records import COLUMNS, RunMetrics, SampleRecord
 from replicate.run.rundir import write_atomic
+
+if TYPE_CHECKING:
+    from replicate.config import RunConfig
 
 TRACKING_FILE = "tracking.json"
 SAMPLE_COLUMNS = (
@@ -48,54 +51,48 @@ def summary_values(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, An
     return values
 
 
-def sample_rows(records: Sequence[Mapping[str, Any]], max_text_chars: int) -> tuple[list[str], list[list]]:
+def sample_rows(records: Sequence[SampleRecord], max_text_chars: int) -> tuple[list[str], list[list]]:
     """One row per sample: timing, drafting, identity with the baseline, scores and the prediction."""
-    score_names = sorted({name for record in records for name in (record["method"].get("scores") or {})})
+    score_names = sorted({name for record in records for name in (record.method.scores or {})})
     columns = [*SAMPLE_COLUMNS, *(f"score/{name}" for name in score_names), "prediction"]
     rows = []
     for record in records:
-        run, baseline = record["method"], record.get("baseline")
-        drafted, accepted = sum(run.get("drafted") or []), sum(run.get("accepted") or [])
+        run, baseline = record.method, record.baseline
+        drafted, accepted = sum(run.drafted), sum(run.accepted)
         speedup = None
-        if baseline and run["new_tokens"] and baseline["new_tokens"] and run["total_time"]:
-            speedup = (baseline["total_time"] / baseline["new_tokens"]) / (
-                run["total_time"] / run["new_tokens"]
-            )
+        if baseline and run.new_tokens and baseline.new_tokens and run.total_time:
+            speedup = baseline.time_per_token / run.time_per_token
         row = [
-            record.get("index"), str(record.get("id")), run["new_tokens"], run["total_time"],
-            baseline["total_time"] if baseline else None, speedup, drafted, accepted,
-            accepted / drafted if drafted else None, len(run.get("drafted") or []), run.get("full_forwards"),
-            record.get("identical"), record.get("first_difference"), record.get("baseline_margin"),
-            record.get("threshold_after"),
+            record.index, str(record.id), run.new_tokens, run.total_time,
+            baseline.total_time if baseline else None, speedup, drafted, accepted,
+            accepted / drafted if drafted else None, len(run.drafted), run.full_forwards,
+            record.identical, record.first_difference, record.baseline_margin, record.threshold_after,
         ]  # fmt: skip
-        row += [(run.get("scores") or {}).get(name) for name in score_names]
-        rows.append([*row, str(run.get("prediction", ""))[:max_text_chars]])
+        row += [(run.scores or {}).get(name) for name in score_names]
+        rows.append([*row, str(run.prediction or "")[:max_text_chars]])
     return columns, rows
 
 
-def speedup_row(config: Mapping[str, Any], metrics: Mapping[str, Any]) -> tuple[list[str], list]:
+def speedup_row(config: Mapping[str, Any], metrics: RunMetrics) -> tuple[list[str], list]:
     """The run's line of the speedup table, with the paper's numbers when the run is a row of a paper table."""
     from replicate.report.tables import paper_values_for_run
 
     paper = paper_values_for_run(config) or {}
-    interval = metrics.get("speedup_ci") or (None, None)
-    total_interval = metrics.get("speedup_total_time_ci") or (None, None)
-    columns = [
-        "model", "task", "method", "temperature", "speedup", "speedup_ci_low", "speedup_ci_high",
-        "speedup_total_time", "speedup_total_time_ci_low", "speedup_total_time_ci_high", "acceptance_rate",
-        "mean_accepted_length", "identical_fraction", "paper_speedup", "paper_acceptance",
-    ]  # fmt: skip
-    row = [
-        metrics.get("model"), metrics.get("task"), metrics.get("method"),
-        (config.get("sampling") or {}).get("temperature"), metrics.get("speedup"), *interval,
-        metrics.get("speedup_total_time"), *total_interval, metrics.get("acceptance_rate"),
-        metrics.get("mean_accepted_length"), metrics.get("identical_fraction"), paper.get("speedup"),
-        paper.get("acceptance"),
-    ]  # fmt: skip
+    columns = ["model", "task", "method", "temperature"]
+    row = [metrics.model, metrics.task, metrics.method, metrics.sampling.get("temperature")]
+    for column in COLUMNS:
+        columns.append(column.key)
+        row.append(metrics.get(column.key))
+        if column.interval:
+            interval = metrics.get(column.interval) or (None, None)
+            columns += [f"{column.interval}_low", f"{column.interval}_high"]
+            row += list(interval)
+    columns += ["paper_speedup", "paper_acceptance"]
+    row += [paper.get("speedup"), paper.get("acceptance")]
     return columns, row
 
 
-def _figures(run_dir: Path, records: Sequence[Mapping[str, Any]], directory: Path) -> dict[str, Path]:
+def _figures(run_dir: Path, records: Sequence[SampleRecord], directory: Path) -> dict[str, Path]:
     from replicate.report import figures as report_figures
     from replicate.report.tables import RunResult
 
@@ -112,12 +109,12 @@ def _figures(run_dir: Path, records: Sequence[Mapping[str, Any]], directory: Pat
 
 
 def _log_to_wandb(
-    cfg: DictConfig, run_dir: Path, metrics: Mapping[str, Any], records: Sequence[Mapping]
+    config_record: RunConfig, run_dir: Path, metrics: RunMetrics, records: Sequence[SampleRecord]
 ) -> dict:
     import wandb
 
-    settings = cfg.logger
-    config = OmegaConf.to_container(cfg, resolve=True)
+    settings = config_record.logger
+    config = config_record.to_dict()
     run = wandb.init(
         project=settings.project,
         entity=settings.entity,
@@ -132,7 +129,7 @@ def _log_to_wandb(
         reinit="create_new",  # one process may run several jobs (Hydra multirun)
     )
     try:
-        run.summary.update(summary_values(metrics))
+        run.summary.update(summary_values(metrics.to_dict()))
         log: dict[str, Any] = {}
         if settings.log_samples and records:
             columns, rows = sample_rows(records, settings.max_text_chars)
@@ -148,16 +145,16 @@ def _log_to_wandb(
         run.finish()
 
 
-def log_run(cfg: DictConfig, run_dir: Path, metrics: Mapping[str, Any], records: Sequence[Mapping]) -> None:
+def log_run(config: RunConfig, run_dir: Path, metrics: RunMetrics, records: Sequence[SampleRecord]) -> None:
     """Send a finished run to the configured tracker; never raises (the run's local files are the record)."""
-    tracker = cfg.get("logger", {}).get("name", "none")
-    if tracker in (None, "none"):
+    tracker = config.logger.name
+    if tracker == "none":
         return
     run_dir = Path(run_dir)
     try:
         if tracker != "wandb":
             raise ValueError(f"logger.name={tracker!r} is not a known tracker (none, wandb)")
-        outcome = {"tracker": tracker, **_log_to_wandb(cfg, run_dir, metrics, records)}
+        outcome = {"tracker": tracker, **_log_to_wandb(config, run_dir, metrics, records)}
     except Exception as error:  # a tracker failure must never lose or fail the run
         message = f"{type(error).__name__}: {error}"
         outcome = {
@@ -175,3 +172,18 @@ def log_run(cfg: DictConfig, run_dir: Path, metrics: Mapping[str, Any], records:
             flush=True,
         )
     write_atomic(run_dir / TRACKING_FILE, json.dumps(outcome, indent=2, default=str) + "\n")
+
+
+def run_and_track(cfg: Any, run_dir: Path) -> RunMetrics:
+    """`replicate.run.runner.run`, then the configured tracker for a run finished by this call (a run
+    directory that was already finished is not logged again)."""
+    from replicate.config import run_config
+    from replicate.run.rundir import read_metrics, read_samples
+    from replicate.run.runner import run
+
+    config = run_config(cfg)
+    was_finished = not config.force and read_metrics(run_dir) is not None if Path(run_dir).exists() else False
+    metrics = run(config, run_dir)
+    if not was_finished:
+        log_run(config, Path(run_dir), metrics, read_samples(run_dir))
+    return metrics

