@@ -58,12 +58,15 @@ HumanEval/32); an object equal only to the expected type (`__eq__` true for bool
 designed against: a tracer set from the candidate on the check's frame to jump over its assertions; a
 thread racing to replace `check` before the runner calls it. Not tried: objects tricking `<`, `abs()`, `-`
 or truthiness instead of `==`; kernel exploits (no seccomp filter). The program can read /usr and the
-interpreter's prefix (read-only, public files). Unsandboxed (the opt-in) there is no
-filesystem, network or PID isolation: a non-root harness runs programs as itself, and if the harness is
-SIGKILLed, processes the program forked may survive it.
+interpreter's prefix (read-only, public files). Unsandboxed (the opt-in) there is no filesystem, network or
+PID isolation: a non-root harness runs programs as itself (they can read and delete its files), and if the
+harness is SIGKILLed, processes the program forked may survive it.
 
-Time to score the 164 canonical solutions (all pass; `tests/test_execution.py::test_all_canonical_solutions_pass`):
-TIMINGS
+Time to score the 164 canonical solutions (all pass: test_execution.py::test_all_canonical_solutions_pass),
+measured 2026-12-01 on this project's 2-core VM while other engineers' jobs ran (load average 3.6-7.4 by
+`uptime`, i.e. two to three runnable tasks per core): 1 worker 13.8-17.9 s in 5 runs (median 16.7 s, ~0.10 s
+a program), 2 workers 8.8-12.1 s in 6 runs (median 11.2 s). Each program costs two interpreter starts (the
+bootstrap and the runner) and the namespace and mount setup; `execution.workers` runs them in parallel.
 """
 
 from __future__ import annotations
