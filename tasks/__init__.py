@@ -2,12 +2,13 @@
 
 What the runner calls, beyond the `Task` interface of `tasks.base`:
 - `task.score_samples(samples, predictions)`: all scores at once (HumanEval runs `execution.workers`
-  programs in parallel); `HumanEvalTask.execute(...)` gives the `ExecutionResult`s with status and reason
-  (`result.as_record()` for the run record).
+  programs in parallel); `HumanEvalTask.execute(...)` gives the `ExecutionResult`s with status, reason and
+  detail (`result.as_record()` for samples.jsonl; `result.sandboxed` for metrics.json).
 - `task.baseline_exclusions(samples, baseline_completions)`: the paper's short-baseline filter, off unless
   `min_baseline_chars_filter` is set; returns kept and excluded ids so exclusions are reported.
 - `task.selection()`: source, file and checksum or dataset revision, sample, shot and dev ids.
-- `describe_sandbox(task.sandbox)`: which execution protections are in force here, for the run record.
+- `describe_sandbox(task.sandbox)`: which execution protections are in force here, for the run record;
+  raises `SandboxUnavailableError` naming what is missing (call it before decoding).
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from typing import Any
 from tasks.base import BaselineFilter, Sample, Task, data_dir, truncate_middle
 from tasks.cnndm import CnnDailyMailTask
 from tasks.config import TaskConfig, task_config
-from tasks.execution import ExecutionResult, SandboxSettings, SandboxUnavailableError, describe_sandbox
 from tasks.humaneval import HumanEvalTask
+from tasks.sandbox import ExecutionResult, SandboxSettings, SandboxUnavailableError, describe_sandbox
 from tasks.summarization import DataUnavailableError
 from tasks.xsum import XSumTask
 

@@ -1,7 +1,7 @@
 """The typed task configs (`conf/task/*.yaml`), checked before any data or model loads.
 
 The tasks read their config by key (`cfg["hub"]["path"]`), which these dataclasses allow (`MappingAccess`).
-The sandbox settings under HumanEval's `execution` are checked by `tasks.execution.SandboxSettings`.
+The sandbox settings under HumanEval's `execution` are checked by `tasks.sandbox.SandboxSettings`.
 """
 
 from __future__ import annotations

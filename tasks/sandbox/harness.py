@@ -1,0 +1,287 @@
+"""The harness side: start a sandbox per program, wait for it, and turn what came back into a result.
+
+Each program runs through the bootstrap (bootstrap.py, a fresh `python -I -S` process, stdlib only), which
+builds the sandbox and execs the runner (runner.py) under the configured interpreter. The harness hands
+over three descriptors: the job (a memfd holding the source, the entry point and a fresh random nonce),
+the result pipe (where only the runner reports, prefixed by the nonce) and the status pipe (where only the
+bootstrap and the init report, never inherited by the program). A result is "passed" only when the result
+pipe holds the runner's pass report with this run's nonce; everything else is a failure with its reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from typing import Any
+
+from . import rootfs, syscalls, uids
+from .settings import ExecutionResult, Program, SandboxSettings, SandboxUnavailableError
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+BOOTSTRAP, RUNNER = os.path.join(_HERE, "bootstrap.py"), os.path.join(_HERE, "runner.py")
+SETUP_GRACE_S = 10.0  # beyond timeout_s, for building the sandbox; past it the harness kills it itself
+_POLL_S = 0.05
+_BOOTSTRAP_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
+_SIGNAL_REASONS = {signal.SIGXCPU: "cpu_time", signal.SIGXFSZ: "file_size"}
+_OUTPUT_TAIL = 2000
+
+
+def missing_requirement() -> str | None:
+    """What this machine lacks for the namespace sandbox (checked without starting anything), or None."""
+    if not sys.platform.startswith("linux"):
+        return f"Linux namespaces (this is {sys.platform})"
+    if os.geteuid() != 0:
+        return (
+            f"root privileges (running as uid {os.geteuid()}): the sandbox creates mount, PID, network, IPC "
+            "and UTS namespaces and switches each program to a uid of its own"
+        )
+    machine = os.uname().machine
+    if machine not in syscalls.PIVOT_ROOT_SYSCALL:
+        return f"pivot_root support for the {machine} architecture (known: {sorted(syscalls.PIVOT_ROOT_SYSCALL)})"
+    return None
+
+
+@functools.lru_cache(maxsize=8)
+def interpreter(python: str | None) -> tuple[str, tuple[str, ...]]:
+    """(real path of the interpreter, its installation prefixes) for mounting it read-only."""
+    path = os.path.realpath(python or sys.executable)
+    if not os.access(path, os.X_OK):
+        raise SandboxUnavailableError(f"execution.python={python!r}: {path} is not an executable interpreter")
+    query = "import json, sys; print(json.dumps([sys.base_prefix, sys.base_exec_prefix]))"
+    found = subprocess.run([path, "-I", "-S", "-c", query], capture_output=True, text=True, timeout=60)
+    if found.returncode != 0:
+        raise SandboxUnavailableError(
+            f"execution.python={python!r}: {path} failed to start: {found.stderr[-300:]}"
+        )
+    prefixes = {os.path.realpath(prefix) for prefix in json.loads(found.stdout)} | {os.path.dirname(path)}
+    if "/" in prefixes:
+        raise SandboxUnavailableError(
+            f"execution.python={python!r}: its prefix is /, which cannot be mounted alone"
+        )
+    return path, tuple(sorted(prefixes))
+
+
+_availability: dict[SandboxSettings, str | None] = {}
+_availability_lock = threading.Lock()
+_OPT_IN_HINT = (
+    "run as root on a machine that allows namespaces, or set execution.allow_unsandboxed: true to run "
+    "programs with resource limits only (each result then records sandboxed: false)"
+)
+
+
+def unsandboxed_reason(settings: SandboxSettings) -> str | None:
+    """Why programs under these settings run without the namespace sandbox, or None when they run in it.
+
+    Without the explicit opt-in `allow_unsandboxed`, a missing requirement raises SandboxUnavailableError
+    naming it. With it, a probe program decides once per settings whether the sandbox works here."""
+    missing = missing_requirement()
+    if not settings.allow_unsandboxed:
+        if missing is not None:
+            raise SandboxUnavailableError(f"the HumanEval sandbox needs {missing}; {_OPT_IN_HINT}")
+        return None
+    with _availability_lock:
+        if settings not in _availability:
+            if missing is None:
+                try:
+                    probe = _run(Program("pass\n"), settings, sandboxed=True, cancel=None)
+                    if not probe.passed:
+                        missing = f"a working sandbox (a probe program failed: {probe.detail})"
+                except SandboxUnavailableError as error:
+                    missing = str(error)
+            _availability[settings] = missing
+        return _availability[settings]
+
+
+def run_program(
+    program: Program | str, settings: SandboxSettings, cancel: threading.Event | None = None
+) -> ExecutionResult:
+    """Run one program (a str is a script); raises SandboxUnavailableError if a protection cannot be applied.
+    `cancel`, set from another thread, kills the program and raises KeyboardInterrupt."""
+    program = Program(program) if isinstance(program, str) else program
+    sandboxed = unsandboxed_reason(settings) is None
+    return _run(program, settings, sandboxed, cancel)
+
+
+@functools.lru_cache(maxsize=8)
+def _checked_uid_range(settings: SandboxSettings) -> None:
+    uids.check_range(settings)
+
+
+def _run(program: Program, settings: SandboxSettings, sandboxed: bool, cancel) -> ExecutionResult:
+    if sandboxed or os.geteuid() == 0:  # root runs every program as a uid of its own, sandboxed or not
+        _checked_uid_range(settings)
+        with uids.dedicated_uid(settings) as uid:
+            return _execute(program, settings, sandboxed, uid, cancel)
+    return _execute(program, settings, sandboxed, None, cancel)
+
+
+def _hidden_paths(prefixes: tuple[str, ...]) -> list[str]:
+    """Host paths that must not exist inside the sandbox: the checkout, the harness's working directory,
+    the home directories; except any on the way to a mounted directory (a pyenv prefix under /root)."""
+    mounted = [*rootfs.SYSTEM_DIRECTORIES, *prefixes]
+    checkout = os.path.dirname(os.path.dirname(_HERE))
+    candidates = {os.getcwd(), checkout, _HERE, os.path.expanduser("~"), "/root", "/home"}
+    return sorted(
+        path
+        for path in candidates
+        if path != "/"
+        and not any(f"{m}/".startswith(f"{path}/") or path.startswith(f"{m}/") for m in mounted)
+    )
+
+
+def _execute(program: Program, settings: SandboxSettings, sandboxed: bool, uid, cancel) -> ExecutionResult:
+    python, prefixes = interpreter(settings.python)
+    nonce = secrets.token_hex(16)
+    job = os.memfd_create("sandbox-job", os.MFD_CLOEXEC)  # in memory: nothing on disk to find
+    with open(job, "wb", closefd=False) as handle:
+        handle.write(
+            json.dumps(
+                {"nonce": nonce, "source": program.source, "entry_point": program.entry_point}
+            ).encode()
+        )
+    os.lseek(job, 0, os.SEEK_SET)
+    result_read, result_write = os.pipe()
+    status_read, status_write = os.pipe()
+    workdir = None if sandboxed else tempfile.mkdtemp(prefix="sandbox-")
+    limits = {name: getattr(settings, name) for name in ("timeout_s", "cpu_time_limit_s", "memory_limit_mb")}
+    limits |= {
+        name: getattr(settings, name) for name in ("max_processes", "max_file_size_mb", "private_tmp_size_mb")
+    }
+    plan = {
+        "harness_pid": os.getpid(),
+        "sandboxed": sandboxed,
+        "fds": {"job": job, "result": result_write, "status": status_write},
+        "python": python,
+        "python_prefixes": list(prefixes),
+        "runner": RUNNER,
+        "uid": uid,
+        "workdir": workdir,
+        "limits": limits,
+        "hidden_paths": _hidden_paths(prefixes),  # checked from inside
+    }
+    start = time.monotonic()
+    try:
+        with tempfile.TemporaryFile() as output:
+            process = subprocess.Popen(
+                [sys.executable, "-I", "-S", BOOTSTRAP, json.dumps(plan)],
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                env=dict(_BOOTSTRAP_ENV),
+                cwd="/",
+                start_new_session=True,  # Ctrl-C in the terminal reaches the harness, which ends the sandbox
+                pass_fds=(job, result_write, status_write),
+            )
+            for fd in (job, result_write, status_write):
+                os.close(fd)
+            job = result_write = status_write = -1
+            overdue = _wait(process, settings.timeout_s + SETUP_GRACE_S, cancel)
+            duration = time.monotonic() - start
+            status_lines, report_lines = _drain(status_read), _drain(result_read)
+            output.seek(max(0, output.seek(0, os.SEEK_END) - 4 * _OUTPUT_TAIL))  # up to max_file_size_mb
+            text = output.read().decode("utf-8", "replace")[-_OUTPUT_TAIL:]
+    finally:
+        for fd in (job, result_write, status_write, result_read, status_read):
+            if fd >= 0:
+                os.close(fd)
+        if workdir is not None:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return classify(status_lines, report_lines, nonce, overdue, duration, sandboxed, text, settings)
+
+
+def _wait(process: subprocess.Popen, limit_s: float, cancel) -> bool:
+    """Wait for the bootstrap; past limit_s, or when cancelled or interrupted, kill it (the kernel then
+    ends the init and its namespace). Returns whether the harness had to kill it for being overdue."""
+    deadline = time.monotonic() + limit_s
+    try:
+        while True:
+            try:
+                process.wait(timeout=_POLL_S)
+                return False
+            except subprocess.TimeoutExpired:
+                pass
+            if cancel is not None and cancel.is_set():
+                raise KeyboardInterrupt("scoring cancelled")
+            if time.monotonic() > deadline:
+                _kill(process)
+                return True
+    except BaseException:
+        _kill(process)
+        raise
+
+
+def _kill(process: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def _drain(fd: int) -> list[str]:
+    """Everything written so far (the writers are gone; a lingering one would not block us)."""
+    os.set_blocking(fd, False)
+    chunks = []
+    with contextlib.suppress(BlockingIOError):
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+    return b"".join(chunks).decode("utf-8", "replace").splitlines()
+
+
+def _events(status_lines: list[str]) -> list[dict[str, Any]]:
+    events = []
+    for line in status_lines:
+        with contextlib.suppress(ValueError):
+            events.append(json.loads(line))
+    return events
+
+
+def classify(
+    status_lines, report_lines, nonce, overdue, duration, sandboxed, output, settings
+) -> ExecutionResult:
+    """The result of one run, from what the bootstrap and the runner reported."""
+    result = functools.partial(ExecutionResult, duration_s=duration, sandboxed=sandboxed, output=output)
+    events = _events(status_lines)
+    errors = [event for event in events if event.get("event") == "error"]
+    if errors and errors[0].get("stage") == "setup":
+        raise SandboxUnavailableError(
+            f"the sandbox could not be set up: {errors[0].get('message')}; {_OPT_IN_HINT}"
+        )
+    if errors:
+        return result("sandbox_error", "sandbox_error", f"the sandbox failed: {errors[0].get('message')}")
+    if overdue:
+        detail = f"the sandbox did not end within timeout_s + {SETUP_GRACE_S} s; the harness killed it"
+        return result("sandbox_error", "sandbox_error", detail)
+    ended = next((event for event in events if event.get("event") == "ended"), None)
+    if ended is None:
+        return result(
+            "sandbox_error", "sandbox_error", f"the sandbox ended without a report: {output[-300:]!r}"
+        )
+    prefix = nonce + " "
+    report = next((line[len(prefix) :] for line in report_lines if line.startswith(prefix)), None)
+    if report is not None:  # the runner's own verdict, made after the check returned or raised
+        verdict = json.loads(report)
+        return result(
+            verdict["status"], verdict["reason"], verdict["detail"], exception=verdict.get("exception")
+        )
+    if ended["timed_out"]:
+        return result("failed", "timeout", f"wall-clock limit of {settings.timeout_s} s")
+    status = ended["wait_status"]
+    if os.WIFSIGNALED(status):
+        number = os.WTERMSIG(status)
+        name = signal.Signals(number).name if number in signal.Signals._value2member_map_ else str(number)
+        reason = _SIGNAL_REASONS.get(number, "signal")
+        if number == signal.SIGKILL and ended["cpu_s"] >= settings.cpu_time_limit_s:
+            reason = "cpu_time"  # the hard RLIMIT_CPU, one second after an ignored SIGXCPU
+        return result("failed", reason, f"killed by {name} before the check completed", signal=name)
+    code = os.WEXITSTATUS(status)
+    detail = f"exit status {code} before the check completed (no report from the runner)"
+    return result("failed", "exit", detail, exit_status=code)
