@@ -48,27 +48,65 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
+def _convert_union(options: tuple[Any, ...], value: Any, path: str) -> Any:
+    if value is None:
+        if type(None) in options:
+            return None
+        raise ConfigError(f"{path} is null but must be set")
+    errors = []
+    for option in options:
+        if option is type(None):
+            continue
+        try:
+            return _convert(option, value, path)
+        except ConfigError as error:
+            errors.append(str(error))
+    raise ConfigError(
+        errors[0] if len(errors) == 1 else f"{path}={value!r} fits none of: {'; '.join(errors)}"
+    )
+
+
+def _convert_container(annotation: Any, origin: Any, value: Any, path: str) -> Any:
+    arguments = typing.get_args(annotation)
+    if (origin or annotation) is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{path} must be a mapping, got {_describe(value)}")
+        value_type = arguments[1] if arguments else Any
+        return {key: _convert(value_type, item, _join(path, str(key))) for key, item in value.items()}
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Sequence):
+        raise ConfigError(f"{path} must be a list, got {_describe(value)}")
+    item_type = arguments[0] if arguments else Any
+    items = [_convert(item_type, item, f"{path}[{i}]") for i, item in enumerate(value)]
+    return tuple(items) if (origin or annotation) is tuple else items
+
+
+def _convert_scalar(annotation: Any, value: Any, path: str) -> Any:
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path} must be true or false, got {_describe(value)}")
+    elif annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{path} must be an integer, got {_describe(value)}")
+    elif annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{path} must be a number, got {_describe(value)}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{path} must be a finite number, got {value!r}")
+        return float(value)
+    elif annotation is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{path} must be a string, got {_describe(value)}")
+    else:
+        raise TypeError(f"{path}: the schema uses a type the converter does not know: {annotation!r}")
+    return value
+
+
 def _convert(annotation: Any, value: Any, path: str) -> Any:
     origin = typing.get_origin(annotation)
     if annotation is Any:
         return value
     if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(annotation)
-        if value is None:
-            if type(None) in options:
-                return None
-            raise ConfigError(f"{path} is null but must be set")
-        errors = []
-        for option in options:
-            if option is type(None):
-                continue
-            try:
-                return _convert(option, value, path)
-            except ConfigError as error:
-                errors.append(str(error))
-        raise ConfigError(
-            errors[0] if len(errors) == 1 else f"{path}={value!r} fits none of: {'; '.join(errors)}"
-        )
+        return _convert_union(typing.get_args(annotation), value, path)
     if value is None:
         raise ConfigError(f"{path} is null but must be set")
     if origin is typing.Literal:
@@ -78,38 +116,9 @@ def _convert(annotation: Any, value: Any, path: str) -> Any:
         return value
     if dataclasses.is_dataclass(annotation):
         return build(annotation, value, path)
-    if origin in (tuple, list) or annotation in (tuple, list):
-        if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Sequence):
-            raise ConfigError(f"{path} must be a list, got {_describe(value)}")
-        arguments = typing.get_args(annotation)
-        item_type = arguments[0] if arguments else Any
-        items = [_convert(item_type, item, f"{path}[{i}]") for i, item in enumerate(value)]
-        return tuple(items) if (origin or annotation) is tuple else items
-    if origin is dict or annotation is dict:
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{path} must be a mapping, got {_describe(value)}")
-        arguments = typing.get_args(annotation)
-        value_type = arguments[1] if arguments else Any
-        return {key: _convert(value_type, item, _join(path, str(key))) for key, item in value.items()}
-    if annotation is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{path} must be true or false, got {_describe(value)}")
-        return value
-    if annotation is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{path} must be an integer, got {_describe(value)}")
-        return value
-    if annotation is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{path} must be a number, got {_describe(value)}")
-        if not math.isfinite(value):
-            raise ConfigError(f"{path} must be a finite number, got {value!r}")
-        return float(value)
-    if annotation is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{path} must be a string, got {_describe(value)}")
-        return value
-    raise TypeError(f"{path}: the schema uses a type the converter does not know: {annotation!r}")
+    if origin in (tuple, list, dict) or annotation in (tuple, list, dict):
+        return _convert_container(annotation, origin, value, path)
+    return _convert_scalar(annotation, value, path)
 
 
 def plain(cfg: Any) -> Any:
