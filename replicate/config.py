@@ -23,7 +23,16 @@ from replicate.core.methods import MethodConfig, method_config
 from replicate.core.model_config import ModelConfig, model_config
 from replicate.core.sampling import SamplingConfig
 from replicate.paths import CONF_DIR
-from replicate.schema import ConfigError, FieldError, MappingAccess, at_least, build, plain, to_dict
+from replicate.schema import (
+    ConfigError,
+    FieldError,
+    MappingAccess,
+    at_least,
+    build,
+    build_registered,
+    plain,
+    to_dict,
+)
 from tasks.config import TaskConfig, task_config
 
 __all__ = ["CONF_DIR", "ConfigError", "RunConfig", "compose_config", "options", "run_config"]
@@ -115,10 +124,7 @@ LOGGERS = {"none": LoggerConfig, "wandb": WandbLoggerConfig}
 
 
 def logger_config(cfg: Mapping[str, Any], path: str = "logger") -> LoggerConfig | WandbLoggerConfig:
-    name = cfg.get("name") if isinstance(cfg, Mapping) else None
-    if name not in LOGGERS:
-        raise ConfigError(f"{path}.name={name!r} is not a known logger; known: {', '.join(LOGGERS)}")
-    return build(LOGGERS[name], cfg, path)
+    return build_registered(LOGGERS, "name", cfg, path, "logger", " (conf/logger/)")
 
 
 @dataclass(frozen=True)

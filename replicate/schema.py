@@ -159,6 +159,18 @@ def build(cls: type[T], mapping: Any, path: str = "") -> T:
         ) from None
 
 
+def build_registered(
+    registry: Mapping[str, type], key: str, cfg: Any, path: str, kind: str, where: str = ""
+) -> Any:
+    """The dataclass `registry[cfg[key]]` built from `cfg` (e.g. a method config by its `name`); an unknown
+    name is a ConfigError listing the known ones (`where`: where they are registered, for the message)."""
+    cfg = plain(cfg)
+    name = cfg.get(key) if isinstance(cfg, Mapping) else None
+    if name not in registry:
+        raise ConfigError(f"{path}.{key}={name!r} is not a known {kind}; known: {', '.join(registry)}{where}")
+    return build(registry[name], cfg, path)
+
+
 def to_dict(instance: Any) -> Any:
     """A config dataclass back to plain JSON-ready data (tuples become lists)."""
     if dataclasses.is_dataclass(instance):

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from replicate.schema import ConfigError, FieldError, MappingAccess, at_least, build, one_of, plain
+from replicate.schema import FieldError, MappingAccess, at_least, build_registered, one_of
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 
@@ -152,8 +152,4 @@ def task_config(cfg: Mapping[str, Any] | TaskConfig, path: str = "task") -> Task
     """The typed config of a task; ConfigError naming the key for an unknown task or a bad value."""
     if isinstance(cfg, TaskConfig):
         return cfg
-    cfg = plain(cfg)
-    name = cfg.get("name") if isinstance(cfg, Mapping) else None
-    if name not in TASK_CONFIGS:
-        raise ConfigError(f"{path}.name={name!r} is not a known task; known: {', '.join(TASK_CONFIGS)}")
-    return build(TASK_CONFIGS[name], cfg, path)
+    return build_registered(TASK_CONFIGS, "name", cfg, path, "task", " (conf/task/)")

@@ -24,7 +24,7 @@ from replicate.core.draft_exit import AdaptiveThreshold, DraftExit, StaticThresh
 from replicate.core.models import LoadedModel
 from replicate.core.sampling import SamplingConfig
 from replicate.records import DecodeResult
-from replicate.schema import ConfigError, at_least, build, plain, within
+from replicate.schema import at_least, build_registered, within
 
 
 @dataclass(frozen=True)
@@ -104,13 +104,7 @@ def method_config(cfg: Mapping[str, Any] | MethodConfig, path: str = "method") -
     """The typed config of the method `cfg["name"]` names; ConfigError for an unknown name or a bad value."""
     if isinstance(cfg, tuple(METHODS.values())):
         return cfg
-    cfg = plain(cfg)
-    name = cfg.get("name") if isinstance(cfg, Mapping) else None
-    if name not in METHODS:
-        raise ConfigError(
-            f"{path}.name={name!r} is not a known method; known: {', '.join(METHODS)} (conf/method/)"
-        )
-    return build(METHODS[name], cfg, path)
+    return build_registered(METHODS, "name", cfg, path, "method", " (conf/method/)")
 
 
 def build_draft_exit(cfg: Mapping[str, Any] | MethodConfig) -> DraftExit | None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from replicate.core.skipping import SkipPlan
-from replicate.schema import ConfigError, FieldError, MappingAccess, at_least, build, one_of, plain
+from replicate.schema import FieldError, MappingAccess, at_least, build_registered, one_of
 
 DTYPE_NAMES = ("float32", "bfloat16", "float16")
 ATTENTION_IMPLEMENTATIONS = ("eager", "sdpa", "flash_attention_2", "flash_attention_3", "flex_attention")
@@ -124,8 +124,4 @@ def model_config(cfg: Mapping[str, Any] | ModelConfig, path: str = "model") -> M
     """The typed config of a model; ConfigError naming the key for an unknown source or a bad value."""
     if isinstance(cfg, ModelConfig):
         return cfg
-    cfg = plain(cfg)
-    source = cfg.get("source") if isinstance(cfg, Mapping) else None
-    if source not in MODEL_SOURCES:
-        raise ConfigError(f"{path}.source={source!r} is not one of {', '.join(MODEL_SOURCES)}")
-    return build(MODEL_SOURCES[source], cfg, path)
+    return build_registered(MODEL_SOURCES, "source", cfg, path, "model source")
