@@ -37,11 +37,11 @@ from replicate.bench.summary import (
     speed_table,
     summary,
 )
-from replicate.config import CONF_DIR
 from replicate.core.methods import build_decoder
 from replicate.core.models import LoadedModel, load_model
 from replicate.core.sampling import SamplingConfig
 from replicate.cost_model import break_even_acceptance, measure_cost_profile, pool_profiles
+from replicate.paths import CONF_DIR
 from replicate.run.environment import environment
 from replicate.run.rundir import write_atomic
 from replicate.run.runner import encode_prompt

@@ -7,10 +7,11 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from replicate.paths import CONF_DIR
 from replicate.search.run import run_search
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="search_config")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="search_config")
 def main(cfg: DictConfig) -> None:
     run_search(cfg, Path(HydraConfig.get().runtime.output_dir))
 
