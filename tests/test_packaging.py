@@ -25,10 +25,7 @@ from replicate.run import environment
 from tasks.base import SHIPPED_DATA_DIR
 from tasks.summarization import DataUnavailableError
 
-tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
-
 ROOT = Path(__file__).resolve().parent.parent
-PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 FIRST_PARTY = {"replicate", "tasks", "tests"}
 # Declared, never imported by the project, and needed all the same: another package loads them.
 RUNTIME_ONLY = {
@@ -37,6 +34,12 @@ RUNTIME_ONLY = {
     "hydra-submitit-launcher": "the Hydra plugin behind hydra/launcher=slurm (and submitit_local)",
     "nltk": "rouge_score's Porter stemmer; the declared floor bounds the stemmer that produces the score",
 }
+
+
+@pytest.fixture(scope="module")
+def pyproject() -> dict:
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11; only these tests need it
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 
 def _subdirectories(top: Path) -> list[Path]:
@@ -62,18 +65,18 @@ def _expected_packages() -> dict[str, Path]:
     return expected
 
 
-def test_pyproject_lists_every_package_of_the_source_tree():
-    listed = set(PYPROJECT["tool"]["setuptools"]["packages"])
+def test_pyproject_lists_every_package_of_the_source_tree(pyproject):
+    listed = set(pyproject["tool"]["setuptools"]["packages"])
     expected = set(_expected_packages())
     assert listed == expected, (
         f"pyproject.toml [tool.setuptools] packages is out of date: add {sorted(expected - listed)}, "
         f"remove {sorted(listed - expected)}"
     )
-    assert PYPROJECT["tool"]["setuptools"]["package-dir"] == {"replicate.conf": "conf"}
+    assert pyproject["tool"]["setuptools"]["package-dir"] == {"replicate.conf": "conf"}
 
 
-def test_every_config_and_data_file_is_package_data():
-    package_data = PYPROJECT["tool"]["setuptools"]["package-data"]
+def test_every_config_and_data_file_is_package_data(pyproject):
+    package_data = pyproject["tool"]["setuptools"]["package-data"]
     unshipped = []
     for name, directory in _expected_packages().items():
         globs = package_data.get(name, [])
@@ -125,8 +128,8 @@ def _distributions_of(modules: dict[str, set[str]]) -> dict[str, set[str]]:
     return {module: {_distribution_name(owner) for owner in owners[module]} for module in sorted(modules)}
 
 
-def test_every_imported_package_is_declared_and_every_declared_one_is_used():
-    declared = _declared(PYPROJECT["project"]["dependencies"])
+def test_every_imported_package_is_declared_and_every_declared_one_is_used(pyproject):
+    declared = _declared(pyproject["project"]["dependencies"])
     imported = _distributions_of(_imported_modules("replicate", "tasks"))
     undeclared = {module: sorted(owners) for module, owners in imported.items() if not owners & declared}
     assert not undeclared, f"imported by replicate/ or tasks/ but not in [project] dependencies: {undeclared}"
@@ -139,19 +142,19 @@ def test_every_imported_package_is_declared_and_every_declared_one_is_used():
     assert set(RUNTIME_ONLY) <= declared
 
 
-def test_the_tests_need_only_the_dev_extra_beyond_the_dependencies():
-    declared = _declared(PYPROJECT["project"]["dependencies"]) | _declared(
-        PYPROJECT["project"]["optional-dependencies"]["dev"]
+def test_the_tests_need_only_the_dev_extra_beyond_the_dependencies(pyproject):
+    declared = _declared(pyproject["project"]["dependencies"]) | _declared(
+        pyproject["project"]["optional-dependencies"]["dev"]
     )
     imported = _distributions_of(_imported_modules("tests"))
     undeclared = {module: sorted(owners) for module, owners in imported.items() if not owners & declared}
     assert not undeclared, f"imported by tests/ but declared nowhere: {undeclared}"
 
 
-def test_evaluate_is_not_a_dependency():
+def test_evaluate_is_not_a_dependency(pyproject):
     # ROUGE is rouge_score's, as in the paper's notebook (tasks/rouge.py); evaluate.load("rouge") needs
     # the hub.
-    assert "evaluate" not in _declared(PYPROJECT["project"]["dependencies"])
+    assert "evaluate" not in _declared(pyproject["project"]["dependencies"])
 
 
 def test_the_offline_data_ship_inside_the_tasks_package(monkeypatch):
