@@ -6,7 +6,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export WANDB_MODE ?= offline
 
-.PHONY: help setup test test-slow lint format demo check-lossless bench
+.PHONY: help setup test test-slow lint format demo check-lossless lossless-runs check-install bench
 
 help:  ## list targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -31,7 +31,14 @@ test-slow: setup  ## run the slow tests too
 
 check-lossless: setup  ## fail at the first sample where a greedy method differs from autoregressive decoding
 	$(PY) -m pytest -q -m lossless tests/test_lossless.py
+	$(MAKE) --no-print-directory lossless-runs
+
+# CI runs `make test` (which includes the lossless tests) and then only this, so no test runs twice.
+lossless-runs: setup  ## the runner half of check-lossless alone: every greedy method through the real runner
 	$(PY) -m replicate.lossless
+
+check-install:  ## pip install . (not editable) into a fresh venv, then the entry points from another directory
+	.ci/check-install
 
 lint: setup  ## ruff lint and format check
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

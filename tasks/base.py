@@ -18,7 +18,9 @@ from replicate.core.prompts import truncate_middle
 
 __all__ = ["BaselineFilter", "Sample", "Score", "Task", "data_dir", "truncate_middle"]
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# The offline evaluation files ship inside this package (package data), so a clone and an installed copy
+# find them at the same place relative to this module.
+SHIPPED_DATA_DIR = Path(__file__).resolve().parent / "data"
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,7 @@ class BaselineFilter:
 
 
 def data_dir() -> Path:
-    """Where offline evaluation data lives: `$REPLICATE_DATA_DIR`, else `../shared/data` beside the project."""
+    """Where offline evaluation data lives: `$REPLICATE_DATA_DIR` when set (an override, e.g. a larger or
+    private copy with the same layout), else the files shipped in `tasks/data/` (see its README.md)."""
     env = os.environ.get("REPLICATE_DATA_DIR")
-    return Path(env) if env else PROJECT_ROOT.parent / "shared" / "data"
+    return Path(env) if env else SHIPPED_DATA_DIR

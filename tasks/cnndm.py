@@ -4,10 +4,11 @@
   (the paper's `evaluate_sum.ipynb`); fields article / highlights / id. Shot: train split after
   `.shuffle(seed=42)`, first item. The revision is pinned in `conf/task/cnndm.yaml`, and the commit it
   resolves to is recorded in `selection()`.
-- Data, offline: `cnndm/specbench_cnndm_test_80.jsonl` in `data_dir()`: 80 real test articles from Spec-Bench
-  (fields question_id, article, reference = highlights joined by spaces). They are not the paper's 1000 items
-  (that selection depends on the hub's row order). The last `offline.held_out_items` (5) items are held
-  out: the last one is the shot, the 4 before it are the dev prompts' queries; the first 75 are scored.
+- Data, offline: `cnndm/specbench_cnndm_test_80.jsonl` in `data_dir()` (shipped in `tasks/data/`, whose
+  README.md gives provenance and licences; `$REPLICATE_DATA_DIR` overrides): 80 real test articles from
+  Spec-Bench (fields question_id, article, reference = highlights joined by spaces). They are not the paper's
+  1000 items (that selection depends on the hub's row order). The last `offline.held_out_items` (5) items are
+  held out: the last one is the shot, the 4 before it are the dev prompts' queries; the first 75 are scored.
 - Prompt: `"Article: {shot article}\\nSummary: {shot highlights, newlines removed}\\n"` +
   `"Article: {article}\\nSummary:"`; the runner cuts over-long prompts with `truncate_middle`.
 - Post-processing: completion cut at the first `"\\nArticle:"`, stripped (the notebook cuts only when the

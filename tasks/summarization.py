@@ -12,9 +12,10 @@ set):
   the shots are the first `shots` items of the train split after `.shuffle(seed=42)`. Dev prompts for the
   layer search follow `search.ipynb`: train split shuffled with seed 4242, query i = item i, its shot =
   item i + 100, never an evaluation shot.
-- offline: real test items from `data_dir()`, in file order. There is no train split offline, so the last
-  `offline.held_out_items` items of the file are held out and never scored: the last `shots` of them are
-  the shots, the others are the dev prompts' queries (dev prompts reuse the evaluation shot).
+- offline: real test items from `data_dir()` (the files shipped in `tasks/data/`), in file order. There is
+  no train split offline, so the last `offline.held_out_items` items of the file are held out and never
+  scored: the last `shots` of them are the shots, the others are the dev prompts' queries (dev prompts reuse
+  the evaluation shot).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tasks.base import Sample, Task, data_dir
+from tasks.base import SHIPPED_DATA_DIR, Sample, Task, data_dir
 from tasks.rouge import RougeF1, summarize_metric
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -133,14 +134,20 @@ class SummarizationTask(Task):
         offline, path = self.cfg["offline"], self.offline_path()
         if not path.is_file():
             variable = os.environ.get("REPLICATE_DATA_DIR")
-            where = (
-                f"$REPLICATE_DATA_DIR={variable}"
-                if variable
-                else "the default ../shared/data beside the project"
-            )
+            if variable:
+                fix = (
+                    f"$REPLICATE_DATA_DIR={variable} overrides the shipped data: point it at a directory "
+                    f"containing {offline['file']}, or unset it to use the files shipped in "
+                    f"{SHIPPED_DATA_DIR}"
+                )
+            else:
+                fix = (
+                    f"the shipped data directory {SHIPPED_DATA_DIR} lacks it (an incomplete checkout or "
+                    f"install? reinstall the project, or check task.offline.file={offline['file']!r}); "
+                    f"or set REPLICATE_DATA_DIR to a directory containing {offline['file']}"
+                )
             raise DataUnavailableError(
-                f"{self.title} offline data not found: looked for {path} (data directory from {where}). "
-                f"Provide it by setting REPLICATE_DATA_DIR to a directory containing {offline['file']}, "
+                f"{self.title} offline data not found: looked for {path}. Fix: {fix}; "
                 f"or allow hub access (unset HF_DATASETS_OFFLINE and HF_HUB_OFFLINE, task.source=auto or hub)."
             )
         raw = path.read_bytes()

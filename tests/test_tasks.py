@@ -48,7 +48,8 @@ def offline(monkeypatch):
 
 def test_unknown_task_name_is_a_clear_error():
     with pytest.raises(
-        ValueError, match=r"task.name='gsm8k' is not a known task; known: cnndm, xsum, humaneval \(conf/task/\)"
+        ValueError,
+        match=r"task.name='gsm8k' is not a known task; known: cnndm, xsum, humaneval \(conf/task/\)",
     ):
         load_task({"name": "gsm8k"})
 

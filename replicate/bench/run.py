@@ -38,13 +38,14 @@ from replicate.bench.summary import (
     summary,
 )
 from replicate.cli import user_errors
-from replicate.config import CONF_DIR, compose_config
+from replicate.config import compose_config
 from replicate.core.methods import AUTOREGRESSIVE as AUTOREGRESSIVE_METHOD
 from replicate.core.methods import build_decoder, method_config
 from replicate.core.models import LoadedModel, load_model
 from replicate.core.prompts import encode_prompt
 from replicate.core.sampling import SamplingConfig
 from replicate.cost_model import break_even_acceptance, measure_cost_profile, pool_profiles
+from replicate.paths import CONF_DIR
 from replicate.run.environment import environment
 from replicate.run.rundir import write_atomic
 from tasks import load_task
