@@ -93,6 +93,18 @@ class CostModelConfig(MappingAccess):
 
 
 @dataclass(frozen=True)
+class DivergenceConfig(MappingAccess):
+    """How a greedy run's differences from its baseline are judged (`replicate.run.metrics.divergence_verdict`):
+    a near-tie when the baseline's top-two logit margin is at most `near_tie_ulps` units in the last place of
+    the model's dtype at the top logit's magnitude."""
+
+    near_tie_ulps: float
+
+    def __post_init__(self):
+        at_least("near_tie_ulps", self.near_tie_ulps, 0.0)
+
+
+@dataclass(frozen=True)
 class LoggerConfig(MappingAccess):
     """`logger=none`: results live in the run directory only."""
 
@@ -146,6 +158,7 @@ class RunConfig(MappingAccess):
     verify_cache: bool
     resume: bool
     force: bool
+    divergence: DivergenceConfig
     experiment: dict[str, Any] | None = None
     paper: dict[str, Any] | None = None
 
@@ -158,6 +171,13 @@ class RunConfig(MappingAccess):
                 "max_new_tokens",
                 self.max_new_tokens,
                 f"leaves no room for a prompt in model.max_context={self.model.max_context}",
+            )
+        if self.task.min_baseline_chars_filter is not None and self.method.drafts and not self.run_baseline:
+            raise FieldError(
+                "run_baseline",
+                self.run_baseline,
+                f"task.min_baseline_chars_filter={self.task.min_baseline_chars_filter} judges the autoregressive "
+                "baseline's completion: set run_baseline=true, or task.min_baseline_chars_filter=null",
             )
 
     def to_dict(self) -> dict[str, Any]:

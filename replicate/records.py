@@ -92,7 +92,11 @@ class DecodeRecord:
     """One decode in `samples.jsonl`: the loop's result, the decoded text, the task's prediction and scores
     (text, prediction and scores are None where nothing was decoded to text, e.g. in the bench; scores are
     None until the run scores its samples, after decoding). score_detail: why it scored so, where the task
-    says (HumanEval: the execution record: status, reason, exception, exit status, sandboxed)."""
+    says (HumanEval: the execution record: status, reason, exception, exit status, sandboxed).
+    post_eos_tokens: tokens after EOS the authors' loop would have kept
+    (`replicate.run.metrics.post_eos_tokens`; None in records older than the field). paper_text / paper_prediction / paper_scores: the authors' scoring
+    (`task.paper_postprocess`): the text without the first generated token, post-processed and scored as their
+    notebooks do (None when off)."""
 
     tokens: list[int]
     new_tokens: int
@@ -107,6 +111,10 @@ class DecodeRecord:
     prediction: str | None = None
     scores: dict[str, float] | None = None
     score_detail: dict[str, Any] | None = None
+    post_eos_tokens: int | None = None
+    paper_text: str | None = None
+    paper_prediction: str | None = None
+    paper_scores: dict[str, float] | None = None
 
     @classmethod
     def from_result(
@@ -148,7 +156,9 @@ class SampleRecord:
 
     identical / first_difference: whether the method's tokens equal the baseline's, and the first position
     where they differ (None when equal or without a baseline). baseline_margin: the baseline's gap between
-    its top-two logits at that position (near 0: a numerical near-tie; large: a bug). decoder_state: the
+    its top-two logits at that position (near 0: a numerical near-tie; large: a bug), baseline_top_logit the
+    top logit there (the scale of the dtype's resolution, `replicate.run.metrics.divergence_verdict`).
+    decoder_state: the
     method's carried state after this sample (`Decoder.state_dict()`, e.g. the adaptive threshold), from
     which a resumed run continues.
     """
@@ -164,6 +174,7 @@ class SampleRecord:
     first_difference: int | None
     baseline_margin: float | None
     decoder_state: dict[str, Any]
+    baseline_top_logit: float | None = None
     schema_version: int = SCHEMA_VERSION
 
     @property
@@ -206,7 +217,12 @@ class CostModelStats:
 class RunMetrics:
     """`metrics.json`. Decoding statistics are None where they do not apply (acceptance of autoregressive
     decoding; speedup and identity without a baseline); task scores are None where nothing was scored.
-    scoring: what scored the samples (HumanEval: the sandbox in force, `sandboxed`; a re-score's date)."""
+    scoring: what scored the samples (HumanEval: the sandbox in force, `sandboxed`; a re-score's date).
+    excluded_ids: samples the baseline filter (`task.min_baseline_chars_filter`) excluded; every statistic is
+    over the others (None: filter off). divergences: greedy runs' identical / near_tie / unexplained counts
+    and the near-tie rule (None for sampled runs and runs without a baseline). post_eos_tokens: total over the
+    method's decodes. paper_compatible: the task scores under the authors' scoring (`task.paper_postprocess`),
+    beside the faithful `score` (None when off)."""
 
     model: str
     task: str | None
@@ -243,16 +259,28 @@ class RunMetrics:
     fingerprint: dict[str, Any] | None = None
     scoring: dict[str, Any] | None = None
     cost_model: CostModelStats | None = None
+    excluded_ids: list[str] | None = None
+    divergences: dict[str, Any] | None = None
+    post_eos_tokens: int | None = None
+    paper_compatible: dict[str, Any] | None = None
     schema_version: int = SCHEMA_VERSION
 
     @property
     def final_threshold(self) -> float | None:
         return self.decoder_state.get("threshold")
 
+    @property
+    def n_excluded(self) -> int | None:
+        """Samples the baseline filter excluded (None: filter off)."""
+        return None if self.excluded_ids is None else len(self.excluded_ids)
+
     def get(self, key: str) -> Any:
-        """A statistic by name; `cost_model.<name>` reads the cost model section (None when absent)."""
+        """A statistic by name; `cost_model.<name>` reads the cost model section, `divergences.<name>` and
+        `paper_compatible.<name>` those mappings (None when the section is absent)."""
         section, _, name = key.rpartition(".")
-        owner = self.cost_model if section == "cost_model" else self
+        owner = getattr(self, section) if section else self
+        if isinstance(owner, Mapping):
+            return owner.get(name)
         return None if owner is None else getattr(owner, name)
 
     def to_dict(self) -> dict[str, Any]:
@@ -285,6 +313,9 @@ COLUMNS = (
     Column("metric", "metric"),
     Column("score", "score"),
     Column("baseline_score", "baseline score"),
+    Column("paper_compatible.score", "score (paper's scoring)"),
+    Column("divergences.near_tie", "near ties"),
+    Column("divergences.unexplained", "unexplained"),
     Column("cost_model.predicted_speedup", "predicted speedup"),
     Column("cost_model.efficiency", "efficiency"),
 )
@@ -294,6 +325,8 @@ DETAIL_COLUMNS = (
     Column("acceptance_rate_pooled", "acceptance, pooled"),
     Column("baseline_tokens_per_s", "baseline tok/s"),
     Column("final_threshold", "final gamma"),
+    Column("n_excluded", "excluded"),
+    Column("post_eos_tokens", "post-EOS tokens"),
 )
 
 

@@ -5,7 +5,10 @@ What the runner calls, beyond the `Task` interface of `tasks.base`:
   programs in parallel); `HumanEvalTask.execute(...)` gives the `ExecutionResult`s with status, reason and
   detail (`result.as_record()` for samples.jsonl; `result.sandboxed` for metrics.json).
 - `task.baseline_exclusions(samples, baseline_completions)`: the paper's short-baseline filter, off unless
-  `min_baseline_chars_filter` is set; returns kept and excluded ids so exclusions are reported.
+  `min_baseline_chars_filter` is set; returns kept and excluded ids, which `replicate.run.exclusions` applies
+  to every statistic and reports (`excluded_ids`).
+- `task.paper_prediction(completion_after_first_token, sample)`: the prediction the authors' notebooks would
+  score (`paper_postprocess`).
 - `task.selection()`: source, file and checksum or dataset revision, sample, shot and dev ids.
 - `describe_sandbox(task.sandbox)`: which execution protections are in force here, for the run record;
   raises `SandboxUnavailableError` naming what is missing (call it before decoding).

@@ -61,6 +61,14 @@ class Task(ABC):
     def postprocess(self, completion: str, sample: Sample) -> str:
         """The prediction scored for a raw completion (text after the prompt)."""
 
+    def paper_prediction(self, completion_after_first_token: str, sample: Sample) -> str:
+        """The prediction the authors' notebooks would score (`task.paper_postprocess`). Their `infer_input_ids`
+        decodes `generate_ids[0, input_ids.size(0):]`, and `input_ids.size(0)` is the batch size 1, so the
+        completion they post-process lacks its first generated token: that is what is passed here."""
+        raise NotImplementedError(
+            f"task {self.name} has no paper-compatible scoring; set task.paper_postprocess=false"
+        )
+
     @abstractmethod
     def score_sample(self, sample: Sample, prediction: str) -> dict[str, float]:
         """Per-sample metric values, e.g. {"rouge2": 0.12} or {"passed": 1.0}."""

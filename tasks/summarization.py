@@ -29,6 +29,7 @@ from typing import Any
 
 from tasks.base import SHIPPED_DATA_DIR, Sample, Task, data_dir
 from tasks.rouge import RougeF1, summarize_metric
+from tasks.selection import check_selection
 
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -114,6 +115,8 @@ class SummarizationTask(Task):
         test = self._hub_split(hub["test_split"], seed)
         size = min(self.cfg["selection_size"], len(test))
         evaluation = [self._hub_article(row) for row in test.select(range(size))]
+        selected = [{"id": item.id, "summary": item.summary} for item in evaluation]
+        self._record["selection_check"] = check_selection(selected, self.cfg["selection_check"], self.title)
         train = self._hub_split(hub["train_split"], seed)
         self._shots = [self._hub_article(row) for row in train.select(range(self.cfg["shots"]))]
         self._record.update(
@@ -282,6 +285,11 @@ class SummarizationTask(Task):
         # at position 0, so a completion that opens a new article scores as an empty summary.
         cut = completion.find(self.cfg["stop_sequence"])
         return (completion if cut < 0 else completion[:cut]).strip()
+
+    def paper_prediction(self, completion_after_first_token: str, sample: Sample) -> str:
+        # evaluate_sum.ipynb: cut at the stop string only when it is found after position 0, no strip.
+        cut = completion_after_first_token.find(self.cfg["stop_sequence"])
+        return completion_after_first_token[:cut] if cut > 0 else completion_after_first_token
 
     def score_sample(self, sample: Sample, prediction: str) -> dict[str, float]:
         return self._rouge(sample.reference or "", prediction)

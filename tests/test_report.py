@@ -7,6 +7,7 @@ Regenerate the golden file after an intended change: UPDATE_GOLDEN=1 pytest test
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -41,7 +42,13 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 
 def fake_metrics(
-    config, speedup: float, acceptance: float | None, score: float, cost_model: dict | None = None
+    config,
+    speedup: float,
+    acceptance: float | None,
+    score: float,
+    cost_model: dict | None = None,
+    paper_score: float | None = None,
+    divergences: dict | None = None,
 ) -> RunMetrics:
     method = config["method"]["name"]
     adaptive = method == "adaptive_draft_exit"
@@ -65,7 +72,8 @@ def fake_metrics(
         metric=config["task"]["metric"], score=score, baseline_score=score - 0.002,
         model_identity={"source": "hub", "revision": "abc123", "dtype": "bfloat16", "attn_implementation": "eager"},
         selection={"task": config["task"]["name"], "source": "hub", "revision": "r1", "sample_ids": ["a", "b"]},
-        cost_model=cost,
+        cost_model=cost, divergences=divergences,
+        paper_compatible=None if paper_score is None else {"score": paper_score, "baseline_score": paper_score - 0.003},
     )  # fmt: skip
 
 
@@ -110,7 +118,8 @@ def sweep(tmp_path_factory) -> Path:
     table1 = ["experiment=table1", "model=llama2_13b"]
     make_run(
         root, "table1/llama2_13b/cnndm_t0.0", [*table1, "task=cnndm"],
-        {"speedup": 1.48, "acceptance": 0.9, "score": 0.107, "cost_model": {"predicted_speedup": 1.6, "efficiency": 0.93}},
+        {"speedup": 1.48, "acceptance": 0.9, "score": 0.107, "cost_model": {"predicted_speedup": 1.6, "efficiency": 0.93},
+         "paper_score": 0.104, "divergences": {"identical": 1, "near_tie": 1, "unexplained": 0}},
         trace,
     )  # fmt: skip
     make_run(root, "table1/llama2_13b/xsum_t0.0", [*table1, "task=xsum"], None, trace[:1])  # killed mid-way
@@ -182,6 +191,32 @@ def test_missing_runs_are_missing_never_zero(sweep):
     assert (done["cost_model.predicted_speedup"], done["cost_model.efficiency"]) == ("1.6", "0.93")
     markdown = (sweep / "report.md").read_text()
     assert "missing / 1.529" in markdown and "incomplete / 1.429" in markdown
+
+
+def test_paper_scoring_and_divergences_are_shown_beside_the_faithful_ones(sweep):
+    done = next(
+        line for line in read_csv(sweep / "report.csv") if line["run_dir"] == "table1/llama2_13b/cnndm_t0.0"
+    )
+    assert (done["ssd"], done["ssd_paper_scoring"], done["ssd_paper_scoring_paper"]) == (
+        "0.107",
+        "0.104",
+        "0.108",
+    )
+    assert float(done["ar_paper_scoring_diff"]) == pytest.approx(0.101 - 0.106)
+    assert (done["divergences.near_tie"], done["divergences.unexplained"]) == ("1", "0")
+    markdown = (sweep / "report.md").read_text()
+    assert "cnndm SSD (paper's scoring)" in markdown and "0.104 / 0.108 / -0.004" in markdown
+
+
+def test_excluded_samples_are_not_inconsistent(tmp_path):
+    from replicate.report.tables import RunResult
+
+    config = compose_config(["experiment=table1"])
+    resolved = OmegaConf.to_container(config, resolve=True)
+    records = [fake_record(0, [0.6]), fake_record(1, [0.6]), fake_record(2, [0.6])]
+    metrics = dataclasses.replace(fake_metrics(resolved, 1.2, 0.9, 0.1), excluded_ids=["s0"])
+    assert RunResult(tmp_path, resolved, metrics, records).status == "ok"  # 2 kept + 1 excluded
+    assert RunResult(tmp_path, resolved, metrics, records[:2]).status.startswith("inconsistent")
 
 
 def test_cost_model_columns_are_dashes_when_absent(sweep):

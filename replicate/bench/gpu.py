@@ -121,7 +121,9 @@ def _shape_section(name: str, cfg: Mapping[str, Any], device: torch.device) -> d
     # No EOS, fixed K (threshold 0): every decode runs to max_new_tokens at full draft length.
     sampling = SamplingConfig()
     autoregressive = ours("ours_autoregressive", Decoder(AUTOREGRESSIVE, loaded, sampling))
-    fixed_k = SelfSpeculativeConfig("self_speculative", max_draft_tokens=max_draft_tokens, threshold=0.0)
+    fixed_k = SelfSpeculativeConfig(
+        "self_speculative", max_draft_tokens=max_draft_tokens, threshold=0.0, draft_confidence="paper"
+    )
     speculative = ours("ours_self_speculative", Decoder(fixed_k, loaded, sampling))
     generator = torch.Generator().manual_seed(cfg["seed"])
     prompts = [

@@ -20,8 +20,10 @@ from torch import nn
 
 from replicate.core.draft_exit import DraftExit
 from replicate.core.sampling import (
+    DRAFT_CONFIDENCES,
     SamplingConfig,
     choose_tokens,
+    drafted_token_confidence,
     greedy_acceptance,
     logits_to_probs,
     speculative_acceptance,
@@ -120,11 +122,12 @@ def _draft(
     eos_token_ids: frozenset[int],
     generator: torch.Generator | None,
     device: torch.device,
+    confidence: str = "paper",
 ) -> tuple[list[int], list[torch.Tensor]]:
     """Up to `num_to_draft` tokens from the draft model (the sub-blocks of `plan` skipped), fed one at a time
     after `last_token` at position `committed_length`. Stops after EOS or after a token whose draft
-    confidence (top-1 probability) is below `threshold`; that token is still returned and verified.
-    Returns the draft tokens and their draft distributions (each (vocab,))."""
+    confidence (`drafted_token_confidence` in mode `confidence`) is below `threshold`; that token is still
+    returned and verified. Returns the draft tokens and their draft distributions (each (vocab,))."""
     draft_tokens: list[int] = []
     draft_probs: list[torch.Tensor] = []
     with skip_sublayers(model, plan):
@@ -137,7 +140,9 @@ def _draft(
             draft_tokens.append(next_token)
             draft_probs.append(probs[0])
             # One host sync per draft token is inherent: the next input depends on this token.
-            if next_token in eos_token_ids or float(probs[0].max()) < threshold:
+            if next_token in eos_token_ids:
+                break
+            if drafted_token_confidence(logits, probs, next_token, sampling, confidence) < threshold:
                 break
     return draft_tokens, draft_probs
 
@@ -183,13 +188,20 @@ def self_speculative_decode(
     draft_exit: DraftExit,
     generator: torch.Generator | None = None,
     check_cache: bool = False,
+    draft_confidence: str = "paper",
 ) -> DecodeResult:
     """Draft with the sub-blocks of `plan` skipped, verify with the full model, keep the agreeing prefix plus
-    the full model's own next token. `check_cache` verifies after every cycle that each layer's cache holds
-    exactly the committed length (for tests; it costs a little time)."""
+    the full model's own next token. `draft_confidence` (`paper` | `processed`) is what the draft-exit
+    threshold is compared with (`replicate.core.sampling.drafted_token_confidence`). `check_cache` verifies
+    after every cycle that each layer's cache holds exactly the committed length (for tests; it costs a
+    little time)."""
     _check_prompt(prompt_ids, max_new_tokens)
     if max_draft_tokens < 1:
         raise ValueError(f"max_draft_tokens must be >= 1, got {max_draft_tokens}")
+    if draft_confidence not in DRAFT_CONFIDENCES:
+        raise ValueError(
+            f"draft_confidence={draft_confidence!r} is not one of {', '.join(DRAFT_CONFIDENCES)}"
+        )
     plan.validate(model.config.num_hidden_layers)
     device = prompt_ids.device
     prompt_length = prompt_ids.shape[1]
@@ -212,7 +224,7 @@ def self_speculative_decode(
         threshold = draft_exit.threshold
         draft_tokens, draft_probs = _draft(
             model, plan, cache, tokens[-1], committed_length, num_to_draft, threshold, sampling,
-            eos_token_ids, generator, device,
+            eos_token_ids, generator, device, draft_confidence,
         )  # fmt: skip
         num_accepted, next_token = _verify(
             model, cache, tokens[-1], committed_length, draft_tokens, draft_probs, sampling, generator, device

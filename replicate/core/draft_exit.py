@@ -1,8 +1,10 @@
 """When to stop drafting: a fixed draft length, a static confidence threshold, or the paper's adaptive one.
 
-Drafting stops after a drafted token whose draft top-1 probability is below the threshold gamma (that
-token is still verified), or after `max_draft_tokens` tokens. A threshold of 0 never stops early: that is
-the fixed-length drafting of the paper's Table 3.
+Drafting stops after a drafted token whose draft confidence is below the threshold gamma (that token is
+still verified), or after `max_draft_tokens` tokens. The confidence is the drafted token's probability
+(`replicate.core.sampling.drafted_token_confidence`): greedy, the draft's top-1 probability; sampling, by
+default under the raw temperature-1 softmax, as the authors' code compares it (`method.draft_confidence`).
+A threshold of 0 never stops early: that is the fixed-length drafting of the paper's Table 3.
 
 Adaptive draft-exit (paper Section 3.3, Table 6; `reference.yaml` `decoding`): after each verification,
 with rate = accepted / drafted of that cycle,

@@ -42,11 +42,15 @@ class AutoregressiveConfig:
 @dataclass(frozen=True)
 class SelfSpeculativeConfig:
     """Draft up to `max_draft_tokens` (K) per cycle; a `threshold` in (0, 1] also stops drafting after a
-    token whose draft confidence is below it (static draft exit, Table 4); 0 drafts exactly K (Table 3)."""
+    token whose draft confidence is below it (static draft exit, Table 4); 0 drafts exactly K (Table 3).
+    `draft_confidence`: what the threshold is compared with when sampling (`paper`: the drafted token's raw,
+    temperature-1 softmax probability, as the authors' code; `processed`: its probability under the sampling
+    distribution); greedy decoding is the same under both."""
 
     name: Literal["self_speculative"]
     max_draft_tokens: int
     threshold: float
+    draft_confidence: Literal["paper", "processed"]
     drafts: ClassVar[bool] = True
     adapts_threshold: ClassVar[bool] = False
 
@@ -61,7 +65,8 @@ class SelfSpeculativeConfig:
 @dataclass(frozen=True)
 class AdaptiveDraftExitConfig:
     """The paper's method: K = `max_draft_tokens`, gamma_0 = `initial_threshold`, eps = `threshold_step`,
-    beta1 = `acceptance_ema`, beta2 = `threshold_ema`, alpha = `target_acceptance` (Section 3.3, Table 6)."""
+    beta1 = `acceptance_ema`, beta2 = `threshold_ema`, alpha = `target_acceptance` (Section 3.3, Table 6);
+    `draft_confidence` as for `SelfSpeculativeConfig`."""
 
     name: Literal["adaptive_draft_exit"]
     max_draft_tokens: int
@@ -71,6 +76,7 @@ class AdaptiveDraftExitConfig:
     threshold_ema: float
     target_acceptance: float
     reset_per_sample: bool
+    draft_confidence: Literal["paper", "processed"]
     drafts: ClassVar[bool] = True
     adapts_threshold: ClassVar[bool] = True
 
@@ -149,6 +155,7 @@ class Decoder:
             max_draft_tokens=self.config.max_draft_tokens,
             draft_exit=self.draft_exit,
             check_cache=self.check_cache,
+            draft_confidence=self.config.draft_confidence,
         )
 
     def state_dict(self) -> dict[str, Any]:

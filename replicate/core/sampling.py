@@ -65,6 +65,29 @@ def logits_to_probs(logits: torch.Tensor, sampling: SamplingConfig) -> torch.Ten
     return torch.softmax(logits, dim=-1)
 
 
+DRAFT_CONFIDENCES = ("paper", "processed")
+
+
+def drafted_token_confidence(
+    logits: torch.Tensor, probs: torch.Tensor, token: int, sampling: SamplingConfig, mode: str
+) -> float:
+    """The draft confidence a draft-exit threshold is compared with: the probability of the drafted `token`.
+    logits: (1, vocab) raw draft logits; probs: (1, vocab) the distribution it was drawn from
+    (`logits_to_probs`).
+
+    `paper`: under the raw softmax (temperature 1, no top-k/top-p), as the authors' decoding.py compares it
+    with gamma in every mode (greedy: the top-1 probability, since the drafted token is the argmax).
+    `processed`: under the sampling distribution (tempered and filtered). Greedy, both are the plain
+    softmax's value at the argmax, so greedy drafting is the same in both modes."""
+    if mode not in DRAFT_CONFIDENCES:
+        raise ValueError(f"draft_confidence={mode!r} is not one of {', '.join(DRAFT_CONFIDENCES)}")
+    if mode == "processed" or sampling.greedy:  # greedy `probs` is already the raw softmax
+        return float(probs[0, token])
+    # p(token) = exp(logit - logsumexp(logits)): no second softmax over the vocabulary.
+    raw = logits[0].float()
+    return float(torch.exp(raw[token] - torch.logsumexp(raw, dim=-1)))
+
+
 def choose_tokens(
     logits: torch.Tensor,
     sampling: SamplingConfig,

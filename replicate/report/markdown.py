@@ -103,7 +103,8 @@ def relative(path: Path | None, root: Path) -> str:
 
 DETAILS = columns(
     "n_samples", "speedup", "speedup_total_time", "acceptance_rate", "acceptance_rate_pooled", "mean_accepted_length",
-    "identical_fraction", "cost_model.predicted_speedup", "cost_model.efficiency", "final_threshold",
+    "identical_fraction", "divergences.near_tie", "divergences.unexplained", "n_excluded",
+    "cost_model.predicted_speedup", "cost_model.efficiency", "final_threshold",
 )  # fmt: skip
 
 

@@ -19,6 +19,7 @@ Intervals are percentile bootstraps over samples.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -133,3 +134,59 @@ def first_difference(tokens: Sequence[int], reference: Sequence[int]) -> int | N
         if a != b:
             return position
     return None if len(tokens) == len(reference) else min(len(tokens), len(reference))
+
+
+def post_eos_tokens(tokens: Sequence[int], accepted: Sequence[int]) -> int:
+    """Tokens after EOS that the authors' loop would have kept in a decode's last block: it appends a whole
+    verified block (accepted drafts + the full model's token) and only then looks for EOS, while this
+    project stops at the EOS. A cycle here commits accepted + 1 tokens (its drafts never exceed the token
+    budget), so the prefill token plus every cycle's block, minus what was committed, is what the stop at
+    EOS dropped (0 for autoregressive decoding). A lower bound of the authors' count: their draft also runs
+    past a drafted EOS, and every agreeing draft after it would be kept too."""
+    return 1 + sum(count + 1 for count in accepted) - len(tokens) if accepted else 0
+
+
+# Explicit mantissa bits of each model dtype: one unit in the last place of x is 2^(floor(log2|x|) - bits).
+MANTISSA_BITS = {"float32": 23, "bfloat16": 7, "float16": 10}
+
+
+def unit_in_last_place(value: float, dtype: str) -> float:
+    """The spacing of `dtype`'s numbers at |value| (its resolution there); subnormals are not modelled."""
+    if dtype not in MANTISSA_BITS:
+        raise ValueError(f"no resolution known for dtype {dtype!r}; known: {', '.join(MANTISSA_BITS)}")
+    magnitude = abs(value)
+    if magnitude == 0.0 or not math.isfinite(magnitude):
+        raise ValueError(f"the resolution at logit {value!r} is undefined (zero or not finite)")
+    return 2.0 ** (math.floor(math.log2(magnitude)) - MANTISSA_BITS[dtype])
+
+
+def divergence_verdict(record: SampleRecord, dtype: str, near_tie_ulps: float) -> str:
+    """`identical`, `near_tie` (the baseline's top-two logit margin at the first difference is at most
+    `near_tie_ulps` units in the last place of `dtype` at its top logit: a flip numerics alone can cause) or
+    `unexplained` (a larger margin, or a difference with no margin recorded, e.g. a length difference)."""
+    if record.identical is None:
+        raise ValueError(f"sample {record.id} has no baseline decode: its divergence cannot be judged")
+    if record.identical:
+        return "identical"
+    margin, top = record.baseline_margin, record.baseline_top_logit
+    if margin is None or top is None or top == 0.0:
+        return "unexplained"
+    return "near_tie" if margin <= near_tie_ulps * unit_in_last_place(top, dtype) else "unexplained"
+
+
+def divergence_counts(
+    records: Sequence[SampleRecord], dtype: str, near_tie_ulps: float
+) -> dict[str, Any] | None:
+    """metrics.json `divergences`: how many samples are identical to the baseline, differ at a near-tie, or
+    differ unexplained, and the rule (None without a baseline to compare with)."""
+    if not records or any(record.identical is None for record in records):
+        return None
+    verdicts = [divergence_verdict(record, dtype, near_tie_ulps) for record in records]
+    return {
+        **{verdict: verdicts.count(verdict) for verdict in ("identical", "near_tie", "unexplained")},
+        "margin_threshold": {
+            "ulps": near_tie_ulps,
+            "dtype": dtype,
+            "rule": f"margin <= {near_tie_ulps:g} * 2^(floor(log2|top logit|) - {MANTISSA_BITS[dtype]})",
+        },
+    }

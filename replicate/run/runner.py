@@ -33,12 +33,15 @@ from replicate.cost_model import cost_model_metrics, measure_cost_profile
 from replicate.records import COLUMNS, SCHEMA_VERSION, DecodeRecord, DecodeResult, RunMetrics, SampleRecord
 from replicate.run import rundir
 from replicate.run.environment import environment
-from replicate.run.metrics import first_difference, sample_metrics
-from replicate.run.scoring import score_records, task_scores
+from replicate.run.exclusions import baseline_filter
+from replicate.run.metrics import divergence_counts, first_difference, post_eos_tokens, sample_metrics
+from replicate.run.scoring import paper_compatible_scores, score_records, task_scores
 from tasks import Sample, Task, load_task
 
 # Settings that may differ between a run and its resumption: they change no sample's result.
-RESUMABLE_KEYS = ("n_samples", "resume", "force", "logger", "cost_model", "warmup", "verify_cache", "paper")
+RESUMABLE_KEYS = (
+    "n_samples", "resume", "force", "logger", "cost_model", "warmup", "verify_cache", "paper", "divergence",
+)  # fmt: skip
 # What identifies the data beyond the samples themselves (their ids are compared one by one).
 _PER_SAMPLE_SELECTION = ("file", "sample_ids", "problem_ids", "n_problems")
 
@@ -87,21 +90,43 @@ def resume_records(
 
 
 @torch.inference_mode()
+def baseline_top_two(
+    loaded: LoadedModel, prompt_ids: torch.Tensor, baseline_tokens: list[int], position: int
+) -> tuple[float, float]:
+    """(margin, top logit): the baseline's gap between its top two logits where the method first differs, and
+    its top logit there. The baseline's decode is replayed the way it ran (prefill, then one token at a time),
+    so in bf16 the margin is the one the baseline itself saw, not that of another kernel path (a one-pass
+    recomputation moved margins by up to 4 ulps on SmolLM2; docs/replication.md). A gap within a few units
+    in the last place of the dtype at the top logit is a numerical near-tie (expected in bf16); a large gap
+    points at a bug (`replicate.run.metrics.divergence_verdict`). Costs `position` one-token forwards, only
+    for samples that differ."""
+    model, device = loaded.model, prompt_ids.device
+    cache = SkipAwareCache(config=model.config)
+    logits = forward(model, prompt_ids, cache, 0, last_only=True)[0]
+    for step in range(position):
+        token_ids = torch.tensor([[baseline_tokens[step]]], device=device)
+        logits = forward(model, token_ids, cache, prompt_ids.shape[1] + step, last_only=True)[0]
+    top_two = torch.topk(logits.float(), 2).values
+    return float(top_two[0] - top_two[1]), float(top_two[0])
+
+
 def baseline_margin(
     loaded: LoadedModel, prompt_ids: torch.Tensor, baseline_tokens: list[int], position: int
 ) -> float:
-    """The baseline's gap between its top two logits where the method first differs: a gap near 0 is a
-    numerical near-tie (expected in bf16), a large gap points at a bug."""
-    ids = torch.cat([prompt_ids, torch.tensor([baseline_tokens[:position]], device=prompt_ids.device)], dim=1)
-    logits = forward(loaded.model, ids, SkipAwareCache(config=loaded.model.config), 0, last_only=True)[0]
-    top_two = torch.topk(logits.float(), 2).values
-    return float(top_two[0] - top_two[1])
+    """The baseline's gap between its top two logits where the method first differs (`baseline_top_two`)."""
+    return baseline_top_two(loaded, prompt_ids, baseline_tokens, position)[0]
 
 
 def _decode_record(loaded: LoadedModel, task: Task, sample: Sample, result: DecodeResult) -> DecodeRecord:
-    """The decode with its text and prediction; it is scored after decoding (`replicate.run.scoring`)."""
+    """The decode with its text and prediction (and, with `task.paper_postprocess`, the authors' text without
+    the first generated token and its prediction); it is scored after decoding (`replicate.run.scoring`)."""
     text = loaded.decode(result.tokens)
-    return DecodeRecord.from_result(result, text, task.postprocess(text, sample))
+    record = DecodeRecord.from_result(result, text, task.postprocess(text, sample))
+    record.post_eos_tokens = post_eos_tokens(result.tokens, result.accepted)
+    if task.cfg["paper_postprocess"]:
+        record.paper_text = loaded.decode(result.tokens[1:])
+        record.paper_prediction = task.paper_prediction(record.paper_text, sample)
+    return record
 
 
 def sample_record(
@@ -121,11 +146,11 @@ def sample_record(
         raise AssertionError(
             f"sample {sample.id}: a layer's KV cache length differed from the committed length"
         )
-    position, margin = None, None
+    position, margin, top_logit = None, None, None
     if baseline_result is not None:
         position = first_difference(method_result.tokens, baseline_result.tokens)
         if position is not None and position < len(baseline_result.tokens):
-            margin = baseline_margin(loaded, prompt_ids, baseline_result.tokens, position)
+            margin, top_logit = baseline_top_two(loaded, prompt_ids, baseline_result.tokens, position)
     return SampleRecord(
         index=index,
         id=sample.id,
@@ -137,6 +162,7 @@ def sample_record(
         identical=None if baseline_result is None else position is None,
         first_difference=position,
         baseline_margin=margin,
+        baseline_top_logit=top_logit,
         decoder_state=method.state_dict(),
     )
 
@@ -162,7 +188,11 @@ def summarize(
     fingerprint: dict[str, Any],
     scoring: dict[str, Any] | None,
 ) -> RunMetrics:
-    """The one place a run's `RunMetrics` is built (statistics from `replicate.run.metrics`)."""
+    """The one place a run's `RunMetrics` is built (statistics from `replicate.run.metrics`), over the samples
+    the baseline filter keeps (all, when it is off); the carried decoder state is the last decoded
+    sample's."""
+    kept, excluded_ids = baseline_filter(config, task, samples, records, loaded)
+    post_eos = [record.method.post_eos_tokens for record in kept]
     return RunMetrics(
         model=config.model.name,
         task=config.task.name,
@@ -171,16 +201,24 @@ def summarize(
         max_new_tokens=config.max_new_tokens,
         # Greedy output must be identical; sampled output is only identically distributed.
         identity_expected=config.sampling.greedy,
-        **sample_metrics(records, is_baseline=not config.method.drafts),
-        prompts_truncated=sum(record.prompt_truncated for record in records),
+        **sample_metrics(kept, is_baseline=not config.method.drafts),
+        prompts_truncated=sum(record.prompt_truncated for record in kept),
         skip={"attention": list(loaded.plan.attention), "mlp": list(loaded.plan.mlp)},
         decoder_state=records[-1].decoder_state,
         environment=environment(loaded.device),
-        **task_scores(task, samples, records),
+        **task_scores(task, samples, kept),
         model_identity=loaded.identity,
         selection=task.selection(),
         fingerprint={"sha256": fingerprint["sha256"]},
         scoring=scoring,
+        excluded_ids=excluded_ids,
+        divergences=(
+            divergence_counts(kept, config.model.dtype, config.divergence.near_tie_ulps)
+            if config.sampling.greedy
+            else None
+        ),
+        post_eos_tokens=None if None in post_eos else sum(post_eos),
+        paper_compatible=paper_compatible_scores(task, samples, kept),
     )
 
 

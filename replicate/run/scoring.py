@@ -5,7 +5,9 @@ scored so (`DecodeRecord.score_detail`). A killed run resumes decoding, then sco
 
 `rescore(run_dir)` (`python -m replicate.rescore <run dir>`) scores a finished run again without decoding:
 predictions are rebuilt from the stored text with the task's current post-processing, useful when the
-sandbox or the post-processing changed; metrics.json's task scores are replaced and the re-score recorded.
+sandbox or the post-processing changed; metrics.json's task scores (the paper-compatible ones too, from their
+stored `paper_text`) are replaced over the samples the run kept (`excluded_ids` stay excluded), and the
+re-score recorded.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ def score_records(
     task: Task, samples: Sequence[Sample], records: list[SampleRecord], rescore: bool = False
 ) -> int:
     """Score every decode of `records` without scores (all of them when `rescore`, with predictions rebuilt
-    from the text), in place. Returns how many decodes were scored."""
+    from the text), in place, and its paper-compatible prediction where it has one
+    (`score_paper_predictions`). Returns how many predictions were scored."""
     by_id = {sample.id: sample for sample in samples}
     todo = [
         (record, role)
@@ -39,17 +42,40 @@ def score_records(
         for role in _decodes(record)
         if rescore or getattr(record, role).scores is None
     ]
+    if todo:
+        if rescore:
+            for record, role in todo:
+                decode = getattr(record, role)
+                decode.prediction = task.postprocess(decode.text, by_id[record.id])
+        predictions = [getattr(record, role).prediction for record, role in todo]
+        scores = task.score_samples([by_id[record.id] for record, _ in todo], predictions)
+        for (record, role), score in zip(todo, scores, strict=True):
+            decode = getattr(record, role)
+            decode.scores, decode.score_detail = dict(score.values), score.detail
+    return len(todo) + score_paper_predictions(task, by_id, records, rescore)
+
+
+def score_paper_predictions(
+    task: Task, by_id: dict[str, Sample], records: list[SampleRecord], rescore: bool = False
+) -> int:
+    """Score the authors'-scoring predictions (`DecodeRecord.paper_prediction`, `task.paper_postprocess`) not
+    yet scored (all, rebuilt from `paper_text`, when `rescore`), in place; returns how many were scored."""
+    todo = [
+        (record, getattr(record, role))
+        for record in records
+        for role in _decodes(record)
+        if getattr(record, role).paper_text is not None
+        and (rescore or getattr(record, role).paper_scores is None)
+    ]
     if not todo:
         return 0
     if rescore:
-        for record, role in todo:
-            decode = getattr(record, role)
-            decode.prediction = task.postprocess(decode.text, by_id[record.id])
-    predictions = [getattr(record, role).prediction for record, role in todo]
-    scores = task.score_samples([by_id[record.id] for record, _ in todo], predictions)
-    for (record, role), score in zip(todo, scores, strict=True):
-        decode = getattr(record, role)
-        decode.scores, decode.score_detail = dict(score.values), score.detail
+        for record, decode in todo:
+            decode.paper_prediction = task.paper_prediction(decode.paper_text, by_id[record.id])
+    samples = [by_id[record.id] for record, _ in todo]
+    scores = task.score_samples(samples, [decode.paper_prediction for _, decode in todo])
+    for (_, decode), score in zip(todo, scores, strict=True):
+        decode.paper_scores = dict(score.values)
     return len(todo)
 
 
@@ -70,6 +96,37 @@ def task_scores(task: Task, samples: Sequence[Sample], records: Sequence[SampleR
     }
 
 
+def paper_compatible_scores(
+    task: Task, samples: Sequence[Sample], records: Sequence[SampleRecord]
+) -> dict[str, Any] | None:
+    """metrics.json `paper_compatible`: the method's and the baseline's task scores under the authors' scoring
+    (None when the run did not compute it, `task.paper_postprocess: false`)."""
+    decodes = [getattr(record, role) for record in records for role in _decodes(record)]
+    if not decodes or all(decode.paper_text is None for decode in decodes):
+        return None
+    unscored = [
+        record.id
+        for record in records
+        for role in _decodes(record)
+        if getattr(record, role).paper_scores is None
+    ]
+    if unscored:
+        raise ValueError(f"samples {unscored[:3]} have no paper-compatible scores; rescore the run")
+    by_id = {sample.id: sample for sample in samples}
+    scored = [by_id[record.id] for record in records]
+    method = task.aggregate(scored, [record.method.paper_scores for record in records])
+    baseline = None
+    if records[0].baseline is not None:
+        baseline = task.aggregate(scored, [record.baseline.paper_scores for record in records])
+    return {
+        "score": method["score"],
+        "task_scores": method,
+        "baseline_score": None if baseline is None else baseline["score"],
+        "baseline_task_scores": baseline,
+        "postprocess": "first generated token dropped, then the authors' notebook post-processing",
+    }
+
+
 def rescore(run_dir: Path) -> dict[str, Any]:
     """Score a finished run again from its stored text; returns the new task-score fields."""
     from replicate.config import run_config
@@ -85,9 +142,16 @@ def rescore(run_dir: Path) -> dict[str, Any]:
     records = rundir.read_samples(run_dir)
     count = score_records(task, samples, records, rescore=True)
     rundir.rewrite_samples(run_dir, records)
-    fields = task_scores(task, samples, records)
+    excluded = set(metrics.excluded_ids or ())  # the run's baseline filter still applies
+    kept = [record for record in records if record.id not in excluded]
+    fields = task_scores(task, samples, kept)
     now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     rescored = {"date": now, "decodes": count, "previous_score": metrics.score}
-    metrics = dataclasses.replace(metrics, **fields, scoring={**(scoring or {}), "rescored": rescored})
+    metrics = dataclasses.replace(
+        metrics,
+        **fields,
+        paper_compatible=paper_compatible_scores(task, samples, kept),
+        scoring={**(scoring or {}), "rescored": rescored},
+    )
     rundir.write_metrics(run_dir, metrics)
     return fields
