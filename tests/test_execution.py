@@ -74,7 +74,9 @@ def test_canonical_solutions_pass_and_wrong_ones_fail_with_reason():
     }
     assert task.score_sample(samples[0], "    return None\n") == {"passed": 0.0}
     (score,) = task.score_samples(samples[:1], [samples[0].meta["canonical_solution"]])
-    assert score.values == {"passed": 1.0} and score.detail["reason"] == "passed" and score.detail["sandboxed"]
+    assert (
+        score.values == {"passed": 1.0} and score.detail["reason"] == "passed" and score.detail["sandboxed"]
+    )
 
 
 @pytest.mark.slow
