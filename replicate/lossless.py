@@ -1,5 +1,10 @@
 """`python -m replicate.lossless`: the lossless check of `make check-lossless`, through the real runner.
 
+`python -m replicate.lossless --decoder my_package.module:decode` gates your own decoder instead (a decode
+function, a `custom_generate` callable, or a path holding `custom_generate/generate.py`), over the tiny-model
+matrix and SmolLM2; in Python and pytest: `replicate.lossless.check(decoder)` (`replicate.gate`) and the
+`lossless_check` fixture (`pytest_plugins = ["replicate.testing"]`).
+
 Every greedy self-speculative method (fixed K, static threshold, adaptive draft-exit) decodes a few HumanEval
 prompts on the random tiny model and on SmolLM2-135M (fp32, CPU), each sample also decoded autoregressively;
 the runner records whether the tokens are identical. Any difference fails the check (exit status 1), naming
@@ -18,6 +23,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from replicate.cli import user_errors
+from replicate.gate import LosslessError, check
+
+__all__ = ["LosslessError", "check", "check_methods", "first_divergence", "main"]
 
 if TYPE_CHECKING:
     from replicate.records import SampleRecord
@@ -63,7 +71,7 @@ def _positive(text: str) -> int:
     return value
 
 
-def check(models: Sequence[str], n_samples: int, max_new_tokens: int, out: Path) -> list[str]:
+def check_methods(models: Sequence[str], n_samples: int, max_new_tokens: int, out: Path) -> list[str]:
     """Run every (model, method) pair; returns one failure line per pair that diverged."""
     from replicate.config import compose_config
     from replicate.run.rundir import read_samples
@@ -96,6 +104,24 @@ def check(models: Sequence[str], n_samples: int, max_new_tokens: int, out: Path)
     return failures
 
 
+def gate_decoder(decoder: str, models: Sequence[str]) -> int:
+    """`--decoder`: `module:callable` is imported (the current directory first), anything else is a path."""
+    import importlib
+
+    target: Any = decoder
+    if ":" in decoder and not Path(decoder).exists():
+        module_name, _, attribute = decoder.partition(":")
+        sys.path.insert(0, os.getcwd())
+        target = getattr(importlib.import_module(module_name), attribute)
+    try:
+        summary = check(target, models)
+    except LosslessError as error:
+        print(f"NOT LOSSLESS: {error}", file=sys.stderr)
+        return 1
+    print(f"lossless: {decoder} equals model.generate on {summary.cases} cases ({summary.tokens} tokens)")
+    return 0
+
+
 @user_errors
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m replicate.lossless", description=__doc__.split("\n")[0])
@@ -103,8 +129,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--samples", type=_positive, default=3, help="HumanEval prompts per run")
     parser.add_argument("--max-new-tokens", type=_positive, default=32)
     parser.add_argument("--out", type=Path, default=Path("outputs") / "lossless")
+    parser.add_argument(
+        "--decoder", help="gate this decoder instead: module:callable, or a custom_generate path"
+    )
     args = parser.parse_args(argv)
-    failures = check(args.models, args.samples, args.max_new_tokens, args.out)
+    if args.decoder:
+        return gate_decoder(args.decoder, args.models)
+    failures = check_methods(args.models, args.samples, args.max_new_tokens, args.out)
     for failure in failures:
         print(f"NOT LOSSLESS: {failure}", file=sys.stderr)
     if failures:
