@@ -16,6 +16,7 @@ under --out for inspection.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -29,6 +30,8 @@ __all__ = ["LosslessError", "check", "check_methods", "first_divergence", "main"
 
 if TYPE_CHECKING:
     from replicate.records import SampleRecord
+
+logger = logging.getLogger(__name__)
 
 MODELS = ("tiny_llama", "smollm2_135m")
 METHODS: dict[str, list[str]] = {
@@ -79,7 +82,7 @@ def check_methods(models: Sequence[str], n_samples: int, max_new_tokens: int, ou
 
     sandbox = [] if os.geteuid() == 0 else UNPRIVILEGED_SANDBOX
     if sandbox:
-        print(
+        logger.info(
             "not root: HumanEval programs run without the sandbox's namespaces (scores are not checked here)"
         )
     failures = []
@@ -91,8 +94,11 @@ def check_methods(models: Sequence[str], n_samples: int, max_new_tokens: int, ou
             records = read_samples(run_dir)
             divergence = first_divergence(records)
             if divergence is None:
-                print(
-                    f"lossless: {model} {method}: {len(records)} samples identical to autoregressive decoding"
+                logger.info(
+                    "lossless: %s %s: %d samples identical to autoregressive decoding",
+                    model,
+                    method,
+                    len(records),
                 )
                 continue
             failures.append(
