@@ -5,18 +5,20 @@ divergence, named with its position, both tokens and the full model's logit marg
 from __future__ import annotations
 
 import functools
+import itertools
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
+import replicate.hf as hf
 from replicate import lossless
 from replicate.core.decoding import autoregressive_decode, self_speculative_decode
 from replicate.core.draft_exit import StaticThreshold
 from replicate.core.sampling import SamplingConfig
 from replicate.core.skipping import skip_sublayers
-from replicate.gate import LosslessError, decoder_kind
+from replicate.gate import LosslessError, decoder_kind, divergence, reference_tokens, run_decoder, tiny_cases
 
 pytest_plugins = ["replicate.testing"]
 pytestmark = pytest.mark.lossless
@@ -37,10 +39,24 @@ def ignores_eos(model, prompt_ids, max_new_tokens, eos_token_ids):
 
 
 def test_a_correct_decoder_passes_the_tiny_matrix(lossless_check):
+    """The project's own transformers integration (the paper's adaptive draft-exit) as the correct decoder:
+    this is also the tiny-matrix identity test of `replicate.hf`."""
+    results = []
+    summary = lossless_check(
+        hf.self_speculative_generate, models=["tiny_llama"], options={"decode_results": results}
+    )
+    assert summary.cases == len(results) == 20 and summary.tokens > 500
+    drafted, accepted = sum(sum(r.drafted) for r in results), sum(sum(r.accepted) for r in results)
+    assert 0 < accepted < drafted  # both the accepting and the rejecting paths ran
+
+
+def test_a_correct_decode_function_passes():
+    """A plain decode function (the core loop), on the EOS and budget cases and the first matrix models."""
     decoder = functools.partial(self_speculative_decode, max_draft_tokens=4, draft_exit=StaticThreshold(0.0))
-    summary = lossless_check(decoder, models=["tiny_llama"])
-    assert summary.cases == 20 and summary.tokens > 500
-    assert 0 < summary.accepted < summary.drafted  # both the accepting and the rejecting paths ran
+    for case in itertools.islice(tiny_cases(), 10):
+        expected = reference_tokens(case.model, case.prompt_ids, case.max_new_tokens, case.eos_token_ids)
+        tokens, result = run_decoder(decoder, "decode", case, {})
+        assert divergence(case, tokens, expected) is None and result.tokens == tokens
 
 
 def test_a_decoder_that_skips_verification_fails_at_its_first_divergence(lossless_check):
@@ -60,8 +76,6 @@ def test_a_decoder_that_ignores_eos_fails_naming_it(lossless_check):
 
 
 def test_kinds_and_bad_input():
-    import replicate.hf as hf
-
     assert decoder_kind(hf.self_speculative_generate) == "custom_generate"
     assert decoder_kind(hf.CUSTOM_GENERATE_PATH) == "custom_generate_path"
     assert decoder_kind(ignores_eos) == "decode"
@@ -85,6 +99,4 @@ def test_the_cli_and_the_composite_action(capsys, monkeypatch):
 
 @pytest.mark.slow
 def test_smollm2_cases_pass_with_the_projects_decoder(lossless_check):
-    import replicate.hf as hf
-
     assert lossless_check(hf.self_speculative_generate, models=["smollm2_135m"]).cases == 3
