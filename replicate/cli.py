@@ -1,8 +1,11 @@
 """What every command-line entry point shares: a bad input ends the command with one clear line, not a
-traceback (`REPLICATE_TRACEBACK=1` shows the traceback too, for bug reports)."""
+traceback (`REPLICATE_TRACEBACK=1` shows the traceback too, for bug reports); progress and status messages
+go through `logging` (INFO and up on stderr, unless logging is set up already, e.g. by Hydra, which also
+writes them to the job log)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -18,6 +21,8 @@ def user_errors(function: Callable[..., Any]) -> Callable[..., Any]:
 
     @wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not logging.getLogger().handlers:  # Hydra apps arrive with their logging set up
+            logging.basicConfig(level=logging.INFO, format="%(message)s")
         try:
             return function(*args, **kwargs)
         except USER_ERRORS as error:

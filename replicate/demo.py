@@ -5,12 +5,15 @@ Settings live in conf/experiment/demo.yaml; extra arguments are Hydra overrides 
 from __future__ import annotations
 
 import datetime
+import logging
 import sys
 from pathlib import Path
 
 from replicate.cli import user_errors
 from replicate.config import compose_config
 from replicate.run.runner import format_table, run
+
+logger = logging.getLogger(__name__)
 
 
 @user_errors
@@ -21,7 +24,7 @@ def main(overrides: list[str]) -> None:
     rows = []
     for method in methods:
         cfg = compose_config(["experiment=demo", f"method={method}", *overrides])
-        print(f"\n== {method} ==", flush=True)
+        logger.info("== %s ==", method)
         rows.append(run(cfg, root / method))
     print("\n" + format_table(rows))
     environment = rows[0].environment

@@ -18,6 +18,7 @@ report (`python -m replicate.report <dir>`). `--smoke` runs the same grid on the
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import subprocess
 import sys
@@ -32,6 +33,8 @@ from omegaconf import DictConfig, open_dict
 from replicate.cli import user_errors
 from replicate.config import CONF_DIR, compose_config
 from replicate.core.methods import method_config
+
+logger = logging.getLogger(__name__)
 
 SMOKE_OVERRIDES = ("model=smollm2_135m", "n_samples=2", "max_new_tokens=32")
 OUTPUT_ROOT = Path("outputs") / "experiments"
@@ -205,14 +208,14 @@ def run_experiment(name: str, overrides: Sequence[str], smoke: bool, sweep_dir: 
             file=sys.stderr,
         )
         return 2
-    print(f"experiment {name}: {len(configs)} jobs into {sweep_dir}", flush=True)
+    logger.info("experiment %s: %d jobs into %s", name, len(configs), sweep_dir)
     command = [
         sys.executable, "-m", "replicate", "-m", f"experiment={name}", f"hydra.sweep.dir={sweep_dir}", *overrides,
     ]  # fmt: skip
     status = subprocess.run(command, check=False).returncode
     if status != 0:
-        print(
-            f"experiment {name}: the sweep exited with status {status}; reporting what finished", flush=True
+        logger.warning(
+            "experiment %s: the sweep exited with status %d; reporting what finished", name, status
         )
     from replicate.report.write import write_report
 

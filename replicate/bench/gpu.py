@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from replicate.bench.contenders import ForwardClock, memory_table, ours, race
 from replicate.config import compose_config
@@ -174,5 +175,7 @@ def run_gpu_shapes(cfg: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "device": torch.cuda.get_device_name(device),
         "note": "random weights: only costs, efficiency and memory are meaningful, not acceptance",
-        "shapes": {name: _shape_section(name, cfg, device) for name in cfg["shapes"]},
+        "shapes": {
+            name: _shape_section(name, cfg, device) for name in tqdm(cfg["shapes"], desc="gpu shapes")
+        },
     }

@@ -14,6 +14,7 @@ ends with the KV of all fed tokens; the rejected ones are truncated again.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -189,12 +190,16 @@ def self_speculative_decode(
     generator: torch.Generator | None = None,
     check_cache: bool = False,
     draft_confidence: str = "paper",
+    on_commit: Callable[[list[int]], bool] | None = None,
 ) -> DecodeResult:
     """Draft with the sub-blocks of `plan` skipped, verify with the full model, keep the agreeing prefix plus
     the full model's own next token. `draft_confidence` (`paper` | `processed`) is what the draft-exit
     threshold is compared with (`replicate.core.sampling.drafted_token_confidence`). `check_cache` verifies
     after every cycle that each layer's cache holds exactly the committed length (for tests; it costs a
-    little time)."""
+    little time). `on_commit(tokens)`, when given, is called with the new tokens so far after the prefill and
+    after every cycle; it may shorten the list (a caller's stopping criterion met inside a cycle) and returns
+    True to stop decoding there (`replicate.hf` streams and applies transformers' stopping criteria through
+    it)."""
     _check_prompt(prompt_ids, max_new_tokens)
     if max_draft_tokens < 1:
         raise ValueError(f"max_draft_tokens must be >= 1, got {max_draft_tokens}")
@@ -216,8 +221,9 @@ def self_speculative_decode(
     tokens = [int(choose_tokens(logits, sampling, generator)[0])]
     synchronize(device)
     result.prefill_time = time.perf_counter() - start_time
+    stopped = on_commit is not None and on_commit(tokens)
 
-    while not _finished(tokens, max_new_tokens, eos_token_ids):
+    while not stopped and not _finished(tokens, max_new_tokens, eos_token_ids):
         committed_length = prompt_length + len(tokens) - 1  # cached positions: all but the last token
         # A cycle commits up to drafts + 1 tokens: never draft past the token budget.
         num_to_draft = min(max_draft_tokens, max_new_tokens - len(tokens) - 1)
@@ -240,6 +246,7 @@ def self_speculative_decode(
         if check_cache and not _finished(tokens, max_new_tokens, eos_token_ids):
             expected = prompt_length + len(tokens) - 1
             result.cache_lengths_ok &= all(length == expected for length in cache.layer_lengths())
+        stopped = on_commit is not None and on_commit(tokens)
 
     synchronize(device)
     result.tokens = tokens

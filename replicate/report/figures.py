@@ -17,7 +17,6 @@ import matplotlib
 matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 
-from replicate.records import SampleRecord
 from replicate.report.tables import RunResult, TableRow  # noqa: E402
 
 MEASURED_COLOR, PAPER_COLOR = "tab:blue", "tab:gray"
@@ -122,21 +121,4 @@ def threshold_figure(title: str, traces: Sequence[tuple[str, list[float]]], path
     axes.set_title(title, fontsize=9)
     if len(traces) <= 12:
         axes.legend(fontsize=7)
-    return _save(figure, path)
-
-
-def sample_speedup_figure(records: Sequence[SampleRecord], path: Path) -> Path | None:
-    """Per-sample speedup (baseline time per token / method time per token), for one run's tracker page."""
-    points = [
-        record.baseline.time_per_token / record.method.time_per_token
-        for record in records
-        if record.baseline is not None and record.method.new_tokens and record.baseline.new_tokens
-    ]
-    if not points:
-        return None
-    figure, axes = plt.subplots(figsize=(7, 3.5))
-    axes.plot(range(len(points)), points, marker=".", linewidth=0.6)
-    axes.axhline(1.0, color="black", linewidth=0.8, linestyle=":")
-    axes.set_xlabel("sample")
-    axes.set_ylabel("speedup of the sample")
     return _save(figure, path)

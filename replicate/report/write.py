@@ -1,5 +1,7 @@
-"""`python -m replicate.report <dir> [--out DIR]`: the reproduced paper tables from the run directories under
-<dir> (searched recursively), with the paper's numbers beside the measured ones.
+"""`python -m replicate.report <dir> [--out DIR] [--spec-bench] [--wandb-report --entity E]`: the reproduced paper
+tables from the run directories under <dir> (searched recursively), with the paper's numbers beside the
+measured ones. `--spec-bench` also writes Spec-Bench-format answer files and prints both speedup definitions
+(`replicate.report.spec_bench`); `--wandb-report` builds a W&B Report (`replicate.report.wandb_report`).
 
 It reads each run directory's files as they are (`config.yaml`, `metrics.json`, `samples.jsonl`) and runs
 nothing. It writes `report.md` (the paper's table layout, detailed statistics, the environments, models and
@@ -234,8 +236,33 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--out", type=Path, default=None, help="where to write the report (default: directory)"
     )
+    parser.add_argument("--spec-bench", action="store_true", help="also write Spec-Bench jsonl per method")
+    parser.add_argument(
+        "--wandb-report", action="store_true", help="also build a W&B Report (wandb-workspaces)"
+    )
+    parser.add_argument("--entity", default=None, help="W&B entity of the report (default: the runs' logger)")
+    parser.add_argument(
+        "--project", default=None, help="W&B project of the report (default: the runs' logger)"
+    )
     args = parser.parse_args(argv)
     if not args.directory.is_dir():
         raise SystemExit(f"{args.directory} is not a directory")
     paths = write_report(args.directory, args.out)
     print(f"report: {paths['markdown']}\ntable: {paths['csv']}")
+    root = args.directory.resolve()
+    out = Path(args.out).resolve() if args.out else root
+    if args.spec_bench or args.wandb_report:
+        runs = find_runs(root)
+    if args.spec_bench:
+        from replicate.report.spec_bench import DIRECTORY, write_spec_bench
+
+        _, table = write_spec_bench(root, runs, out)
+        print(f"Spec-Bench answer files: {out / DIRECTORY}\n" + "\n".join(table))
+    if args.wandb_report:
+        from replicate.report.wandb_report import write_wandb_report
+
+        written = write_wandb_report(root, runs, out, args.entity, args.project)
+        print(
+            f"W&B report spec: {written['spec']}"
+            + (f"\nW&B report: {written['url']}" if written["url"] else "")
+        )

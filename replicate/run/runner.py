@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from tqdm.auto import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from replicate.config import RunConfig, run_config
 from replicate.core.decoding import forward
@@ -37,6 +40,8 @@ from replicate.run.exclusions import baseline_filter
 from replicate.run.metrics import divergence_counts, first_difference, post_eos_tokens, sample_metrics
 from replicate.run.scoring import paper_compatible_scores, score_records, task_scores
 from tasks import Sample, Task, load_task
+
+logger = logging.getLogger(__name__)  # under `python -m replicate`, Hydra writes it to the job log too
 
 # Settings that may differ between a run and its resumption: they change no sample's result.
 RESUMABLE_KEYS = (
@@ -241,7 +246,7 @@ def run(cfg: DictConfig | RunConfig, run_dir: Path) -> RunMetrics:
     run_dir = rundir.prepare(run_dir)
     finished = rundir.read_metrics(run_dir)
     if finished is not None and not config.force:
-        print(f"{run_dir} is finished (metrics.json exists); pass force=true to run it again")
+        logger.warning("%s is finished (metrics.json exists); pass force=true to run it again", run_dir)
         return finished
     task = load_task(config.task)
     samples = task.samples(config.n_samples)  # the data, before the model: missing data fails fast
@@ -268,14 +273,22 @@ def run(cfg: DictConfig | RunConfig, run_dir: Path) -> RunMetrics:
             loaded, cost.context_length, max_draft_tokens, cost.repeats, cost.warmup
         )
 
-    for index in range(len(done), len(samples)):
-        sample = samples[index]
-        prompt_ids, truncated = encode_prompt(loaded, sample.prompt, config.max_new_tokens)
-        seed = config.seed + sample.seed
-        results = decode_sample(decoders, prompt_ids, config.max_new_tokens, seed, index)
-        record = sample_record(index, sample, prompt_ids, truncated, loaded, task, method, results, seed)
-        rundir.append_sample(run_dir, record)
-        print(_progress_line(index, len(samples), record), flush=True)
+    progress = tqdm(
+        range(len(done), len(samples)),
+        desc=config.method.name,
+        unit="sample",
+        total=len(samples),
+        initial=len(done),
+    )
+    with logging_redirect_tqdm():  # log lines printed above the bar instead of through it
+        for index in progress:
+            sample = samples[index]
+            prompt_ids, truncated = encode_prompt(loaded, sample.prompt, config.max_new_tokens)
+            seed = config.seed + sample.seed
+            results = decode_sample(decoders, prompt_ids, config.max_new_tokens, seed, index)
+            record = sample_record(index, sample, prompt_ids, truncated, loaded, task, method, results, seed)
+            rundir.append_sample(run_dir, record)
+            logger.info(_progress_line(index, len(samples), record))
 
     records = rundir.read_samples(run_dir)
     if score_records(task, samples, records):  # after decoding, in parallel where the task can
