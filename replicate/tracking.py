@@ -85,7 +85,8 @@ def sample_rows(records: Sequence[SampleRecord], max_text_chars: int) -> tuple[l
 
 
 def headline_summary(config: Mapping[str, Any], metrics: RunMetrics) -> dict[str, Any]:
-    """The headline statistics (`records.COLUMNS`) under stable top-level keys (`cost_model.x` as `x`),
+    """The headline statistics (`records.COLUMNS`) under stable top-level keys (`cost_model.x` as `x`, other
+    sections as `section/x`),
     intervals as `<interval>_low` / `_high`, the task score also under its metric's name (e.g. `pass@1`,
     `baseline/pass@1`), and the paper's numbers as `paper/<quantity>` for a run in a paper table. A
     statistic the run does not have is None, never 0."""
@@ -93,7 +94,10 @@ def headline_summary(config: Mapping[str, Any], metrics: RunMetrics) -> dict[str
 
     values: dict[str, Any] = {}
     for column in COLUMNS:
-        values[column.key.rpartition(".")[2]] = metrics.get(column.key)
+        # The cost model's statistics are headline keys of their own; other sections stay apart
+        # (`paper_compatible/score` must not overwrite the faithful `score`).
+        section, _, name = column.key.rpartition(".")
+        values[name if section == "cost_model" else column.key.replace(".", "/")] = metrics.get(column.key)
         if column.interval:
             interval = metrics.get(column.interval) or (None, None)
             values[f"{column.interval}_low"], values[f"{column.interval}_high"] = interval
