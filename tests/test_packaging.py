@@ -130,9 +130,17 @@ def _distributions_of(modules: dict[str, set[str]]) -> dict[str, set[str]]:
     return {module: {_distribution_name(owner) for owner in owners[module]} for module in sorted(modules)}
 
 
+# Imported only by a module that needs an optional extra, and declared in that extra.
+EXTRA_ONLY = {"pytest": ("testing", "replicate/testing.py")}
+
+
 def test_every_imported_package_is_declared_and_every_declared_one_is_used(pyproject):
     declared = _declared(pyproject["project"]["dependencies"])
-    imported = _distributions_of(_imported_modules("replicate", "tasks"))
+    modules = _imported_modules("replicate", "tasks")
+    for module, (extra, importer) in EXTRA_ONLY.items():
+        assert modules.pop(module, set()) <= {importer}, f"{module} is imported beyond {importer}"
+        assert module in _declared(pyproject["project"]["optional-dependencies"][extra])
+    imported = _distributions_of(modules)
     undeclared = {module: sorted(owners) for module, owners in imported.items() if not owners & declared}
     assert not undeclared, f"imported by replicate/ or tasks/ but not in [project] dependencies: {undeclared}"
     used = set().union(*imported.values())
