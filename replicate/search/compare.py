@@ -101,6 +101,11 @@ def compare_searches(run_dirs: Sequence[Path], costs_path: Path | None = None) -
             raise ValueError(f"{path} holds no search trials ({path / LOG_FILE}); check the path")
         searches[name] = trials
         setup = json.loads((path / SETUP_FILE).read_text())["setup"]
+        if setup["search"].get("acceptance_estimate", "decoded") != "decoded":
+            raise ValueError(
+                f"{path} scored its sets with the {setup['search']['acceptance_estimate']} estimate: nothing was "
+                "decoded, so it has no tokens/s or decoded trace to pool; compare decoded searches only"
+            )
         objectives[name] = setup["search"]["objective"]
         decoding[name] = _trace_settings(setup)
     first = next(iter(decoding))

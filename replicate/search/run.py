@@ -9,6 +9,11 @@ Files in the run directory (Hydra's output directory):
 - `cost_profile.json`: the per-sub-block costs (objective `predicted_speedup`), measured once and reused on
   resume so that the objective of every trial comes from the same profile.
 - `best_skip.yaml`, `trace.png`, `summary.json`: written at the end (also after a time-budget stop).
+
+`search.strategy` picks how sets are chosen: `bayesian` (the paper's search, this module) or one of the
+selectors in `replicate.search.selectors` (cosine_similarity, knapsack, dynamic_programming), which share
+this module's setup, run directory, evaluators and outputs. `search.acceptance_estimate` picks how a set is
+scored: `decoded` (`objective.TrialEvaluator`) or `teacher_forced` (`teacher_forced.TeacherForcedEvaluator`).
 """
 
 from __future__ import annotations
@@ -29,17 +34,25 @@ from replicate.core.sampling import SamplingConfig
 from replicate.core.skipping import SkipPlan
 from replicate.run.environment import environment
 from replicate.run.rundir import append_jsonl, read_jsonl, write_atomic, write_jsonl
+from replicate.search.accounting import search_cost
 from replicate.search.objective import DevPrompt, TrialEvaluator, collect_dev_prompts
 from replicate.search.optimizer import STATE_FILE, LayerOptimizer
 from replicate.search.outputs import SNIPPET_FILE, SUMMARY_FILE, write_outputs
 from replicate.search.space import SearchSpace
 from replicate.search.sub_block_costs import COST_SOURCES, measure_sub_block_costs, weight_sub_block_costs
+from replicate.search.teacher_forced import ACCEPTANCE_ESTIMATES, DevSequence, TeacherForcedEvaluator
 
 LOG_FILE = "trials.jsonl"
 SETUP_FILE = "search_setup.json"
 COSTS_FILE = "cost_profile.json"
 # Settings that may change between sessions of one search: how long to go on and how to show it.
 SESSION_KEYS = ("iterations", "time_budget_minutes", "resume", "warmup_decodes", "progress_bar")
+STRATEGIES = ("bayesian", "cosine_similarity", "knapsack", "dynamic_programming")
+# The settings sections of the selectors: only the running strategy's is part of a search's setup.
+SELECTOR_SECTIONS = ("cosine_similarity", "knapsack", "dynamic_programming")
+# Keys added after searches were first recorded, with the values those searches ran under.
+RECORDED_BEFORE = {"strategy": "bayesian", "acceptance_estimate": "decoded"}
+COST_PROFILE_RECORDED_BEFORE = {"file": None}
 
 
 def warm_start_plans(warm_start: Any, model_plan: SkipPlan, num_layers: int) -> list[SkipPlan]:
@@ -76,7 +89,11 @@ def search_setup(
         "sampling": OmegaConf.to_container(cfg.sampling, resolve=True),
         "seed": cfg.seed,
         "dev_prompts": [{"task": prompt.task, "sha256": prompt.sha256} for prompt in prompts],
-        "search": {key: value for key, value in search.items() if key not in SESSION_KEYS},
+        "search": {
+            key: value
+            for key, value in search.items()
+            if key not in SESSION_KEYS and (key not in SELECTOR_SECTIONS or key == search["strategy"])
+        },
         "warm_start_plans": [{"attention": list(p.attention), "mlp": list(p.mlp)} for p in warm],
     }
 
@@ -84,6 +101,11 @@ def search_setup(
 def _check_setup(run_dir: Path, setup: dict) -> None:
     path = run_dir / SETUP_FILE
     previous = json.loads(path.read_text())["setup"]
+    previous["search"] = {**RECORDED_BEFORE, **previous["search"]}
+    previous["search"]["cost_profile"] = {
+        **COST_PROFILE_RECORDED_BEFORE,
+        **previous["search"]["cost_profile"],
+    }
     if previous != setup:
         differing = sorted(
             key for key in setup.keys() | previous.keys() if previous.get(key) != setup.get(key)
@@ -95,17 +117,24 @@ def _check_setup(run_dir: Path, setup: dict) -> None:
         )
 
 
-def _cost_profile(
-    cfg: DictConfig, loaded: LoadedModel, evaluator_prompts: list, run_dir: Path
+def cost_profile(
+    cfg: DictConfig, loaded: LoadedModel, evaluator_prompts: list, run_dir: Path, required: bool = False
 ) -> dict | None:
-    """The per-sub-block costs (predicted_speedup only): the saved ones when resuming, else measured now."""
+    """The per-sub-block costs (for predicted_speedup, or when `required`): the saved ones when resuming,
+    else measured now."""
     search = cfg.search
-    if search.objective != "predicted_speedup":
+    if search.objective != "predicted_speedup" and not required:
         return None
     path = run_dir / COSTS_FILE
     if path.exists():
         return json.loads(path.read_text())
     settings = search.cost_profile
+    if settings.file is not None:  # one profile shared by several searches (e.g. the selection experiment)
+        costs = json.loads(Path(settings.file).read_text())
+        if costs["num_layers"] != loaded.model.config.num_hidden_layers:
+            raise ValueError(f"search.cost_profile.file={settings.file} is a profile of another model")
+        write_atomic(path, json.dumps(costs, indent=2) + "\n")
+        return costs
     if settings.source not in COST_SOURCES:
         raise ValueError(
             f"search.cost_profile.source={settings.source!r} is not one of {', '.join(COST_SOURCES)}"
@@ -125,12 +154,29 @@ def _cost_profile(
     return costs
 
 
+def build_evaluator(
+    cfg: DictConfig,
+    loaded: LoadedModel,
+    prompts: list[DevPrompt],
+    sequences: list[DevSequence] | None = None,
+) -> TrialEvaluator | TeacherForcedEvaluator:
+    """The evaluator `search.acceptance_estimate` names (teacher_forced may reuse computed `sequences`)."""
+    search, sampling = cfg.search, SamplingConfig(**cfg.sampling)
+    if search.acceptance_estimate not in ACCEPTANCE_ESTIMATES:
+        raise ValueError(
+            f"search.acceptance_estimate={search.acceptance_estimate!r} is not one of {', '.join(ACCEPTANCE_ESTIMATES)}"
+        )
+    if search.acceptance_estimate == "decoded":
+        return TrialEvaluator(loaded, cfg.method, sampling, prompts, search, cfg.seed)
+    return TeacherForcedEvaluator(loaded, cfg.method, sampling, prompts, search, sequences=sequences)
+
+
 def read_trials(run_dir: Path) -> list[dict[str, Any]]:
     """The logged trials; a last line torn by a kill is dropped (that trial runs again)."""
     return read_jsonl(run_dir / LOG_FILE)
 
 
-def _prepare_run_dir(run_dir: Path, resume: bool, setup: dict, loaded: LoadedModel) -> list[dict[str, Any]]:
+def prepare_run_dir(run_dir: Path, resume: bool, setup: dict, loaded: LoadedModel) -> list[dict[str, Any]]:
     """Start the directory over (no resume, or no setup recorded) or check it matches; returns the logged
     trials, with the log rewritten without a torn last line so that appending stays line-aligned."""
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -186,6 +232,12 @@ def _next_trial(
 def run_search(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Run (or resume) the search `cfg` describes in `run_dir`; returns the summary (`summary.json`)."""
     run_dir, search = Path(run_dir), cfg.search
+    if search.strategy not in STRATEGIES:
+        raise ValueError(f"search.strategy={search.strategy!r} is not one of {', '.join(STRATEGIES)}")
+    if search.strategy != "bayesian":
+        from replicate.search.selectors.selection import run_selection  # imports this module
+
+        return run_selection(cfg, run_dir)
     loaded = load_model(cfg.model)
     num_layers = loaded.model.config.num_hidden_layers
     space = SearchSpace.from_config(num_layers, OmegaConf.to_container(search, resolve=True))
@@ -194,10 +246,10 @@ def run_search(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     if OmegaConf.is_config(warm_start):
         warm_start = OmegaConf.to_container(warm_start, resolve=True)
     warm = warm_start_plans(warm_start, loaded.plan, num_layers)
-    trials = _prepare_run_dir(run_dir, search.resume, search_setup(cfg, loaded, prompts, warm), loaded)
+    trials = prepare_run_dir(run_dir, search.resume, search_setup(cfg, loaded, prompts, warm), loaded)
 
-    evaluator = TrialEvaluator(loaded, cfg.method, SamplingConfig(**cfg.sampling), prompts, search, cfg.seed)
-    evaluator.costs = _cost_profile(cfg, loaded, evaluator.prompt_ids, run_dir)
+    evaluator = build_evaluator(cfg, loaded, prompts)
+    evaluator.costs = cost_profile(cfg, loaded, evaluator.prompt_ids, run_dir)
     layers = LayerOptimizer(space, search, [space.point(plan) for plan in warm])
     replayed, exact = layers.resume(run_dir, trials) if trials else (0, True)
     planned = layers.initial_queue_length + search.iterations
@@ -245,6 +297,10 @@ def run_search(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "resume_exact": exact,
         "session_seconds": time.perf_counter() - started,
         "dev_prompts": [{"task": prompt.task, "sha256": prompt.sha256} for prompt in prompts],
+        "strategy": "bayesian",
+        "acceptance_estimate": search.acceptance_estimate,
+        # Teacher-forced trials need the reference continuations first (decoded ones need nothing).
+        "search_cost": search_cost(trials, getattr(evaluator, "setup_cost", None)),
     }
     summary = write_outputs(run_dir, trials, loaded.name, search.objective, extra)
     best = summary["best"]
