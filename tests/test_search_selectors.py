@@ -38,7 +38,12 @@ from replicate.search.selectors.residual_stream import (
 )
 from replicate.search.space import SearchSpace
 from replicate.search.sub_block_costs import weight_sub_block_costs
-from replicate.search.teacher_forced import TeacherForcedEvaluator, reference_sequences, simulate_trace
+from replicate.search.teacher_forced import (
+    TeacherForcedEvaluator,
+    draft_attention_mask,
+    reference_sequences,
+    simulate_trace,
+)
 
 # tiny_llama's plan (attention 1, MLP 2) with those two sub-blocks contributing exactly nothing.
 EXACT = ["model=tiny_llama", "model.skip_output_scale=0.0", "model.num_hidden_layers=6"]
@@ -81,6 +86,24 @@ def test_residual_stream_is_the_models_own_forward():
         assert torch.allclose(loaded.model.model.norm(state), draft, atol=1e-5)
 
 
+def test_draft_masks_see_the_prompt_and_the_right_keys():
+    # Prompt of 2, 3 drafted rows: 5 cached full-model keys (prompt + y_0..y_2), then the draft's 3 keys.
+    full = draft_attention_mask(2, 3, "full", torch.float32)[0, 0] == 0
+    draft = draft_attention_mask(2, 3, "draft", torch.float32)[0, 0] == 0
+    assert full.int().tolist() == [
+        [1, 1, 0, 0, 0, 1, 0, 0],
+        [1, 1, 1, 0, 0, 0, 1, 0],
+        [1, 1, 1, 1, 0, 0, 0, 1],
+    ]
+    assert draft.int().tolist() == [
+        [1, 1, 0, 0, 0, 1, 0, 0],
+        [1, 1, 0, 0, 0, 1, 1, 0],
+        [1, 1, 0, 0, 0, 1, 1, 1],
+    ]
+    with pytest.raises(ValueError, match="context"):
+        draft_attention_mask(2, 3, "oracle", torch.float32)
+
+
 def test_simulated_trace_follows_the_decoding_loop():
     continuation = list(range(100, 112))  # 12 tokens; row j guesses continuation[j + 1]
     guesses = list(range(101, 112))
@@ -101,10 +124,11 @@ def test_simulated_trace_follows_the_decoding_loop():
 FIXED_LENGTH = ["method=self_speculative", "method.max_draft_tokens=4"]  # threshold 0: always K drafts
 
 
+@pytest.mark.parametrize("context", ["full", "draft"])
 @pytest.mark.parametrize("method", [FIXED_LENGTH, []], ids=["fixed_length", "adaptive"])
 @pytest.mark.parametrize("plan", [SkipPlan(), SkipPlan.from_lists([1], [2])], ids=["empty", "silent"])
-def test_teacher_forced_equals_decoding_when_the_draft_is_exact(plan, method):
-    cfg = compose_search_config([*SELECTION, *method])
+def test_teacher_forced_equals_decoding_when_the_draft_is_exact(plan, method, context):
+    cfg = compose_search_config([*SELECTION, *method, f"search.teacher_forced.context={context}"])
     loaded = load_model(cfg.model)
     prompts = collect_dev_prompts(cfg)
     costs = weight_sub_block_costs(loaded, cfg.method.max_draft_tokens)
@@ -134,14 +158,13 @@ def test_teacher_forced_ranks_damped_sets_like_decoding():
     assert spearmanr(truth, estimate).statistic > 0.8, (truth, estimate)
 
 
-def test_teacher_forced_refuses_what_it_cannot_estimate():
+def test_teacher_forced_refuses_what_it_cannot_estimate(tmp_path):
     cfg = compose_search_config([*SELECTION, "search.objective=tokens_per_s"])
     with pytest.raises(ValueError, match="predicted_speedup"):
-        run_search(cfg, "/nonexistent-never-created")
+        run_search(cfg, tmp_path / "run")
     with pytest.raises(ValueError, match="strategy"):
-        run_search(
-            compose_search_config([*SELECTION, "search.strategy=greedy"]), "/nonexistent-never-created"
-        )
+        run_search(compose_search_config([*SELECTION, "search.strategy=greedy"]), tmp_path / "run")
+    assert not (tmp_path / "run").exists()  # refused before anything was written
 
 
 def test_cosine_similarity_ranks_the_silent_sub_blocks_first():

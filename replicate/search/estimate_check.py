@@ -6,7 +6,7 @@
 Draws `--num-sets` distinct random sets from the search space (`search.candidates`, sizes cycling through
 `--sizes`, clipped to `search.min_skipped` .. `search.max_skipped`), and scores each twice on the same dev
 prompts under one cost profile: decoded (`TrialEvaluator`, the Bayesian trial) and teacher-forced
-(`TeacherForcedEvaluator`). Each set is appended to `sets.jsonl` as soon as both are done (rerunning the
+(`TeacherForcedEvaluator`, in each `search.teacher_forced.context`). Each set is appended to `sets.jsonl` as soon as both are done (rerunning the
 same command resumes). `summary.json` holds the Spearman rank correlations (teacher-forced acceptance,
 agreement and predicted speedup against decoded acceptance and predicted speedup; pooled and within each
 size), the mean cost of a trial of each kind (seconds, passes, tokens) and the machine's load average.
@@ -30,12 +30,13 @@ from scipy.stats import spearmanr
 
 from replicate.core.models import load_model
 from replicate.core.sampling import SamplingConfig
-from replicate.run.rundir import append_jsonl, read_jsonl, write_atomic
+from replicate.core.skipping import SkipPlan
+from replicate.run.rundir import append_jsonl, read_jsonl, write_atomic, write_jsonl
 from replicate.search import compose_search_config
 from replicate.search.objective import TrialEvaluator, collect_dev_prompts
 from replicate.search.run import cost_profile
 from replicate.search.space import SearchSpace
-from replicate.search.teacher_forced import TeacherForcedEvaluator
+from replicate.search.teacher_forced import TEACHER_FORCED_CONTEXTS, TeacherForcedEvaluator
 
 SETS_FILE = "sets.jsonl"
 SUMMARY_FILE = "summary.json"
@@ -71,30 +72,35 @@ def _spearman(first: Sequence[float], second: Sequence[float]) -> float | None:
     return float(spearmanr(first, second).statistic)
 
 
-def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Rank correlations and costs of the logged sets (see the module docstring)."""
+def summarize(rows: Sequence[dict[str, Any]], context: str) -> dict[str, Any]:
+    """Rank correlations and costs of the logged sets for one teacher-forced context (see module docstring)."""
     correlations, by_size = {}, {}
     for estimate, decoded in PAIRS:
         name = f"teacher_forced_{estimate}_vs_decoded_{decoded}"
         correlations[name] = _spearman(
-            [r["teacher_forced"][estimate] for r in rows], [r["decoded"][decoded] for r in rows]
+            [r["teacher_forced"][context][estimate] for r in rows], [r["decoded"][decoded] for r in rows]
         )
         per_size = {}
         for size in sorted({r["num_skipped"] for r in rows}):
             group = [r for r in rows if r["num_skipped"] == size]
             per_size[size] = _spearman(
-                [r["teacher_forced"][estimate] for r in group], [r["decoded"][decoded] for r in group]
+                [r["teacher_forced"][context][estimate] for r in group],
+                [r["decoded"][decoded] for r in group],
             )
         by_size[name] = per_size
-    cost = {}
-    for kind in ("decoded", "teacher_forced"):
-        cost[kind] = {
-            key: float(np.mean([r[kind]["cost"][key] for r in rows]))
+    runs = {
+        "decoded": [r["decoded"] for r in rows],
+        "teacher_forced": [r["teacher_forced"][context] for r in rows],
+    }
+    cost = {
+        kind: {
+            key: float(np.mean([run["cost"][key] for run in values]))
             for key in ("seconds", "passes", "tokens")
         }
-    error = [r["teacher_forced"]["acceptance"] - r["decoded"]["acceptance"] for r in rows]
+        for kind, values in runs.items()
+    }
+    error = [r["teacher_forced"][context]["acceptance"] - r["decoded"]["acceptance"] for r in rows]
     return {
-        "num_sets": len(rows),
         "spearman": correlations,
         "spearman_within_size": by_size,
         "acceptance_error": {"mean": float(np.mean(error)), "mean_absolute": float(np.mean(np.abs(error)))},
@@ -102,7 +108,6 @@ def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "cost_ratio_seconds": cost["decoded"]["seconds"] / cost["teacher_forced"]["seconds"],
         "cost_ratio_passes": cost["decoded"]["passes"] / cost["teacher_forced"]["passes"],
         "cost_ratio_tokens": cost["decoded"]["tokens"] / cost["teacher_forced"]["tokens"],
-        "load_average": [row["load_average"] for row in (rows[0], rows[-1])],
     }
 
 
@@ -158,11 +163,26 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     space = SearchSpace.from_config(loaded.model.config.num_hidden_layers, search)
     prompts = collect_dev_prompts(cfg)
     decoded = TrialEvaluator(loaded, cfg.method, SamplingConfig(**cfg.sampling), prompts, search, cfg.seed)
-    forced = TeacherForcedEvaluator(loaded, cfg.method, SamplingConfig(**cfg.sampling), prompts, search)
-    decoded.costs = forced.costs = cost_profile(cfg, loaded, decoded.prompt_ids, args.output)
+    forced = {}
+    for context in TEACHER_FORCED_CONTEXTS:  # one set of reference continuations serves both
+        settings_of = {**search, "teacher_forced": {"context": context}}
+        sequences = next(iter(forced.values())).sequences if forced else None
+        forced[context] = TeacherForcedEvaluator(
+            loaded, cfg.method, SamplingConfig(**cfg.sampling), prompts, settings_of, sequences=sequences
+        )
+    costs = cost_profile(cfg, loaded, decoded.prompt_ids, args.output)
+    decoded.costs = costs
+    for evaluator in forced.values():
+        evaluator.costs = costs
     decoded.warm_up(cfg.search.warmup_decodes)
     prompt_tokens = sum(ids.shape[1] for ids in decoded.prompt_ids)
     rows = read_jsonl(args.output / SETS_FILE)
+    for row in rows:  # a context added after a set was logged is estimated now (its decode stands)
+        plan = SkipPlan.from_lists(row["attention"], row["mlp"])
+        for context, evaluator in forced.items():
+            if context not in row["teacher_forced"]:
+                row["teacher_forced"][context] = _teacher_forced(evaluator, plan)
+    write_jsonl(args.output / SETS_FILE, rows)
     sets = random_sets(space, args.num_sets, [int(size) for size in args.sizes.split(",")], args.seed)
     for index, blocks in enumerate(sets[len(rows) :], start=len(rows)):
         plan = space.plan_of(blocks)
@@ -172,32 +192,32 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "mlp": list(plan.mlp),
             "num_skipped": plan.num_skipped,
             "decoded": _decoded(decoded, plan, prompt_tokens),
-            "teacher_forced": _teacher_forced(forced, plan),
+            "teacher_forced": {
+                context: _teacher_forced(evaluator, plan) for context, evaluator in forced.items()
+            },
             "load_average": os.getloadavg()[0],
         }
         append_jsonl(args.output / SETS_FILE, row)
         rows.append(row)
+        estimates = ", ".join(f"{c} {row['teacher_forced'][c]['acceptance']:.3f}" for c in forced)
         print(
             f"set {index + 1}/{len(sets)} ({plan.num_skipped} skipped): acceptance decoded "
-            f"{row['decoded']['acceptance']:.3f}, teacher-forced {row['teacher_forced']['acceptance']:.3f}",
+            f"{row['decoded']['acceptance']:.3f}, teacher-forced {estimates}",
             flush=True,
         )
     summary = {
         "settings": settings,
+        "num_sets": len(rows),
         "torch_threads": torch.get_num_threads(),
-        "reference_continuations": forced.setup_cost.as_dict(),
-        **summarize(rows),
+        "load_average": {"first_set": rows[0]["load_average"], "last_set": rows[-1]["load_average"]},
+        "reference_continuations": next(iter(forced.values())).setup_cost.as_dict(),
+        "contexts": {context: summarize(rows, context) for context in forced},
     }
     write_atomic(args.output / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
-    print(
-        json.dumps(
-            {
-                key: summary[key]
-                for key in ("num_sets", "spearman", "cost_ratio_seconds", "cost_ratio_passes")
-            },
-            indent=2,
+    for context, numbers in summary["contexts"].items():
+        print(
+            context, json.dumps({key: numbers[key] for key in ("spearman", "cost_ratio_seconds")}, indent=2)
         )
-    )
     return summary
 
 

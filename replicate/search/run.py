@@ -48,7 +48,8 @@ COSTS_FILE = "cost_profile.json"
 # Settings that may change between sessions of one search: how long to go on and how to show it.
 SESSION_KEYS = ("iterations", "time_budget_minutes", "resume", "warmup_decodes", "progress_bar")
 STRATEGIES = ("bayesian", "cosine_similarity", "knapsack", "dynamic_programming")
-# The settings sections of the selectors: only the running strategy's is part of a search's setup.
+# The settings sections of the selectors and of the teacher-forced estimate: part of a search's setup only
+# where they are used (so that a search recorded before they existed still resumes).
 SELECTOR_SECTIONS = ("cosine_similarity", "knapsack", "dynamic_programming")
 # Keys added after searches were first recorded, with the values those searches ran under.
 RECORDED_BEFORE = {"strategy": "bayesian", "acceptance_estimate": "decoded"}
@@ -75,6 +76,14 @@ def warm_start_plans(warm_start: Any, model_plan: SkipPlan, num_layers: int) -> 
     return [plan.validate(num_layers) for plan in plans]
 
 
+def _in_use(key: str, search: Mapping[str, Any]) -> bool:
+    if key in SELECTOR_SECTIONS:
+        return key == search["strategy"]
+    if key == "teacher_forced":  # the knapsack's single-skip agreements are teacher-forced too
+        return search["acceptance_estimate"] == "teacher_forced" or search["strategy"] == "knapsack"
+    return True
+
+
 def search_setup(
     cfg: DictConfig, loaded: LoadedModel, prompts: list[DevPrompt], warm: list[SkipPlan]
 ) -> dict:
@@ -90,9 +99,7 @@ def search_setup(
         "seed": cfg.seed,
         "dev_prompts": [{"task": prompt.task, "sha256": prompt.sha256} for prompt in prompts],
         "search": {
-            key: value
-            for key, value in search.items()
-            if key not in SESSION_KEYS and (key not in SELECTOR_SECTIONS or key == search["strategy"])
+            key: value for key, value in search.items() if key not in SESSION_KEYS and _in_use(key, search)
         },
         "warm_start_plans": [{"attention": list(p.attention), "mlp": list(p.mlp)} for p in warm],
     }
@@ -154,6 +161,22 @@ def cost_profile(
     return costs
 
 
+def check_strategy_settings(cfg: DictConfig) -> None:
+    """Refuse, before anything is loaded or written, a strategy or estimate that cannot run as configured."""
+    search = cfg.search
+    if search.strategy not in STRATEGIES:
+        raise ValueError(f"search.strategy={search.strategy!r} is not one of {', '.join(STRATEGIES)}")
+    if search.acceptance_estimate not in ACCEPTANCE_ESTIMATES:
+        raise ValueError(
+            f"search.acceptance_estimate={search.acceptance_estimate!r} is not one of {', '.join(ACCEPTANCE_ESTIMATES)}"
+        )
+    if search.acceptance_estimate == "teacher_forced" and search.objective != "predicted_speedup":
+        raise ValueError(
+            f"search.acceptance_estimate=teacher_forced decodes nothing, so it cannot measure "
+            f"search.objective={search.objective}; use search.objective=predicted_speedup"
+        )
+
+
 def build_evaluator(
     cfg: DictConfig,
     loaded: LoadedModel,
@@ -162,10 +185,7 @@ def build_evaluator(
 ) -> TrialEvaluator | TeacherForcedEvaluator:
     """The evaluator `search.acceptance_estimate` names (teacher_forced may reuse computed `sequences`)."""
     search, sampling = cfg.search, SamplingConfig(**cfg.sampling)
-    if search.acceptance_estimate not in ACCEPTANCE_ESTIMATES:
-        raise ValueError(
-            f"search.acceptance_estimate={search.acceptance_estimate!r} is not one of {', '.join(ACCEPTANCE_ESTIMATES)}"
-        )
+    check_strategy_settings(cfg)
     if search.acceptance_estimate == "decoded":
         return TrialEvaluator(loaded, cfg.method, sampling, prompts, search, cfg.seed)
     return TeacherForcedEvaluator(loaded, cfg.method, sampling, prompts, search, sequences=sequences)
@@ -232,8 +252,7 @@ def _next_trial(
 def run_search(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Run (or resume) the search `cfg` describes in `run_dir`; returns the summary (`summary.json`)."""
     run_dir, search = Path(run_dir), cfg.search
-    if search.strategy not in STRATEGIES:
-        raise ValueError(f"search.strategy={search.strategy!r} is not one of {', '.join(STRATEGIES)}")
+    check_strategy_settings(cfg)
     if search.strategy != "bayesian":
         from replicate.search.selectors.selection import run_selection  # imports this module
 

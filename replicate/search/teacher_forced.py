@@ -41,18 +41,19 @@ from replicate.search.accounting import PassCount
 from replicate.search.sub_block_costs import trace_predicted_speedup
 
 ACCEPTANCE_ESTIMATES = ("decoded", "teacher_forced")
+TEACHER_FORCED_CONTEXTS = ("full", "draft")
 
 
 @dataclass
 class DevSequence:
     """One dev prompt and the full model's greedy continuation of it.
 
-    prompt_ids: (1, P). continuation: the N new token ids (EOS included when hit). prompt_cache: the full
-    model's KV cache of the prompt (P positions), cut back to P after every draft pass."""
+    prompt_ids: (1, P). continuation: the N new token ids (EOS included when hit). cache: the full model's KV
+    of the prompt and y_0 .. y_{N-2} (P + N - 1 positions), cut back to that after every draft pass."""
 
     prompt_ids: torch.Tensor
     continuation: list[int]
-    prompt_cache: SkipAwareCache | None = field(default=None, repr=False)
+    cache: SkipAwareCache | None = field(default=None, repr=False)
 
     @property
     def prompt_length(self) -> int:
@@ -71,7 +72,7 @@ class DevSequence:
 def reference_sequences(
     loaded: LoadedModel, prompt_ids: Sequence[torch.Tensor], max_new_tokens: int, keep_cache: bool
 ) -> tuple[list[DevSequence], PassCount]:
-    """The full model's greedy continuation of every prompt (1, P), and, with `keep_cache`, its prompt KV."""
+    """The full model's greedy continuation of every prompt (1, P), and, with `keep_cache`, its KV."""
     if max_new_tokens < 2:
         raise ValueError(f"a teacher-forced estimate needs max_new_tokens >= 2, got {max_new_tokens}")
     cost, sequences = PassCount(), []
@@ -84,39 +85,74 @@ def reference_sequences(
         cost.tokens += ids.shape[1] + result.num_new_tokens - 1
         sequence = DevSequence(ids, list(result.tokens))
         if keep_cache:
-            sequence.prompt_cache = SkipAwareCache(config=loaded.model.config)
-            forward(loaded.model, ids, sequence.prompt_cache, 0, last_only=True)
+            sequence.cache = SkipAwareCache(config=loaded.model.config)
+            full_ids = sequence.sequence_ids()
+            forward(loaded.model, full_ids, sequence.cache, 0, last_only=True)
             cost.full_forwards += 1
-            cost.tokens += ids.shape[1]
+            cost.tokens += full_ids.shape[1]
         sequences.append(sequence)
     cost.seconds = time.perf_counter() - clock
     return sequences, cost
 
 
+def draft_attention_mask(
+    prompt_length: int, num_drafted: int, context: str, dtype: torch.dtype
+) -> torch.Tensor:
+    """Additive mask (1, 1, n, P + n + n) of the draft pass over n = N - 1 rows on a cache of P + n full-model
+    positions, its own n keys appended after them. Row i (position P + i) sees the prompt and:
+    `full`: the full model's keys of y_0 .. y_{i-1}, then its own key; `draft`: its own keys of y_0 .. y_i."""
+    if context not in TEACHER_FORCED_CONTEXTS:
+        raise ValueError(f"search.teacher_forced.context={context!r} is not one of {TEACHER_FORCED_CONTEXTS}")
+    cached = prompt_length + num_drafted
+    rows = torch.arange(num_drafted).unsqueeze(1)
+    columns = torch.arange(cached + num_drafted).unsqueeze(0)
+    own = columns - cached  # index among the appended keys (negative: a cached key)
+    prompt = columns < prompt_length
+    if context == "full":
+        earlier = (columns >= prompt_length) & (columns < prompt_length + rows)
+        visible = prompt | earlier | (own == rows)
+    else:
+        visible = prompt | ((own >= 0) & (own <= rows))
+    mask = torch.zeros(visible.shape, dtype=dtype).masked_fill(~visible, torch.finfo(dtype).min)
+    return mask[None, None]
+
+
 @torch.inference_mode()
 def draft_predictions(
-    loaded: LoadedModel, sequence: DevSequence, plan: SkipPlan
+    loaded: LoadedModel, sequence: DevSequence, plan: SkipPlan, context: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The draft's argmax (N - 1,) and top-1 probability (N - 1,) at every drafting position of one
-    sequence, in one pass over y_0 .. y_{N-2} on the full model's prompt cache."""
+    sequence, in one pass over y_0 .. y_{N-2} on the full model's cache (`draft_attention_mask`)."""
     inputs = sequence.draft_inputs()
+    count, start = inputs.shape[1], sequence.prompt_length
+    cached = start + count
+    dtype = next(loaded.model.parameters()).dtype
+    mask = draft_attention_mask(start, count, context, dtype).to(inputs.device)
+    positions = torch.arange(start, cached, device=inputs.device).unsqueeze(0)
     with skip_sublayers(loaded.model, plan):
-        logits = forward(loaded.model, inputs, sequence.prompt_cache, sequence.prompt_length, last_only=False)
-    truncate_cache(sequence.prompt_cache, sequence.prompt_length)
+        output = loaded.model(
+            input_ids=inputs,
+            position_ids=positions,
+            attention_mask=mask,
+            past_key_values=sequence.cache,
+            use_cache=True,
+        )
+    truncate_cache(sequence.cache, cached)
+    logits = output.logits[0]
     probs = torch.softmax(logits.float(), dim=-1)  # as `logits_to_probs` does for greedy decoding
     top_probs, _ = probs.max(dim=-1)
     return logits.argmax(dim=-1), top_probs
 
 
 def teacher_forced_agreement(
-    loaded: LoadedModel, sequences: Sequence[DevSequence], plan: SkipPlan
+    loaded: LoadedModel, sequences: Sequence[DevSequence], plan: SkipPlan, context: str
 ) -> tuple[float, PassCount]:
     """Top-1 agreement of the draft with the reference continuation over all drafting positions of
     `sequences` (one draft pass each), and what it ran."""
     clock, matches, positions = time.perf_counter(), 0, 0
     cost = PassCount()
     for sequence in sequences:
-        tokens, _ = draft_predictions(loaded, sequence, plan)
+        tokens, _ = draft_predictions(loaded, sequence, plan, context)
         reference = torch.tensor(sequence.continuation[1:], device=tokens.device)
         matches += int((tokens == reference).sum())
         positions += len(reference)
@@ -199,6 +235,7 @@ class TeacherForcedEvaluator:
             )
         self.loaded, self.method_cfg, self.costs = loaded, method_cfg, costs
         self.max_new_tokens = search_cfg["max_new_tokens"]
+        self.context = search_cfg["teacher_forced"]["context"]
         self.prompts = list(prompts)
         self.prompt_ids = [encode_prompt(loaded, p.text, self.max_new_tokens)[0] for p in self.prompts]
         self.setup_cost = PassCount()
@@ -206,8 +243,8 @@ class TeacherForcedEvaluator:
             sequences, self.setup_cost = reference_sequences(
                 loaded, self.prompt_ids, self.max_new_tokens, keep_cache=True
             )
-        elif any(sequence.prompt_cache is None for sequence in sequences):
-            raise ValueError("the teacher-forced estimate needs the prompt caches (keep_cache=True)")
+        elif any(sequence.cache is None for sequence in sequences):
+            raise ValueError("the teacher-forced estimate needs the sequences' caches (keep_cache=True)")
         self.sequences = list(sequences)
         self.evaluations = 0
 
@@ -232,7 +269,7 @@ class TeacherForcedEvaluator:
         """Nothing is timed, so nothing needs warming up."""
 
     def agreement(self, plan: SkipPlan) -> tuple[float, PassCount]:
-        return teacher_forced_agreement(self.loaded, self.sequences, plan)
+        return teacher_forced_agreement(self.loaded, self.sequences, plan, self.context)
 
     def evaluate(self, plan: SkipPlan) -> dict[str, Any]:
         """The estimated trial: the replayed traces scored with the cost profile."""
@@ -244,7 +281,7 @@ class TeacherForcedEvaluator:
         draft_exit = build_draft_exit(self.method_cfg)  # fresh per trial, carried across its prompts
         cycles, matches, positions = [], 0, 0
         for sequence in self.sequences:
-            tokens, confidences = draft_predictions(self.loaded, sequence, plan)
+            tokens, confidences = draft_predictions(self.loaded, sequence, plan, self.context)
             tokens, confidences = tokens.tolist(), confidences.tolist()
             reference = sequence.continuation[1:]
             matches += sum(a == b for a, b in zip(tokens, reference))

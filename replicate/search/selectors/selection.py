@@ -71,7 +71,10 @@ def build_family(
         settings = search.knapsack
         agreements = {}
         for block in space.sub_blocks:
-            agreements[block], spent = teacher_forced_agreement(loaded, sequences, space.plan_of([block]))
+            plan = space.plan_of([block])
+            agreements[block], spent = teacher_forced_agreement(
+                loaded, sequences, plan, search.teacher_forced.context
+            )
             cost.add(spent)
         family = knapsack_family(
             space.sub_blocks,
@@ -104,8 +107,10 @@ def build_family(
         result = skip_set_dynamic_programming(
             loaded.model, inputs, streams, scored_from, space.sub_blocks, space.most_skipped
         )
-        # Each sub-block call runs 1/(2L) of a full pass over one sequence.
+        # Each sub-block call runs 1/(2L) of a full pass over one sequence (counted in full-pass equivalents).
         cost.full_forwards += result.sub_block_calls * len(sequences) / (2 * num_layers)
+        lengths = sum(sequence.sequence_ids().shape[1] for sequence in sequences)
+        cost.tokens += round(result.sub_block_calls * lengths / (2 * num_layers))
         family = [
             {"skip": blocks, "score": result.similarity[count]}
             for count, blocks in result.skipped.items()
