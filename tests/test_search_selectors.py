@@ -21,6 +21,7 @@ from replicate.core.models import load_model
 from replicate.core.sampling import SamplingConfig
 from replicate.core.skipping import SkipPlan, skip_sublayers
 from replicate.search import compose_search_config
+from replicate.search.dev_sequences import draft_attention_mask, reference_sequences
 from replicate.search.objective import TrialEvaluator, collect_dev_prompts
 from replicate.search.run import read_trials, run_search
 from replicate.search.selectors.cosine_similarity import (
@@ -38,12 +39,7 @@ from replicate.search.selectors.residual_stream import (
 )
 from replicate.search.space import SearchSpace
 from replicate.search.sub_block_costs import weight_sub_block_costs
-from replicate.search.teacher_forced import (
-    TeacherForcedEvaluator,
-    draft_attention_mask,
-    reference_sequences,
-    simulate_trace,
-)
+from replicate.search.teacher_forced import TeacherForcedEvaluator, simulate_trace
 
 # tiny_llama's plan (attention 1, MLP 2) with those two sub-blocks contributing exactly nothing.
 EXACT = ["model=tiny_llama", "model.skip_output_scale=0.0", "model.num_hidden_layers=6"]

@@ -24,8 +24,9 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from replicate.core.skipping import SkipPlan
+from replicate.search.evaluators import COSTS_FILE
 from replicate.search.outputs import best_trial
-from replicate.search.run import COSTS_FILE, LOG_FILE, SETUP_FILE, read_trials
+from replicate.search.run import LOG_FILE, SETUP_FILE, read_trials
 from replicate.search.sub_block_costs import trace_predicted_speedup
 
 

@@ -33,10 +33,11 @@ from replicate.core.sampling import SamplingConfig
 from replicate.core.skipping import SkipPlan
 from replicate.run.rundir import append_jsonl, read_jsonl, write_atomic, write_jsonl
 from replicate.search import compose_search_config
+from replicate.search.dev_sequences import TEACHER_FORCED_CONTEXTS
+from replicate.search.evaluators import cost_profile
 from replicate.search.objective import TrialEvaluator, collect_dev_prompts
-from replicate.search.run import cost_profile
 from replicate.search.space import SearchSpace
-from replicate.search.teacher_forced import TEACHER_FORCED_CONTEXTS, TeacherForcedEvaluator
+from replicate.search.teacher_forced import TeacherForcedEvaluator
 
 SETS_FILE = "sets.jsonl"
 SUMMARY_FILE = "summary.json"

@@ -39,8 +39,8 @@ from replicate.core.skipping import SkipPlan
 from replicate.run.rundir import read_jsonl, write_atomic
 from replicate.run.runner import encode_prompt
 from replicate.search import compose_search_config
+from replicate.search.evaluators import COSTS_FILE, cost_profile
 from replicate.search.objective import collect_dev_prompts
-from replicate.search.run import COSTS_FILE, cost_profile
 from replicate.search.selection_report import markdown_tables
 from replicate.search.sub_block_costs import trace_predicted_speedup
 

@@ -20,9 +20,11 @@ from omegaconf import DictConfig, OmegaConf
 from replicate.core.models import LoadedModel, load_model
 from replicate.run.rundir import append_jsonl, write_atomic
 from replicate.search.accounting import PassCount, search_cost
+from replicate.search.dev_sequences import DevSequence, reference_sequences
+from replicate.search.evaluators import build_evaluator, cost_profile
 from replicate.search.objective import collect_dev_prompts
 from replicate.search.outputs import SNIPPET_FILE, write_outputs
-from replicate.search.run import build_evaluator, cost_profile, prepare_run_dir, search_setup
+from replicate.search.run import prepare_run_dir, search_setup
 from replicate.search.selectors.cosine_similarity import (
     cosine_family,
     ranked_candidates,
@@ -32,7 +34,7 @@ from replicate.search.selectors.dynamic_programming import skip_set_dynamic_prog
 from replicate.search.selectors.knapsack import knapsack_family
 from replicate.search.selectors.residual_stream import layer_inputs, residual_stream
 from replicate.search.space import SearchSpace
-from replicate.search.teacher_forced import DevSequence, reference_sequences, teacher_forced_agreement
+from replicate.search.teacher_forced import teacher_forced_agreement
 
 SELECTION_FILE = "selection.json"
 LOG_FILE = "trials.jsonl"
