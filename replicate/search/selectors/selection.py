@@ -44,15 +44,15 @@ def _label(blocks) -> list[str]:
     return [f"{kind} {layer}" for kind, layer in blocks]
 
 
-def _streams(loaded: LoadedModel, sequences: list[DevSequence], cost: PassCount):
+def _streams(loaded: LoadedModel, sequences: list[DevSequence], spent: PassCount):
     """Layer inputs and full-model residual states of every dev sequence (one full pass each)."""
     inputs, streams = [], []
     for sequence in sequences:
         ids = sequence.sequence_ids()
         inputs.append(layer_inputs(loaded.model, ids))
         streams.append(residual_stream(loaded.model, inputs[-1]))
-        cost.full_forwards += 1
-        cost.tokens += ids.shape[1]
+        spent.full_forwards += 1
+        spent.tokens += ids.shape[1]
     return inputs, streams
 
 
@@ -61,11 +61,12 @@ def build_family(
     loaded: LoadedModel,
     space: SearchSpace,
     sequences: list[DevSequence],
-    costs,
-    cost: PassCount,
+    profile: dict[str, Any],
+    spent: PassCount,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The strategy's family: a list of {skip: [(kind, layer)...], score: selector's own score}, and what
-    the selector measured (for `selection.json`). `cost` is charged with the passes run."""
+    the selector measured (for `selection.json`). `profile`: the search's cost profile; `spent` is charged
+    with the passes run."""
     search, strategy = cfg.search, cfg.search.strategy
     scored_from = [sequence.prompt_length for sequence in sequences]
     num_layers = loaded.model.config.num_hidden_layers
@@ -74,14 +75,14 @@ def build_family(
         agreements = {}
         for block in space.sub_blocks:
             plan = space.plan_of([block])
-            agreements[block], spent = teacher_forced_agreement(
+            agreements[block], probe = teacher_forced_agreement(
                 loaded, sequences, plan, search.teacher_forced.context
             )
-            cost.add(spent)
+            spent.add(probe)
         family = knapsack_family(
             space.sub_blocks,
             agreements,
-            costs,
+            profile,
             list(settings.acceptance_floors),
             search.min_skipped,
             space.most_skipped,
@@ -92,7 +93,7 @@ def build_family(
         return [
             {"skip": entry["skip"], "score": entry["model_speedup"], **entry} for entry in family
         ], details
-    inputs, streams = _streams(loaded, sequences, cost)
+    inputs, streams = _streams(loaded, sequences, spent)
     if strategy == "cosine_similarity":
         similarities = sub_block_similarities(streams, scored_from, num_layers)
         ranking = ranked_candidates(similarities, space.sub_blocks, list(search.cosine_similarity.kinds))
@@ -110,9 +111,9 @@ def build_family(
             loaded.model, inputs, streams, scored_from, space.sub_blocks, space.most_skipped
         )
         # Each sub-block call runs 1/(2L) of a full pass over one sequence (counted in full-pass equivalents).
-        cost.full_forwards += result.sub_block_calls * len(sequences) / (2 * num_layers)
+        spent.full_forwards += result.sub_block_calls * len(sequences) / (2 * num_layers)
         lengths = sum(sequence.sequence_ids().shape[1] for sequence in sequences)
-        cost.tokens += round(result.sub_block_calls * lengths / (2 * num_layers))
+        spent.tokens += round(result.sub_block_calls * lengths / (2 * num_layers))
         family = [
             {"skip": blocks, "score": result.similarity[count]}
             for count, blocks in result.skipped.items()
