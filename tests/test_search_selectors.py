@@ -262,3 +262,19 @@ def test_a_search_recorded_before_strategies_existed_still_resumes(tmp_path):
     path.write_text(json.dumps(record))
     summary = run_search(compose_search_config([*overrides, "search.iterations=1"]), tmp_path)
     assert summary["trials"] == 2 and summary["evaluated_this_session"] <= 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["cosine_similarity", "knapsack", "dynamic_programming"])
+def test_selectors_on_smollm2(tmp_path, strategy):
+    """The CPU preset's bounds and candidates on SmolLM2, small: about a minute each."""
+    overrides = ["model=smollm2_135m", "search=smollm2_cpu", f"search.strategy={strategy}"]
+    overrides += ["search.acceptance_estimate=teacher_forced", "search.prompts_per_task=2"]
+    overrides += ["search.max_new_tokens=12", "search.cost_profile.repeats=1", "search.max_skipped=3"]
+    summary = run_search(compose_search_config(overrides), tmp_path)
+    candidates = compose_search_config(overrides).search.candidates
+    assert set(summary["skip"]["attention"]) <= set(candidates.attention)
+    assert set(summary["skip"]["mlp"]) <= set(candidates.mlp) and 1 <= summary["best"]["num_skipped"] <= 3
+    assert 0 < summary["best"]["predicted_speedup"] < 2 and summary["family_size"] == len(
+        read_trials(tmp_path)
+    )
