@@ -120,9 +120,16 @@ def test_simulated_trace_follows_the_decoding_loop():
 FIXED_LENGTH = ["method=self_speculative", "method.max_draft_tokens=4"]  # threshold 0: always K drafts
 
 
-@pytest.mark.parametrize("context", ["full", "draft"])
-@pytest.mark.parametrize("method", [FIXED_LENGTH, []], ids=["fixed_length", "adaptive"])
-@pytest.mark.parametrize("plan", [SkipPlan(), SkipPlan.from_lists([1], [2])], ids=["empty", "silent"])
+@pytest.mark.parametrize(
+    "plan,method,context",
+    [
+        (SkipPlan(), FIXED_LENGTH, "full"),
+        (SkipPlan.from_lists([1], [2]), FIXED_LENGTH, "full"),
+        (SkipPlan.from_lists([1], [2]), FIXED_LENGTH, "draft"),
+        (SkipPlan.from_lists([1], [2]), [], "full"),  # the adaptive draft-exit, its threshold carried over
+    ],
+    ids=["empty-fixed-full", "silent-fixed-full", "silent-fixed-draft", "silent-adaptive-full"],
+)
 def test_teacher_forced_equals_decoding_when_the_draft_is_exact(plan, method, context):
     cfg = compose_search_config([*SELECTION, *method, f"search.teacher_forced.context={context}"])
     loaded = load_model(cfg.model)
