@@ -6,8 +6,8 @@ decoded and gives each set both scores: tokens/s (the mean of its decodes, wall 
 speedup under one cost profile. It reports each search's choice with its rank under both scores, and the
 Spearman rank correlation of the two scores over the pooled sets.
 
-    python -m replicate.search.compare outputs/search/smollm2_135m/smollm2_cpu_tokens_per_s \\
-        outputs/search/smollm2_135m/smollm2_cpu_predicted_speedup [--costs <cost_profile.json>]
+    python -m replicate.search.compare outputs/search/smollm2_135m/smollm2_cpu_bayesian_decoded_tokens_per_s \\
+        outputs/search/smollm2_135m/smollm2_cpu_bayesian_decoded_predicted_speedup [--costs <cost_profile.json>]
 
 Writes nothing unless `--output` names a JSON file; prints a Markdown summary.
 """
