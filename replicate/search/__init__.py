@@ -3,10 +3,14 @@
     python -m replicate.search model=smollm2_135m search=smollm2_cpu      # see docs/search.md
     python -m replicate.search model=codellama_13b search.dev_tasks=[humaneval] search.prompts_per_task=8
 
-Modules: `space` (variables <-> sub-blocks), `objective` (one trial: decode the dev prompts), `cost` (the
-per-sub-block cost profile of the `predicted_speedup` objective), `optimizer` (Bayesian optimization with
-exact save and restore), `run` (the search loop and its files), `report` (snippet, trace plot, summary),
-`strategies` (the first / middle / last / random / searched sets of the paper's Table 7).
+Modules: `space` (variables <-> sub-blocks), `objective` (one decoded trial: decode the dev prompts),
+`dev_sequences` and `teacher_forced` (the teacher-forced estimate of a trial), `evaluators` (which of the two,
+and the cost profile), `sub_block_costs` (the per-sub-block cost profile of the `predicted_speedup`
+objective), `optimizer` (Bayesian optimization with exact save and restore), `run` (the search loop and its
+files), `selectors` (search.strategy other than bayesian), `outputs` (snippet, trace plot, summary),
+`accounting` (search cost), `compare` (searches against each other), `estimate_check` (the estimate against
+decoding), `selection_experiment` and `selection_report` (issue 14's comparison), `strategies` (the first /
+middle / last / random / searched sets of the paper's Table 7).
 """
 
 from __future__ import annotations

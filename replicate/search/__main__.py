@@ -1,5 +1,6 @@
 """`python -m replicate.search model=<m> [search=<preset>] [overrides]`: run or resume a layer search in Hydra's
-run directory (default `outputs/search/<model>/<preset>_<objective>`; rerun the same command to resume)."""
+run directory (default `outputs/search/<model>/<preset>_<strategy>_<estimate>_<objective>`; rerun the same command
+to resume)."""
 
 from pathlib import Path
 

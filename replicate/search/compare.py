@@ -6,8 +6,8 @@ decoded and gives each set both scores: tokens/s (the mean of its decodes, wall 
 speedup under one cost profile. It reports each search's choice with its rank under both scores, and the
 Spearman rank correlation of the two scores over the pooled sets.
 
-    python -m replicate.search.compare outputs/search/smollm2_135m/smollm2_cpu_tokens_per_s \\
-        outputs/search/smollm2_135m/smollm2_cpu_predicted_speedup [--costs <cost_profile.json>]
+    python -m replicate.search.compare outputs/search/smollm2_135m/smollm2_cpu_bayesian_decoded_tokens_per_s \\
+        outputs/search/smollm2_135m/smollm2_cpu_bayesian_decoded_predicted_speedup [--costs <cost_profile.json>]
 
 Writes nothing unless `--output` names a JSON file; prints a Markdown summary.
 """
@@ -24,8 +24,9 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from replicate.core.skipping import SkipPlan
+from replicate.search.evaluators import COSTS_FILE
 from replicate.search.outputs import best_trial
-from replicate.search.run import COSTS_FILE, LOG_FILE, SETUP_FILE, read_trials
+from replicate.search.run import LOG_FILE, SETUP_FILE, read_trials
 from replicate.search.sub_block_costs import trace_predicted_speedup
 
 
@@ -101,6 +102,11 @@ def compare_searches(run_dirs: Sequence[Path], costs_path: Path | None = None) -
             raise ValueError(f"{path} holds no search trials ({path / LOG_FILE}); check the path")
         searches[name] = trials
         setup = json.loads((path / SETUP_FILE).read_text())["setup"]
+        if setup["search"].get("acceptance_estimate", "decoded") != "decoded":
+            raise ValueError(
+                f"{path} scored its sets with the {setup['search']['acceptance_estimate']} estimate: nothing was "
+                "decoded, so it has no tokens/s or decoded trace to pool; compare decoded searches only"
+            )
         objectives[name] = setup["search"]["objective"]
         decoding[name] = _trace_settings(setup)
     first = next(iter(decoding))

@@ -28,13 +28,19 @@ def _ids(ids) -> str:
 
 
 def snippet_text(
-    best: Mapping[str, Any], model_name: str, objective: str, run_dir: Path, num_trials: int
+    best: Mapping[str, Any],
+    model_name: str,
+    objective: str,
+    run_dir: Path,
+    num_trials: int,
+    strategy: str = "bayesian",
 ) -> str:
     """A `skip:` block for `conf/model/<model>.yaml`, with where it comes from in its `source`."""
     acceptance = best.get("acceptance")
     acceptance_text = "n/a" if acceptance is None else f"{acceptance:.3f}"
+    how = "bayesian search" if strategy == "bayesian" else f"{strategy} selection"
     source = (
-        f"bayesian search (replicate.search), {objective} {best['objective']:.4g} at trial {best['trial']} "
+        f"{how} (replicate.search), {objective} {best['objective']:.4g} at trial {best['trial']} "
         f"of {num_trials}, {run_dir}"
     )
     return (
@@ -90,11 +96,14 @@ def write_outputs(
     model_name: str,
     objective: str,
     extra: Mapping[str, Any],
+    strategy: str = "bayesian",
 ) -> dict[str, Any]:
     """Write the snippet, the trace and the summary into `run_dir`; returns the summary."""
     best = best_trial(trials)
-    write_atomic(run_dir / SNIPPET_FILE, snippet_text(best, model_name, objective, run_dir, len(trials)))
-    plot_trace(trials, objective, f"layer search: {model_name}, {len(trials)} trials", run_dir / TRACE_FILE)
+    snippet = snippet_text(best, model_name, objective, run_dir, len(trials), strategy)
+    write_atomic(run_dir / SNIPPET_FILE, snippet)
+    title = f"{strategy} ({'layer search' if strategy == 'bayesian' else 'selection'}): {model_name}"
+    plot_trace(trials, objective, f"{title}, {len(trials)} trials", run_dir / TRACE_FILE)
     summary = {
         "model": model_name,
         "objective": objective,

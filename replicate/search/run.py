@@ -9,6 +9,11 @@ Files in the run directory (Hydra's output directory):
 - `cost_profile.json`: the per-sub-block costs (objective `predicted_speedup`), measured once and reused on
   resume so that the objective of every trial comes from the same profile.
 - `best_skip.yaml`, `trace.png`, `summary.json`: written at the end (also after a time-budget stop).
+
+`search.strategy` picks how sets are chosen: `bayesian` (the paper's search, this module) or one of the
+selectors in `replicate.search.selectors` (cosine_similarity, knapsack, dynamic_programming), which share
+this module's setup, run directory, evaluators and outputs. `search.acceptance_estimate` picks how a set is
+scored: `decoded` (`objective.TrialEvaluator`) or `teacher_forced` (`teacher_forced.TeacherForcedEvaluator`).
 """
 
 from __future__ import annotations
@@ -25,21 +30,32 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from replicate.core.models import LoadedModel, load_model
-from replicate.core.sampling import SamplingConfig
 from replicate.core.skipping import SkipPlan
 from replicate.run.environment import environment
 from replicate.run.rundir import append_jsonl, read_jsonl, write_atomic, write_jsonl
+from replicate.search.accounting import search_cost
+from replicate.search.evaluators import (
+    COSTS_FILE,
+    build_evaluator,
+    check_strategy_settings,
+    cost_profile,
+)
 from replicate.search.objective import DevPrompt, TrialEvaluator, collect_dev_prompts
 from replicate.search.optimizer import STATE_FILE, LayerOptimizer
 from replicate.search.outputs import SNIPPET_FILE, SUMMARY_FILE, write_outputs
 from replicate.search.space import SearchSpace
-from replicate.search.sub_block_costs import COST_SOURCES, measure_sub_block_costs, weight_sub_block_costs
+from replicate.search.teacher_forced import TeacherForcedEvaluator
 
 LOG_FILE = "trials.jsonl"
 SETUP_FILE = "search_setup.json"
-COSTS_FILE = "cost_profile.json"
 # Settings that may change between sessions of one search: how long to go on and how to show it.
 SESSION_KEYS = ("iterations", "time_budget_minutes", "resume", "warmup_decodes", "progress_bar")
+# The settings sections of the selectors and of the teacher-forced estimate: part of a search's setup only
+# where they are used (so that a search recorded before they existed still resumes).
+SELECTOR_SECTIONS = ("cosine_similarity", "knapsack", "dynamic_programming")
+# Keys added after searches were first recorded, with the values those searches ran under.
+RECORDED_BEFORE = {"strategy": "bayesian", "acceptance_estimate": "decoded"}
+COST_PROFILE_RECORDED_BEFORE = {"file": None}
 
 
 def warm_start_plans(warm_start: Any, model_plan: SkipPlan, num_layers: int) -> list[SkipPlan]:
@@ -62,6 +78,14 @@ def warm_start_plans(warm_start: Any, model_plan: SkipPlan, num_layers: int) -> 
     return [plan.validate(num_layers) for plan in plans]
 
 
+def _in_use(key: str, search: Mapping[str, Any]) -> bool:
+    if key in SELECTOR_SECTIONS:
+        return key == search["strategy"]
+    if key == "teacher_forced":  # the knapsack's single-skip agreements are teacher-forced too
+        return search["acceptance_estimate"] == "teacher_forced" or search["strategy"] == "knapsack"
+    return True
+
+
 def search_setup(
     cfg: DictConfig, loaded: LoadedModel, prompts: list[DevPrompt], warm: list[SkipPlan]
 ) -> dict:
@@ -76,7 +100,9 @@ def search_setup(
         "sampling": OmegaConf.to_container(cfg.sampling, resolve=True),
         "seed": cfg.seed,
         "dev_prompts": [{"task": prompt.task, "sha256": prompt.sha256} for prompt in prompts],
-        "search": {key: value for key, value in search.items() if key not in SESSION_KEYS},
+        "search": {
+            key: value for key, value in search.items() if key not in SESSION_KEYS and _in_use(key, search)
+        },
         "warm_start_plans": [{"attention": list(p.attention), "mlp": list(p.mlp)} for p in warm],
     }
 
@@ -84,6 +110,11 @@ def search_setup(
 def _check_setup(run_dir: Path, setup: dict) -> None:
     path = run_dir / SETUP_FILE
     previous = json.loads(path.read_text())["setup"]
+    previous["search"] = {**RECORDED_BEFORE, **previous["search"]}
+    previous["search"]["cost_profile"] = {
+        **COST_PROFILE_RECORDED_BEFORE,
+        **previous["search"]["cost_profile"],
+    }
     if previous != setup:
         differing = sorted(
             key for key in setup.keys() | previous.keys() if previous.get(key) != setup.get(key)
@@ -95,42 +126,12 @@ def _check_setup(run_dir: Path, setup: dict) -> None:
         )
 
 
-def _cost_profile(
-    cfg: DictConfig, loaded: LoadedModel, evaluator_prompts: list, run_dir: Path
-) -> dict | None:
-    """The per-sub-block costs (predicted_speedup only): the saved ones when resuming, else measured now."""
-    search = cfg.search
-    if search.objective != "predicted_speedup":
-        return None
-    path = run_dir / COSTS_FILE
-    if path.exists():
-        return json.loads(path.read_text())
-    settings = search.cost_profile
-    if settings.source not in COST_SOURCES:
-        raise ValueError(
-            f"search.cost_profile.source={settings.source!r} is not one of {', '.join(COST_SOURCES)}"
-        )
-    max_draft_tokens = cfg.method.max_draft_tokens
-    if settings.source == "weights":
-        costs = weight_sub_block_costs(loaded, max_draft_tokens)
-    else:
-        # Default: the cache length a search decode sees on average (mean prompt + half the new tokens).
-        context = settings.context_length or int(
-            np.mean([ids.shape[1] for ids in evaluator_prompts]) + search.max_new_tokens // 2
-        )
-        context = min(context, loaded.max_context - max_draft_tokens - 1)
-        print(f"measuring the cost profile at {context} cached tokens ...", flush=True)
-        costs = measure_sub_block_costs(loaded, context, max_draft_tokens, settings.repeats, settings.warmup)
-    write_atomic(path, json.dumps(costs, indent=2) + "\n")
-    return costs
-
-
 def read_trials(run_dir: Path) -> list[dict[str, Any]]:
     """The logged trials; a last line torn by a kill is dropped (that trial runs again)."""
     return read_jsonl(run_dir / LOG_FILE)
 
 
-def _prepare_run_dir(run_dir: Path, resume: bool, setup: dict, loaded: LoadedModel) -> list[dict[str, Any]]:
+def prepare_run_dir(run_dir: Path, resume: bool, setup: dict, loaded: LoadedModel) -> list[dict[str, Any]]:
     """Start the directory over (no resume, or no setup recorded) or check it matches; returns the logged
     trials, with the log rewritten without a torn last line so that appending stays line-aligned."""
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -148,7 +149,7 @@ def _prepare_run_dir(run_dir: Path, resume: bool, setup: dict, loaded: LoadedMod
 
 def _next_trial(
     layers: LayerOptimizer,
-    evaluator: TrialEvaluator,
+    evaluator: TrialEvaluator | TeacherForcedEvaluator,
     trials: list[dict[str, Any]],
     first_of_plan: dict[tuple, int],
     reuse_duplicate_plans: bool,
@@ -186,6 +187,11 @@ def _next_trial(
 def run_search(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Run (or resume) the search `cfg` describes in `run_dir`; returns the summary (`summary.json`)."""
     run_dir, search = Path(run_dir), cfg.search
+    check_strategy_settings(cfg)
+    if search.strategy != "bayesian":
+        from replicate.search.selectors.selection import run_selection  # imports this module
+
+        return run_selection(cfg, run_dir)
     loaded = load_model(cfg.model)
     num_layers = loaded.model.config.num_hidden_layers
     space = SearchSpace.from_config(num_layers, OmegaConf.to_container(search, resolve=True))
@@ -194,10 +200,10 @@ def run_search(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     if OmegaConf.is_config(warm_start):
         warm_start = OmegaConf.to_container(warm_start, resolve=True)
     warm = warm_start_plans(warm_start, loaded.plan, num_layers)
-    trials = _prepare_run_dir(run_dir, search.resume, search_setup(cfg, loaded, prompts, warm), loaded)
+    trials = prepare_run_dir(run_dir, search.resume, search_setup(cfg, loaded, prompts, warm), loaded)
 
-    evaluator = TrialEvaluator(loaded, cfg.method, SamplingConfig(**cfg.sampling), prompts, search, cfg.seed)
-    evaluator.costs = _cost_profile(cfg, loaded, evaluator.prompt_ids, run_dir)
+    evaluator = build_evaluator(cfg, loaded, prompts)
+    evaluator.costs = cost_profile(cfg, loaded, evaluator.prompt_ids, run_dir)
     layers = LayerOptimizer(space, search, [space.point(plan) for plan in warm])
     replayed, exact = layers.resume(run_dir, trials) if trials else (0, True)
     planned = layers.initial_queue_length + search.iterations
@@ -245,6 +251,10 @@ def run_search(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "resume_exact": exact,
         "session_seconds": time.perf_counter() - started,
         "dev_prompts": [{"task": prompt.task, "sha256": prompt.sha256} for prompt in prompts],
+        "strategy": "bayesian",
+        "acceptance_estimate": search.acceptance_estimate,
+        # Teacher-forced trials need the reference continuations first (decoded ones need nothing).
+        "search_cost": search_cost(trials, getattr(evaluator, "setup_cost", None)),
     }
     summary = write_outputs(run_dir, trials, loaded.name, search.objective, extra)
     best = summary["best"]

@@ -92,6 +92,24 @@ class SearchSpace:
     def num_variables(self) -> int:
         return len(self._sub_blocks)
 
+    @property
+    def sub_blocks(self) -> tuple[tuple[str, int], ...]:
+        """The searched (kind, layer) sub-blocks in variable order (the candidates, else all 2L)."""
+        return self._sub_blocks
+
+    @property
+    def most_skipped(self) -> int:
+        """`max_skipped`, else the number of searched sub-blocks."""
+        return self._most_skipped
+
+    @staticmethod
+    def plan_of(blocks) -> SkipPlan:
+        """The skip plan of some (kind, layer) sub-blocks."""
+        return SkipPlan.from_lists(
+            sorted(layer for kind, layer in blocks if kind == "attention"),
+            sorted(layer for kind, layer in blocks if kind == "mlp"),
+        )
+
     def sub_block(self, index: int) -> tuple[str, int]:
         """The (kind, layer id) that variable `index` controls."""
         if not 0 <= index < self.num_variables:

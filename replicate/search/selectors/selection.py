@@ -1,0 +1,218 @@
+"""One selector run in one run directory: prepare, build the family of sets, score each like a trial, write
+the outputs of a search (`trials.jsonl`, `best_skip.yaml`, `trace.png`, `summary.json`) plus
+`selection.json` (the selector's own measurements: similarities, agreements, DP scores, the family).
+
+The same setup, directory rules and evaluators as the Bayesian search (`replicate.search.run`). Rerunning
+the same command resumes: the family is computed again (deterministic: greedy, fp32) and sets already in
+the log are not scored again.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from replicate.core.models import LoadedModel, load_model
+from replicate.run.rundir import append_jsonl, write_atomic
+from replicate.search.accounting import PassCount, search_cost
+from replicate.search.dev_sequences import DevSequence, reference_sequences
+from replicate.search.evaluators import build_evaluator, cost_profile
+from replicate.search.objective import collect_dev_prompts
+from replicate.search.outputs import SNIPPET_FILE, write_outputs
+from replicate.search.run import prepare_run_dir, search_setup
+from replicate.search.selectors.cosine_similarity import (
+    cosine_family,
+    ranked_candidates,
+    sub_block_similarities,
+)
+from replicate.search.selectors.dynamic_programming import skip_set_dynamic_programming
+from replicate.search.selectors.knapsack import knapsack_family
+from replicate.search.selectors.residual_stream import layer_inputs, residual_stream
+from replicate.search.space import SearchSpace
+from replicate.search.teacher_forced import teacher_forced_agreement
+
+SELECTION_FILE = "selection.json"
+LOG_FILE = "trials.jsonl"
+
+
+def _label(blocks) -> list[str]:
+    return [f"{kind} {layer}" for kind, layer in blocks]
+
+
+def _streams(loaded: LoadedModel, sequences: list[DevSequence], spent: PassCount):
+    """Layer inputs and full-model residual states of every dev sequence (one full pass each)."""
+    inputs, streams = [], []
+    for sequence in sequences:
+        ids = sequence.sequence_ids()
+        inputs.append(layer_inputs(loaded.model, ids))
+        streams.append(residual_stream(loaded.model, inputs[-1]))
+        spent.full_forwards += 1
+        spent.tokens += ids.shape[1]
+    return inputs, streams
+
+
+def build_family(
+    cfg: DictConfig,
+    loaded: LoadedModel,
+    space: SearchSpace,
+    sequences: list[DevSequence],
+    profile: dict[str, Any],
+    spent: PassCount,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The strategy's family: a list of {skip: [(kind, layer)...], score: selector's own score}, and what
+    the selector measured (for `selection.json`). `profile`: the search's cost profile; `spent` is charged
+    with the passes run."""
+    search, strategy = cfg.search, cfg.search.strategy
+    scored_from = [sequence.prompt_length for sequence in sequences]
+    num_layers = loaded.model.config.num_hidden_layers
+    if strategy == "knapsack":
+        settings = search.knapsack
+        agreements = {}
+        for block in space.sub_blocks:
+            plan = space.plan_of([block])
+            agreements[block], probe = teacher_forced_agreement(
+                loaded, sequences, plan, search.teacher_forced.context
+            )
+            spent.add(probe)
+        family = knapsack_family(
+            space.sub_blocks,
+            agreements,
+            profile,
+            list(settings.acceptance_floors),
+            search.min_skipped,
+            space.most_skipped,
+            settings.weight_resolution,
+            cfg.method.max_draft_tokens,
+        )
+        details = {"single_skip_agreement": {" ".join(map(str, b)): a for b, a in agreements.items()}}
+        return [
+            {"skip": entry["skip"], "score": entry["model_speedup"], **entry} for entry in family
+        ], details
+    inputs, streams = _streams(loaded, sequences, spent)
+    if strategy == "cosine_similarity":
+        similarities = sub_block_similarities(streams, scored_from, num_layers)
+        ranking = ranked_candidates(similarities, space.sub_blocks, list(search.cosine_similarity.kinds))
+        family = [
+            {"skip": blocks, "score": min(similarities[block] for block in blocks) if blocks else 1.0}
+            for blocks in cosine_family(ranking, search.min_skipped, space.most_skipped)
+        ]
+        details = {
+            "similarity": {" ".join(map(str, block)): value for block, value in similarities.items()},
+            "ranking": _label(ranking),
+        }
+        return family, details
+    if strategy == "dynamic_programming":
+        result = skip_set_dynamic_programming(
+            loaded.model, inputs, streams, scored_from, space.sub_blocks, space.most_skipped
+        )
+        # Each sub-block call runs 1/(2L) of a full pass over one sequence (counted in full-pass equivalents).
+        spent.full_forwards += result.sub_block_calls * len(sequences) / (2 * num_layers)
+        lengths = sum(sequence.sequence_ids().shape[1] for sequence in sequences)
+        spent.tokens += round(result.sub_block_calls * lengths / (2 * num_layers))
+        family = [
+            {"skip": blocks, "score": result.similarity[count]}
+            for count, blocks in result.skipped.items()
+            if count >= search.min_skipped
+        ]
+        details = {"sub_block_calls_per_sequence": result.sub_block_calls}
+        return family, details
+    raise ValueError(f"no selector named {strategy!r}")
+
+
+def run_selection(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Run (or resume) the selector `search.strategy` names; returns the summary (`summary.json`)."""
+    run_dir, search = Path(run_dir), cfg.search
+    loaded = load_model(cfg.model)
+    space = SearchSpace.from_config(
+        loaded.model.config.num_hidden_layers, OmegaConf.to_container(search, resolve=True)
+    )
+    prompts = collect_dev_prompts(cfg)
+    logged = prepare_run_dir(run_dir, search.resume, search_setup(cfg, loaded, prompts, []), loaded)
+
+    started, preparation = time.perf_counter(), PassCount()
+    evaluator = build_evaluator(cfg, loaded, prompts)
+    if search.acceptance_estimate == "teacher_forced":  # its reference continuations serve the selector too
+        sequences = evaluator.sequences
+        preparation.add(evaluator.setup_cost)
+    else:
+        sequences, spent = reference_sequences(
+            loaded, evaluator.prompt_ids, search.max_new_tokens, keep_cache=search.strategy == "knapsack"
+        )
+        preparation.add(spent)
+    costs = cost_profile(cfg, loaded, evaluator.prompt_ids, run_dir, required=search.strategy == "knapsack")
+    evaluator.costs = costs
+    clock, selecting = time.perf_counter(), PassCount()
+    family, details = build_family(cfg, loaded, space, sequences, costs, selecting)
+    selecting.seconds = time.perf_counter() - clock  # the wall time of it all, probes included
+    preparation.add(selecting)
+    if not family:
+        raise ValueError(
+            f"{search.strategy} produced no skip set within the bounds; check the search settings"
+        )
+    selection = {
+        "strategy": search.strategy,
+        **details,
+        "family": [{**entry, "skip": _label(entry["skip"])} for entry in family],
+        "preparation": preparation.as_dict(),
+    }
+    write_atomic(run_dir / SELECTION_FILE, json.dumps(selection, indent=2) + "\n")
+    if len(logged) < len(family):
+        evaluator.warm_up(search.warmup_decodes)
+
+    trials = []
+    for index, entry in enumerate(family):
+        plan = space.plan_of(entry["skip"])
+        if index < len(logged):
+            if (logged[index]["attention"], logged[index]["mlp"]) != (list(plan.attention), list(plan.mlp)):
+                raise ValueError(
+                    f"{run_dir / LOG_FILE} trial {index} holds another set than {search.strategy} chose now; "
+                    "start over with search.resume=false"
+                )
+            trials.append(logged[index])
+            continue
+        clock = time.perf_counter()
+        measured = evaluator.evaluate(plan)
+        record = {
+            "trial": index,
+            "kind": search.strategy,
+            "attention": list(plan.attention),
+            "mlp": list(plan.mlp),
+            "num_skipped": plan.num_skipped,
+            **measured,
+            "reused_from": None,
+            "suggest_time_s": 0.0,  # the selector's own time is the preparation's
+            "evaluate_time_s": time.perf_counter() - clock,
+            "time": datetime.datetime.now().isoformat(timespec="seconds"),
+            "params": space.point(plan).tolist(),
+            "selector_score": entry["score"],
+        }
+        append_jsonl(run_dir / LOG_FILE, record)
+        trials.append(record)
+        print(
+            f"{search.strategy} set {index + 1}/{len(family)}: {record['num_skipped']} skipped, "
+            f"{search.objective} {record['objective']:.4g}",
+            flush=True,
+        )
+    extra = {
+        "run_dir": str(run_dir),
+        "strategy": search.strategy,
+        "acceptance_estimate": search.acceptance_estimate,
+        "family_size": len(family),
+        "evaluated_this_session": evaluator.evaluations,
+        "session_seconds": time.perf_counter() - started,
+        "dev_prompts": [{"task": prompt.task, "sha256": prompt.sha256} for prompt in prompts],
+        "search_cost": search_cost(trials, preparation),
+    }
+    summary = write_outputs(run_dir, trials, loaded.name, search.objective, extra, search.strategy)
+    best = summary["best"]
+    print(
+        f"best: {search.objective} {best['objective']:.4g} ({search.strategy}, set {best['trial'] + 1} of "
+        f"{len(family)}): skip attention {best['attention']}, mlp {best['mlp']}; snippet {run_dir / SNIPPET_FILE}",
+        flush=True,
+    )
+    return summary
