@@ -117,6 +117,28 @@ def test_results_keep_input_order_with_reasons(settings):
 
 
 @needs_root
+def test_a_checkout_under_tmp_works(settings, tmp_path, monkeypatch):
+    """CI clones into /tmp, and the new root is mounted on /tmp in the sandbox's mount namespace: a runner
+    that lies under /tmp must still reach the sandbox (CI failed on this)."""
+    assert str(tmp_path).startswith("/tmp/")
+    runner = tmp_path / "runner.py"
+    runner.write_bytes(open(harness.RUNNER, "rb").read())
+    monkeypatch.setattr(harness, "RUNNER", str(runner))
+    results = run_programs(["pass\n", "raise ValueError('bad')\n"], settings)
+    assert [(result.reason, result.sandboxed) for result in results] == [("passed", True), ("exception", True)]
+
+
+def test_an_interpreter_under_tmp_is_refused_by_name(settings, tmp_path):
+    """The program's private /tmp would cover an interpreter installed there: say so instead of failing inside."""
+    (tmp_path / "bin").mkdir()
+    python = tmp_path / "bin" / "python3"
+    python.write_bytes(open(os.path.realpath(settings.python), "rb").read())
+    python.chmod(0o755)
+    with pytest.raises(SandboxUnavailableError, match=r"execution.python=.*lies under /tmp"):
+        harness.interpreter(str(python))
+
+
+@needs_root
 def test_an_assertion_raised_by_the_candidate_is_an_exception_not_a_failed_check(settings):
     source = "def f():\n    assert False, 'inside'\ndef check(c):\n    c()\n"
     result = run_program(Program(source, "f"), settings)

@@ -64,6 +64,12 @@ def interpreter(python: str | None) -> tuple[str, tuple[str, ...]]:
             f"execution.python={python!r}: {path} failed to start: {found.stderr[-300:]}"
         )
     prefixes = {os.path.realpath(prefix) for prefix in json.loads(found.stdout)} | {os.path.dirname(path)}
+    under_tmp = sorted(prefix for prefix in prefixes if f"{prefix}/".startswith("/tmp/"))
+    if under_tmp:
+        raise SandboxUnavailableError(
+            f"execution.python={python!r}: its installation {under_tmp} lies under /tmp, which the sandbox "
+            "replaces with the program's private /tmp; use an interpreter installed elsewhere"
+        )
     if "/" in prefixes:
         raise SandboxUnavailableError(
             f"execution.python={python!r}: its prefix is /, which cannot be mounted alone"

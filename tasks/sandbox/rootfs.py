@@ -20,7 +20,6 @@ Then pivot_root moves into it and the old root is detached: the host's filesyste
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 
 if __package__:  # imported by the harness as tasks.sandbox.rootfs
@@ -28,7 +27,9 @@ if __package__:  # imported by the harness as tasks.sandbox.rootfs
 else:  # imported by the bootstrap script, which puts this directory first on sys.path
     import syscalls
 
-# Mount point of the new root, in the sandbox's own mount namespace: the host's /tmp is untouched.
+# Mount point of the new root, in the sandbox's own mount namespace: the host's /tmp is untouched. It hides
+# the host's /tmp from this namespace, so whatever build_root takes from under /tmp (a checkout or an
+# interpreter there, as in a CI clone) is read or opened before it is mounted.
 NEW_ROOT = "/tmp"
 RUNNER_PATH = "/sandbox/runner.py"
 SYSTEM_DIRECTORIES = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
@@ -80,7 +81,27 @@ def build_root(plan: dict) -> None:
     syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
     limit_ipc(limits["memory_limit_mb"])
     syscalls.sethostname(HOSTNAME)
-    _tmpfs(NEW_ROOT, 4, "mode=0755")
+    with open(plan["runner"], "rb") as handle:
+        runner_source = handle.read()
+    # O_PATH handles keep each prefix reachable (bound through /proc/self/fd) once NEW_ROOT's tmpfs covers it.
+    handles = {prefix: os.open(prefix, os.O_PATH | os.O_DIRECTORY) for prefix in plan["python_prefixes"]}
+    try:
+        _tmpfs(NEW_ROOT, 4, "mode=0755")
+        _fill_root(plan, runner_source, handles)
+    finally:
+        for handle in handles.values():
+            os.close(handle)
+    # Nothing may be created outside /tmp and /dev/shm.
+    syscalls.mount(None, NEW_ROOT, None, _RO_BIND & ~syscalls.MS_BIND)
+    os.chdir(NEW_ROOT)
+    syscalls.pivot_root_here()
+    syscalls.umount_detach(".")  # the host's root, stacked on the new one by pivot_root(".", ".")
+    os.chdir("/")
+    _verify(plan)
+
+
+def _fill_root(plan: dict, runner_source: bytes, handles: dict[str, int]) -> None:
+    limits, uid = plan["limits"], plan["uid"]
     mounted: list[str] = []
     for directory in SYSTEM_DIRECTORIES:
         if os.path.islink(directory):
@@ -92,7 +113,7 @@ def build_root(plan: dict) -> None:
     for prefix in plan["python_prefixes"]:  # absolute real paths, from the harness
         if not _covered(prefix, mounted):
             os.makedirs(_inside(prefix), 0o755, exist_ok=True)
-            _bind(prefix, _inside(prefix), _RO_BIND)
+            _bind(f"/proc/self/fd/{handles[prefix]}", _inside(prefix), _RO_BIND)
             mounted.append(prefix)
     _make_etc(uid)
     _make_dev(limits["private_tmp_size_mb"])
@@ -103,15 +124,7 @@ def build_root(plan: dict) -> None:
     proc_flags = syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC
     syscalls.mount("proc", _inside("/proc"), "proc", proc_flags, "hidepid=2")
     os.mkdir(_inside("/sandbox"), 0o755)
-    shutil.copyfile(plan["runner"], _inside(RUNNER_PATH))
-    os.chmod(_inside(RUNNER_PATH), 0o444)
-    # Nothing may be created outside /tmp and /dev/shm.
-    syscalls.mount(None, NEW_ROOT, None, _RO_BIND & ~syscalls.MS_BIND)
-    os.chdir(NEW_ROOT)
-    syscalls.pivot_root_here()
-    syscalls.umount_detach(".")  # the host's root, stacked on the new one by pivot_root(".", ".")
-    os.chdir("/")
-    _verify(plan)
+    _write(_inside(RUNNER_PATH), runner_source)
 
 
 def _make_etc(uid: int | None) -> None:
