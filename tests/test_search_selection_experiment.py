@@ -1,4 +1,4 @@
-"""The selection experiment (conf/experiment/selection.yaml): every target's searches compose with the search CLI's
+"""The selection experiment (conf/selection_experiment.yaml): every target's searches compose with the search CLI's
 config, its evaluation names real tasks and methods, and its results are read back strictly."""
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
     python -m replicate.search.selection_experiment [--target cpu|gpu] [key=value ...]
 
-Reads `conf/experiment/selection.yaml` (the target's block; dotted overrides apply to it) and, in
+Reads `conf/selection_experiment.yaml` (the target's block; dotted overrides apply to it) and, in
 `output_dir`:
 
 1. measures one cost profile (`cost_profile.json`, the search preset's settings with `search_overrides`,
@@ -44,11 +44,11 @@ from replicate.search.objective import collect_dev_prompts
 from replicate.search.selection_report import markdown_tables
 from replicate.search.sub_block_costs import trace_predicted_speedup
 
-CONFIG_FILE = CONF_DIR / "experiment" / "selection.yaml"
+CONFIG_FILE = CONF_DIR / "selection_experiment.yaml"
 
 
 def load_target(target: str, overrides: Sequence[str] = (), path: Path = CONFIG_FILE) -> DictConfig:
-    """The target's block of `conf/experiment/selection.yaml` with dotted overrides (e.g. evaluation.n_samples=2)."""
+    """The target's block of `conf/selection_experiment.yaml` with dotted overrides (e.g. evaluation.n_samples=2)."""
     experiment = OmegaConf.load(path)
     if target not in experiment:
         raise SystemExit(f"no target {target!r} in {path}; known: {', '.join(experiment)}")
@@ -180,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--target", default="cpu", help="a block of conf/experiment/selection.yaml")
+    parser.add_argument("--target", default="cpu", help="a block of conf/selection_experiment.yaml")
     parser.add_argument("--config", type=Path, default=CONFIG_FILE, help="another experiment file (tests)")
     parser.add_argument(
         "overrides", nargs="*", help="dotted overrides of the target, e.g. evaluation.n_samples=2"
