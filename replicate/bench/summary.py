@@ -180,10 +180,11 @@ def _ci(interval: list[float] | None) -> str:
 def summary(result: dict[str, Any]) -> str:
     """A few plain-text lines: speed per contender, the cost model and the targets."""
     lines = [f"model={result['model']} skip={result.get('skip', {}).get('source')}"]
+    width = max((len(name) for name in result.get("speed", {})), default=0)
     for name, row in result.get("speed", {}).items():
         identity = ", ".join(f"{k}={v:.2f}" for k, v in row.items() if k.startswith("identical_to_"))
         lines.append(
-            f"  {name:<26} {row['tokens_per_s']:8.2f} tok/s  outside forward "
+            f"  {name:<{width}} {row['tokens_per_s']:8.2f} tok/s  outside forward "
             f"{row['overhead_fraction_measured']:6.1%}  {identity}"
         )
     race = result.get("cost_model")
