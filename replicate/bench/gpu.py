@@ -207,7 +207,7 @@ def shape_section(name: str, shape: ShapeConfig, cfg: GpuShapesConfig, device: t
             acceptance=PAPER_ADAPTIVE["acceptance_rate"],
         ),  # fmt: skip
         "kv_cache_profiles": kv_cache_profiles(
-            loaded, cfg["kv_caches"], context_length, max_draft_tokens, repeats, 1
+            loaded, cfg["kv_caches"], context_length, max_draft_tokens, repeats, warmup
         ),
         "memory": memory_table(
             [autoregressive, speculative], prompts[0], cfg["max_new_tokens"], 1, "ours_autoregressive"

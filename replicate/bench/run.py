@@ -248,7 +248,12 @@ def _model_sections(cfg: DictConfig, sections: set[str]) -> dict[str, Any]:
             outcomes, method_name, loaded.kv_cache, other_kv_cache(loaded.kv_cache)
         )
         result["kv_cache"]["profiles"] = kv_cache_profiles(
-            loaded, KV_CACHES, context_length, profile_cfg.max_draft_tokens, profile_cfg.repeats, 1
+            loaded,
+            KV_CACHES,
+            context_length,
+            profile_cfg.max_draft_tokens,
+            profile_cfg.repeats,
+            profile_cfg.warmup,
         )
     if "attention" in sections:
         method_records = [outcome.record for outcome in outcomes[method_name]]
