@@ -274,3 +274,37 @@ def test_gpu_check_rehearsal(tmp_path):
     assert results["environment"]["attention_implementations"]["sdpa"]["installed"]
     report = (tmp_path / "report.md").read_text()
     assert "REHEARSAL" in report and "Lossless matrix, bfloat16" in report and "paper's measured" in report
+
+
+def test_gpu_check_config_is_typed_and_checked():
+    from replicate.gpu_check.config import gpu_check_config
+
+    cfg, settings = gpu_check_config(rehearse=True)
+    assert cfg.device == "cpu" and cfg.shapes.device == "cpu" and settings["budget_s"] == cfg.budget_s
+    assert cfg.shapes.shapes["llama2_13b"].num_hidden_layers == 40  # the paper's skip set applies
+    full, _ = gpu_check_config()
+    assert full.device == "cuda" and full.shapes.shapes["llama2_13b"].hidden_size == 5120
+    with pytest.raises(ConfigError, match="lossless.dtypes"):
+        gpu_check_config(["lossless.dtypes=[float64]"])
+    with pytest.raises(ConfigError, match="end_to_end.methods"):
+        gpu_check_config(["end_to_end.methods=[autoregressive]"])
+
+
+def test_a_failing_or_late_section_is_recorded_not_hidden():
+    from replicate.gpu_check.run import _section
+
+    results = {"sections": {}}
+
+    def broken():
+        raise RuntimeError("out of memory")
+
+    _section(results, "broken", started=0.0, budget_s=1e12, function=broken)
+    _section(results, "late", started=0.0, budget_s=-1.0, function=dict)
+    assert (
+        results["sections"]["broken"]["status"] == "failed"
+        and "out of memory" in results["sections"]["broken"]["error"]
+    )
+    assert (
+        results["sections"]["late"]["status"] == "skipped"
+        and "budget" in results["sections"]["late"]["reason"]
+    )
