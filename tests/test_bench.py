@@ -180,7 +180,7 @@ def test_gpu_shapes_through_run_bench_on_cpu(tmp_path):
     """gpu.device=cpu reaches the section's body from the bench's own entry point (a rehearsal)."""
     shape = "{hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 2, vocab_size: 300}"
     overrides = [
-        *TINY, "sections=[]", "gpu_shapes=true", "gpu.device=cpu", f"gpu.shapes={{tiny: {shape}}}",
+        *TINY, "sections=[]", "gpu_shapes=true", "gpu.device=cpu", "~gpu.shapes", f"+gpu.shapes={{tiny: {shape}}}",
         "gpu.context_length=8", "gpu.max_draft_tokens=2", "gpu.profile_repeats=1", "gpu.profile_warmup=0",
         "gpu.n_prompts=1", "gpu.max_new_tokens=4", "gpu.attention=[sdpa]", "gpu.kv_caches=[static]",
     ]  # fmt: skip
