@@ -54,6 +54,7 @@ class EndToEndSection(MappingAccess):
     model: str
     dtype: str
     methods: tuple[str, ...]
+    kv_caches: tuple[str, ...]
     n_samples: int
     max_new_tokens: int
     warmup_runs: int
@@ -64,6 +65,8 @@ class EndToEndSection(MappingAccess):
         one_of("dtype", self.dtype, DTYPE_NAMES)
         for method in self.methods:
             one_of("methods", method, [name for name, cls in METHODS.items() if cls.drafts])
+        for kind in self.kv_caches:
+            one_of("kv_caches", kind, KV_CACHES)
         at_least("n_samples", self.n_samples, 1)
         at_least("max_new_tokens", self.max_new_tokens, 1)
         at_least("warmup_runs", self.warmup_runs, 0)

@@ -121,7 +121,7 @@ def end_to_end_section(cfg: GpuCheckConfig, device: torch.device, output_dir: Pa
     sandbox = [] if os.geteuid() == 0 else UNPRIVILEGED_SANDBOX
     rows = []
     for method in section.methods:
-        for kv_cache in cfg.kv_caches:
+        for kv_cache in section.kv_caches:
             run_dir = output_dir / "end_to_end" / f"{method}-{kv_cache}"
             overrides = [
                 f"model={section.model}", f"model.device={device}", f"model.dtype={section.dtype}",
