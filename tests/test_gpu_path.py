@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -299,7 +300,7 @@ def test_a_failing_or_late_section_is_recorded_not_hidden():
         raise RuntimeError("out of memory")
 
     _section(results, "broken", started=0.0, budget_s=1e12, function=broken)
-    _section(results, "late", started=0.0, budget_s=-1.0, function=dict)
+    _section(results, "late", started=time.perf_counter(), budget_s=60.0, function=dict, estimate_s=61.0)
     assert (
         results["sections"]["broken"]["status"] == "failed"
         and "out of memory" in results["sections"]["broken"]["error"]

@@ -14,6 +14,8 @@ from replicate.core.model_config import ATTENTION_IMPLEMENTATIONS, DTYPE_NAMES
 from replicate.lossless_matrix import MODELS
 from replicate.schema import FieldError, MappingAccess, at_least, build, one_of, within
 
+SECTIONS = ("lossless_float32", "host_syncs", "shapes", "end_to_end", "lossless_bfloat16", "lossless_float16")
+
 
 @dataclass(frozen=True)
 class LosslessSection(MappingAccess):
@@ -79,6 +81,7 @@ class GpuCheckConfig(MappingAccess):
     output_dir: str
     device: str
     budget_s: float
+    estimates_s: dict[str, float]
     seed: int
     threads: int | None
     attention: tuple[str, ...]
@@ -91,6 +94,13 @@ class GpuCheckConfig(MappingAccess):
     def __post_init__(self):
         one_of("device", self.device.split(":")[0], ("cuda", "cpu"))
         at_least("budget_s", self.budget_s, 1)
+        unknown = set(self.estimates_s) - set(SECTIONS)
+        if unknown:
+            raise FieldError(
+                "estimates_s", sorted(unknown), f"names no section; sections: {', '.join(SECTIONS)}"
+            )
+        for name, seconds in self.estimates_s.items():
+            at_least(f"estimates_s.{name}", seconds, 0)
         at_least("seed", self.seed, 0)
         if self.threads is not None:
             at_least("threads", self.threads, 1)

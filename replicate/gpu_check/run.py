@@ -1,8 +1,9 @@
 """Running the GPU check: every section in order under one time budget, then results.json and report.md.
 
 A section that raises is recorded as failed (with its error) and the check goes on with the next one; a
-section that would start after `budget_s` is recorded as skipped. Either makes the exit status 1, as does any
-failed check; nothing is left out of the report silently.
+section whose estimate (`estimates_s`, generous) no longer fits in what is left of `budget_s` is recorded as
+skipped, so the check ends within its budget unless a section overruns its estimate. Either makes the exit
+status 1, as does any failed check; nothing is left out of the report silently.
 """
 
 from __future__ import annotations
@@ -46,15 +47,21 @@ def require_check_device(cfg: GpuCheckConfig, rehearse: bool) -> torch.device:
 
 
 def _section(
-    results: dict[str, Any], name: str, started: float, budget_s: float, function: Callable[[], dict]
+    results: dict[str, Any],
+    name: str,
+    started: float,
+    budget_s: float,
+    function: Callable[[], dict],
+    estimate_s: float = 0.0,
 ) -> None:
     elapsed = time.perf_counter() - started
-    if elapsed > budget_s:
+    if elapsed + estimate_s > budget_s:
         results["sections"][name] = {
             "status": "skipped",
-            "reason": f"budget of {budget_s:.0f} s spent ({elapsed:.0f} s elapsed) before it could start",
+            "reason": f"its estimate of {estimate_s:.0f} s does not fit the budget of {budget_s:.0f} s "
+            f"({elapsed:.0f} s elapsed)",
         }
-        print(f"gpu-check: {name} SKIPPED (budget spent)", flush=True)
+        print(f"gpu-check: {name} SKIPPED ({results['sections'][name]['reason']})", flush=True)
         return
     print(f"gpu-check: {name} ...", flush=True)
     section_start = time.perf_counter()
@@ -98,7 +105,7 @@ def run_check(cfg: GpuCheckConfig, settings: dict[str, Any], rehearse: bool) -> 
         if dtype != "float32"
     ]
     for name, function in plan:
-        _section(results, name, started, budget, function)
+        _section(results, name, started, budget, function, cfg.estimates_s.get(name, 0.0))
         if device.type == "cuda":
             torch.cuda.empty_cache()
     wall_s = time.perf_counter() - started
