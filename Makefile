@@ -71,3 +71,11 @@ replicate-table2: setup  ## paper Table 2 (CodeLLaMA-13B, HumanEval): GPU + weig
 replicate: setup  ## any paper table: make replicate EXP=table3 [SMOKE=1] [ARGS="hydra overrides"]
 	@test -n "$(EXP)" || { echo "set EXP to one of: $$($(PY) -m replicate.experiment list | tr '\n' ' ')"; exit 2; }
 	$(PY) -m replicate.experiment run $(EXP) $(SMOKE_FLAG) $(ARGS)
+
+# GPU check (docs/gpu.md): on a CUDA machine, within 10 minutes, outputs/gpu-check/report.md + results.json.
+# REHEARSE=1: the same script on the CPU with tiny shapes (outputs/gpu-check-rehearsal/; also run by test-slow).
+.PHONY: gpu-check
+REHEARSE_FLAG = $(if $(filter-out 0,$(REHEARSE)),--rehearse)
+
+gpu-check: setup  ## check a CUDA GPU in 10 min (outputs/gpu-check/); REHEARSE=1: same code on CPU [ARGS=overrides]
+	$(PY) -m replicate.gpu_check $(REHEARSE_FLAG) $(ARGS)

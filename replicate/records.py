@@ -196,7 +196,9 @@ class SampleRecord:
 @dataclass
 class CostModelStats:
     """The cost model on a set of decodes (definitions: `replicate.cost_model`). The baseline fields are
-    None when the decodes have no autoregressive baseline."""
+    None when the decodes have no autoregressive baseline. `*_ci`: 95% percentile bootstrap intervals over
+    samples (None with fewer than 2); `profiles_per_sample`: each decode was priced with a profile measured
+    next to it rather than with one profile for all."""
 
     predicted_speedup: float
     efficiency: float
@@ -207,6 +209,9 @@ class CostModelStats:
     baseline_overhead_fraction: float | None
     speedup_efficiency: float | None
     cost_profile: dict[str, Any] | None
+    efficiency_ci: list[float] | None = None
+    speedup_efficiency_ci: list[float] | None = None
+    profiles_per_sample: bool = False
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str) -> CostModelStats:

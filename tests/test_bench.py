@@ -8,11 +8,12 @@ import pytest
 import torch
 
 from replicate.bench.gpu import (
-    SHAPES,
-    _shape_section,
     build_shape_model,
+    gpu_shapes_config,
     proportional_skip_plan,
     reference_skip_plan,
+    shape_section,
+    shape_skip_plan,
 )
 from replicate.bench.run import compose_bench_config, profile_context_length, run_bench
 from replicate.core.decoding import forward
@@ -20,7 +21,7 @@ from replicate.core.skipping import SkipAwareCache
 from replicate.records import RunMetrics
 
 TINY = [
-    "model=tiny_llama", "n_prompts=1", "max_new_tokens=8", "method.max_draft_tokens=4", "profile.repeats=1",
+    "model=tiny_llama", "n_prompts=2", "max_new_tokens=8", "method.max_draft_tokens=4", "profile.repeats=1",
     "profile.warmup=0", "warmup.max_new_tokens=2", "memory.repeats=1", "peers.prompt_lookup_num_tokens=4",
     "threads=1",  # a 64-wide model runs fastest on one thread, and a busy machine does not stall it
 ]  # fmt: skip
@@ -42,6 +43,7 @@ def test_bench_runs_end_to_end_and_writes_every_section(tmp_path):
     assert (tmp_path / "bench_tiny_llama.png").stat().st_size > 0
     for section in (
         "profile", "speed", "cost_model", "forward_clock", "parity", "peers", "memory", "targets", "environment",
+        "kv_cache", "attention",
     ):  # fmt: skip
         assert section in written, section
     # The race is recorded in the shape of a run's metrics.json (one RunMetrics for runs and bench).
@@ -50,6 +52,7 @@ def test_bench_runs_end_to_end_and_writes_every_section(tmp_path):
     assert race.identical_fraction == 1.0 and race.decoder_state == result["cost_model"]["decoder_state"]
     assert set(written["speed"]) == {
         "ours_autoregressive", "ours_adaptive_draft_exit", "hf_generate", "hf_early_exit", "hf_prompt_lookup",
+        "ours_autoregressive@static_cache", "ours_adaptive_draft_exit@static_cache",
     }  # fmt: skip
     # fp32 on CPU: every greedy contender reproduces generate's tokens exactly.
     for name, row in written["speed"].items():
@@ -58,6 +61,22 @@ def test_bench_runs_end_to_end_and_writes_every_section(tmp_path):
     assert written["parity"]["identical_fraction"] == 1.0 and written["parity"]["tokens_per_s_ratio"] > 0
     assert len(written["profile"]["verify_s"]) == 5 and len(written["profile"]["break_even_acceptance"]) == 4
     assert race.cost_model.efficiency > 0 and race.acceptance_rate is not None
+    # Profiles interleaved with the race: one before each of the 2 rounds and one after; each decode is
+    # priced with its neighbours, and efficiency comes with a bootstrap interval over the 2 samples.
+    assert len(written["profile"]["interleaved_full_step_s"]) == 3 and race.cost_model.profiles_per_sample
+    low, high = race.cost_model.efficiency_ci
+    assert low <= race.cost_model.efficiency <= high and race.cost_model.speedup_efficiency_ci is not None
+    kv_cache = written["kv_cache"]
+    assert kv_cache["configured"] == "dynamic" and set(kv_cache["rows"]) == {"dynamic", "static"}
+    assert all(row["identical_to_configured"] for row in kv_cache["rows"].values())
+    assert set(kv_cache["profiles"]) == {"dynamic", "static"}
+    attention = written["attention"]["rows"]
+    assert attention["eager"]["available"] and attention["sdpa"]["predicted_speedup_of_race_trace"] > 0
+    if not torch.cuda.is_available():
+        assert (
+            not attention["flash_attention_2"]["available"]
+            and "CUDA" in attention["flash_attention_2"]["reason"]
+        )
     assert written["peers"]["hf_early_exit"]["settings"]["generate"]["assistant_early_exit"] == 3
     memory = written["memory"]
     if memory["method"] is not None:
@@ -96,7 +115,10 @@ def test_shape_models_materialise_from_the_meta_device():
 
 def test_skip_sets_for_the_gpu_shapes():
     assert proportional_skip_plan(40) == reference_skip_plan()  # mapping onto 40 layers changes nothing
-    for layers in (SHAPES["llama2_7b"]["num_hidden_layers"], 30):
+    assert shape_skip_plan(40) == (reference_skip_plan(), "paper (llama2_13b, conf/model/llama2_13b.yaml)")
+    assert shape_skip_plan(8)[1].startswith("PLACEHOLDER")
+    seven_b = compose_bench_config().gpu.shapes.llama2_7b.num_hidden_layers
+    for layers in (seven_b, 30):
         plan = proportional_skip_plan(layers)
         plan.validate(layers)
         assert abs(len(plan.attention) / layers - 0.6) < 0.05 and abs(len(plan.mlp) / layers - 0.25) < 0.05
@@ -114,20 +136,54 @@ def test_default_bench_config_targets_smollm2():
     assert cfg.profile.max_draft_tokens == cfg.method.max_draft_tokens == 12
 
 
-def test_gpu_shape_section_runs_on_a_tiny_shape_on_cpu(monkeypatch):
-    """The whole --gpu-shapes path except CUDA itself: build, profile, predictions, efficiency, memory."""
-    monkeypatch.setitem(
-        SHAPES,
-        "tiny_shape",
-        {"hidden_size": 64, "intermediate_size": 96, "num_hidden_layers": 4, "num_attention_heads": 4},
-    )
-    cfg = {
-        "dtype": "float32", "seed": 0, "context_length": 16, "max_draft_tokens": 4, "profile_repeats": 1,
-        "profile_warmup": 0, "n_prompts": 1, "max_new_tokens": 6,
-    }  # fmt: skip
-    section = _shape_section("tiny_shape", cfg, torch.device("cpu"))
+TINY_SHAPE = {
+    "hidden_size": 64,
+    "intermediate_size": 96,
+    "num_hidden_layers": 4,
+    "num_attention_heads": 4,
+    "vocab_size": 300,
+}
+
+
+def test_gpu_shape_section_runs_on_a_tiny_shape_on_cpu():
+    """The whole --gpu-shapes path except CUDA itself: build, interleaved profile and race, attention and KV
+    cache profiles, the paper's acceptance priced on the profile, efficiency with its interval, memory."""
+    cfg = gpu_shapes_config(
+        {
+            "device": "cpu", "shapes": {"tiny_shape": TINY_SHAPE}, "dtype": "bfloat16", "attn_implementation": "eager",
+            "attention": ["eager", "sdpa", "flash_attention_2"], "kv_cache": "static", "kv_caches": ["dynamic", "static"],
+            "context_length": 16, "max_draft_tokens": 4, "profile_repeats": 1, "profile_warmup": 0, "n_prompts": 2,
+            "max_new_tokens": 6, "seed": 0,
+        }
+    )  # fmt: skip
+    section = shape_section("tiny_shape", cfg.shapes["tiny_shape"], cfg, torch.device("cpu"))
     assert section["skip"]["source"].startswith("PLACEHOLDER") and section["skip"]["attention"]
-    assert [row["max_draft_tokens"] for row in section["paper_acceptance_predictions"]] == [2, 4]
-    assert all(row["predicted_speedup"] > 0 for row in section["paper_acceptance_predictions"])
-    assert section["random_weight_efficiency"]["efficiency"] > 0
+    predictions = section["paper_acceptance_predictions"]
+    assert [row["max_draft_tokens"] for row in predictions["fixed_k"]] == [2, 4]
+    assert all(row["predicted_speedup"] > 0 for row in predictions["fixed_k"])
+    assert (
+        len(predictions["adaptive"]["predicted_speedup_per_k"]) == 4
+        and 1 <= predictions["adaptive"]["best_k"] <= 4
+    )
+    efficiency = section["random_weight_efficiency"]
+    assert efficiency["efficiency"] > 0 and efficiency["efficiency_ci"] is not None
+    assert section["profile"]["dtype"] == "bfloat16" and section["profile"]["kv_cache"] == "static"
+    assert section["identical"] == [True, True]  # the bf16 loops agree with each other here (not demanded)
+    assert section["attention"]["rows"]["sdpa"]["available"] and set(section["kv_cache_profiles"]) == {
+        "dynamic",
+        "static",
+    }
     assert len(section["profile"]["verify_s"]) == 5 and json.dumps(section)
+
+
+def test_gpu_shapes_through_run_bench_on_cpu(tmp_path):
+    """gpu.device=cpu reaches the section's body from the bench's own entry point (a rehearsal)."""
+    shape = "{hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 2, vocab_size: 300}"
+    overrides = [
+        *TINY, "sections=[]", "gpu_shapes=true", "gpu.device=cpu", "~gpu.shapes", f"+gpu.shapes={{tiny: {shape}}}",
+        "gpu.context_length=8", "gpu.max_draft_tokens=2", "gpu.profile_repeats=1", "gpu.profile_warmup=0",
+        "gpu.n_prompts=1", "gpu.max_new_tokens=4", "gpu.attention=[sdpa]", "gpu.kv_caches=[static]",
+    ]  # fmt: skip
+    result = run_bench(compose_bench_config(overrides), tmp_path)
+    assert (tmp_path / "bench_gpu_shapes.json").exists() and result["gpu_shapes"]["device"] == "cpu"
+    assert set(result["gpu_shapes"]["shapes"]) == {"tiny"}

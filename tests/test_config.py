@@ -13,6 +13,7 @@ from hydra.errors import MissingConfigException
 from replicate.config import ConfigError, compose_config, options, run_config
 from replicate.core.methods import build_draft_exit
 from replicate.core.models import resolve_device
+from replicate.search.config import search_run_config
 
 # A copy of ../shared/paper/reference.yaml (the paper's numbers and published skip sets), shipped so that a
 # clone with nothing beside it checks the experiment files against the paper.
@@ -126,3 +127,43 @@ def test_missing_cuda_is_a_clear_error():
         pytest.skip("this machine has CUDA")
     with pytest.raises(RuntimeError, match="no CUDA device"):
         resolve_device("cuda")
+
+
+@pytest.mark.parametrize("preset", options("search"))
+def test_every_search_preset_is_a_valid_search_config(preset):
+    checked = search_run_config(compose_config([f"search={preset}"], "search_config"))
+    assert checked.search.name == preset
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("search.iterations=-1", r"search.iterations=-1 is not allowed: must be >= 0"),
+        ("search.iterations=2.5", r"search.iterations must be an integer, got 2.5"),
+        ("search.skip_threshold=nan", r"search.skip_threshold must be a finite number, got nan"),
+        ("search.skip_threshold=1.0", r"search.skip_threshold=1.0 is not allowed: must be in \[0, 1\)"),
+        ("+search.iteration=3", r"unknown key search.iteration .*did you mean search.iterations\?"),
+        ("search.strategy=knapsak", r"search.strategy='knapsak' is not allowed: must be one of 'bayesian'"),
+        ("search.acceptance_estimate=teacher_forced", r"search.objective='tokens_per_s' is not allowed"),
+        ("search.knapsack.acceptance_floors=[1.5]", r"acceptance_floors=1.5 is not allowed: each floor"),
+        ("search.min_skipped=5 search.max_skipped=2", r"search.max_skipped=2 is not allowed: must be >= min"),
+        ("search.cost_profile.source=guess", r"search.cost_profile.source='guess' is not allowed"),
+        ("search.time_budget_minutes=0", r"search.time_budget_minutes=0.0 is not allowed: must be > 0"),
+        ("method.max_draft_tokens=0", r"method.max_draft_tokens=0 is not allowed"),
+        ("sampling.temperature=-1", r"sampling.temperature=-1"),
+    ],
+)
+def test_bad_search_values_are_named(override, message):
+    with pytest.raises(ConfigError, match=message):
+        search_run_config(compose_config(override.split(), "search_config"))
+
+
+def test_the_search_cli_refuses_a_typo_in_one_line_before_loading(tmp_path):
+    command = [sys.executable, "-m", "replicate.search", "model=tiny_llama", "search.iterations=-3"]
+    result = subprocess.run(
+        [*command, f"hydra.run.dir={tmp_path}/s"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 2
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("error: search.iterations=-3 is not allowed: must be >= 0")
+    assert not (tmp_path / "s" / "trials.jsonl").exists()

@@ -80,6 +80,35 @@ def test_without_a_baseline_run_the_baseline_is_predicted_from_the_methods_token
     assert autoregressive.predicted_speedup == pytest.approx(1.0)
 
 
+def test_each_decode_priced_with_its_own_profile_and_intervals_over_samples():
+    """A machine twice as slow for the second sample: priced with its own (slower) profile, the second decode
+    is explained as well as the first, and efficiency comes with a bootstrap interval."""
+    slow = {
+        key: [2 * v for v in value] if isinstance(value, list) else 2 * value
+        for key, value in PROFILE.items()
+    }
+    methods = [speculative_run([4], [4], 0.0, 0.030), speculative_run([4], [4], 0.0, 0.060)]
+    baselines = [autoregressive_run(6, 0.0, 0.050), autoregressive_run(6, 0.0, 0.100)]
+    one_profile = cost_model_metrics(methods, baselines, PROFILE)
+    paired = cost_model_metrics(methods, baselines, PROFILE, sample_profiles=[PROFILE, slow])
+    assert one_profile.efficiency == pytest.approx(0.060 / 0.090)  # the drift looks like overhead
+    assert paired.efficiency == pytest.approx(1.0) and paired.speedup_efficiency == pytest.approx(1.0)
+    assert paired.efficiency_ci == pytest.approx([1.0, 1.0]) and paired.profiles_per_sample
+    low, high = one_profile.efficiency_ci
+    assert low < one_profile.efficiency < high and not one_profile.profiles_per_sample
+    assert one_profile.speedup_efficiency_ci is not None
+    with pytest.raises(ValueError, match="2 decodes but 1 per-sample profiles"):
+        cost_model_metrics(methods, baselines, PROFILE, sample_profiles=[PROFILE])
+
+
+def test_draft_passes_beyond_the_kept_drafts_are_priced():
+    """Fixed-length drafting past an EOS runs passes whose drafts are dropped: they cost draft steps."""
+    result = DecodeResult([0] * 3, 0.0, 1.0, 2, draft_forwards=4, drafted=[2], accepted=[1])
+    assert predicted_decode_time(DecodeRecord.from_result(result), PROFILE) == pytest.approx(
+        4 * 0.004 + 0.012
+    )
+
+
 def test_drafts_beyond_the_profile_are_a_clear_error():
     with pytest.raises(ValueError, match="at most 4 drafts"):
         predicted_decode_time(speculative_run([5], [0], 0.0, 1.0), PROFILE)
@@ -135,3 +164,6 @@ def test_pooled_profiles_take_medians_over_both_and_report_drift():
     pooled = pool_profiles(before, after)
     assert pooled["full_step_s"] == 2.0 and pooled["verify_s"] == [1.0, 2.0] and pooled["drift"] == 3.0
     assert pooled["repeats"] == 6 and pooled["draft_to_full"] == 0.25
+    middle = profile([2.0, 2.0, 2.0], [0.5, 0.5, 0.5], [[1.0, 1.0, 1.0], [2.0, 2.0, 2.0]])
+    three = pool_profiles(before, middle, after)  # e.g. profiles interleaved with a race
+    assert three["repeats"] == 9 and three["full_step_s"] == 2.0 and three["drift"] == 3.0

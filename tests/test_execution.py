@@ -8,6 +8,7 @@ import dataclasses
 import os
 import signal
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -122,17 +123,20 @@ def test_a_checkout_under_tmp_works(settings, tmp_path, monkeypatch):
     that lies under /tmp must still reach the sandbox (CI failed on this)."""
     assert str(tmp_path).startswith("/tmp/")
     runner = tmp_path / "runner.py"
-    runner.write_bytes(open(harness.RUNNER, "rb").read())
+    runner.write_bytes(Path(harness.RUNNER).read_bytes())
     monkeypatch.setattr(harness, "RUNNER", str(runner))
     results = run_programs(["pass\n", "raise ValueError('bad')\n"], settings)
-    assert [(result.reason, result.sandboxed) for result in results] == [("passed", True), ("exception", True)]
+    assert [(result.reason, result.sandboxed) for result in results] == [
+        ("passed", True),
+        ("exception", True),
+    ]
 
 
 def test_an_interpreter_under_tmp_is_refused_by_name(settings, tmp_path):
     """The program's private /tmp would cover an interpreter installed there: say so instead of failing inside."""
     (tmp_path / "bin").mkdir()
     python = tmp_path / "bin" / "python3"
-    python.write_bytes(open(os.path.realpath(settings.python), "rb").read())
+    python.write_bytes(Path(os.path.realpath(settings.python)).read_bytes())
     python.chmod(0o755)
     with pytest.raises(SandboxUnavailableError, match=r"execution.python=.*lies under /tmp"):
         harness.interpreter(str(python))

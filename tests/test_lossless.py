@@ -7,69 +7,32 @@ import pytest
 import torch
 
 from replicate.core.decoding import autoregressive_decode, self_speculative_decode
-from replicate.core.draft_exit import AdaptiveThreshold, StaticThreshold
+from replicate.core.draft_exit import StaticThreshold
+from replicate.core.kv_cache import KV_CACHES
 from replicate.core.sampling import SamplingConfig
 from replicate.core.skipping import SkipPlan
+from replicate.lossless_matrix import MODELS, adaptive, reference_tokens, run_matrix
 from tests.helpers import tiny_model
 
 pytestmark = pytest.mark.lossless
 GREEDY = SamplingConfig()
 
 
-def reference_tokens(model, prompt_ids: torch.Tensor, max_new_tokens: int, eos: int | None) -> list[int]:
-    """The library's greedy output: the ground truth every method must reproduce."""
-    output = model.generate(
-        input_ids=prompt_ids,
-        attention_mask=torch.ones_like(prompt_ids),
-        do_sample=False,
-        max_new_tokens=max_new_tokens,
-        eos_token_id=eos,
-        pad_token_id=0,
-    )
-    return output[0, prompt_ids.shape[1] :].tolist()
-
-
-def adaptive(initial: float = 0.6, target: float = 0.8) -> AdaptiveThreshold:
-    return AdaptiveThreshold(initial, target, 0.01, 0.5, 0.9, reset_per_sample=False)
-
-
-# (layers, heads, kv heads, vocab, attention impl, skipped attention, skipped mlp)
-MODELS = [
-    (2, 4, 4, 258, "sdpa", (), ()),
-    (2, 4, 2, 320, "eager", (0,), ()),
-    (4, 4, 2, 320, "sdpa", (0,), (2,)),
-    (4, 4, 1, 1000, "eager", (1, 3), (0,)),
-    (6, 8, 8, 512, "sdpa", (1, 3), (0, 5)),
-    (6, 4, 2, 320, "eager", (0, 1, 2, 3, 4, 5), (0, 1, 2, 3, 4)),
-    (8, 4, 2, 400, "sdpa", (0, 1, 2, 3, 4, 5, 6, 7), (0, 1, 2, 3, 4, 5, 6, 7)),
-]
-DRAFT_SETTINGS = [(1, 0.0), (2, 0.0), (4, 0.3), (6, 0.0), (12, 0.0), (12, 0.5), (8, 1.0)]
-
-
-@pytest.mark.parametrize("layers,heads,kv_heads,vocab,attention,skip_attention,skip_mlp", MODELS)
-def test_every_method_matches_generate(layers, heads, kv_heads, vocab, attention, skip_attention, skip_mlp):
-    plan = SkipPlan(skip_attention, skip_mlp)
-    model = tiny_model(layers, heads, kv_heads, vocab, attention, plan, seed=layers * 7 + vocab)
-    accepted = rejected = 0
-    for prompt_seed in range(2):
-        generator = torch.Generator().manual_seed(prompt_seed)
-        prompt = torch.randint(0, vocab, (1, 5 + 6 * prompt_seed), generator=generator)
-        expected = reference_tokens(model, prompt, 40, eos=None)
-        assert autoregressive_decode(model, prompt, 40, GREEDY, frozenset()).tokens == expected
-        exits = [StaticThreshold(threshold) for _, threshold in DRAFT_SETTINGS] + [
-            adaptive(),
-            adaptive(0.9, 0.5),
-        ]
-        draft_lengths = [k for k, _ in DRAFT_SETTINGS] + [12, 5]
-        for max_draft_tokens, draft_exit in zip(draft_lengths, exits):
-            result = self_speculative_decode(
-                model, prompt, 40, GREEDY, frozenset(), plan, max_draft_tokens, draft_exit, check_cache=True
-            )
-            assert result.tokens == expected, (max_draft_tokens, draft_exit)
-            assert result.cache_lengths_ok
-            accepted += sum(result.accepted)
-            rejected += sum(result.drafted) - sum(result.accepted)
-    if plan.num_skipped:  # the matrix must exercise both paths, or it proves little
+@pytest.mark.parametrize("kv_cache", KV_CACHES)
+@pytest.mark.parametrize(
+    "spec", MODELS, ids=lambda spec: f"L{spec[0]}-{spec[4]}-skip{len(spec[5])}+{len(spec[6])}"
+)
+def test_every_method_matches_generate(spec, kv_cache):
+    """The matrix of `replicate.lossless_matrix` (also run on the GPU by gpu-check) on one model, fp32 on CPU:
+    autoregressive decoding and every self-speculative setting (fixed K 1-12, static thresholds, adaptive),
+    two prompts each, token for token equal to generate; every layer's cache at the committed length."""
+    cells = run_matrix(torch.float32, torch.device("cpu"), [kv_cache], models=[spec])
+    assert len(cells) == 2 * 10
+    for cell in cells:
+        assert cell["identical"] and cell["cache_lengths_ok"], cell
+    accepted = sum(cell["accepted"] for cell in cells)
+    rejected = sum(cell["drafted"] - cell["accepted"] for cell in cells)
+    if spec[5] or spec[6]:  # the matrix must exercise both paths, or it proves little
         assert accepted > 0 and rejected > 0, (accepted, rejected)
 
 
@@ -79,12 +42,13 @@ def test_max_new_tokens_reached_mid_draft(max_new_tokens):
     model = tiny_model(4, 4, 2, 320, "sdpa", plan, seed=3)
     prompt = torch.tensor([[256, 10, 20, 30]])
     expected = reference_tokens(model, prompt, max_new_tokens, eos=None)
-    for draft_exit in (StaticThreshold(0.0), adaptive()):
-        result = self_speculative_decode(
-            model, prompt, max_new_tokens, GREEDY, frozenset(), plan, 12, draft_exit
-        )
-        assert result.tokens == expected
-        assert sum(result.drafted) <= max_new_tokens  # never drafts past the budget
+    for kv_cache in KV_CACHES:  # the static cache holds exactly prompt + max_new_tokens positions
+        for draft_exit in (StaticThreshold(0.0), adaptive()):
+            result = self_speculative_decode(
+                model, prompt, max_new_tokens, GREEDY, frozenset(), plan, 12, draft_exit, kv_cache=kv_cache
+            )
+            assert result.tokens == expected
+            assert sum(result.drafted) <= max_new_tokens  # never drafts past the budget
 
 
 @pytest.mark.parametrize("eos_position", [0, 1, 4, 9])
@@ -98,11 +62,17 @@ def test_eos_hit_mid_draft(eos_position):
     expected = reference_tokens(model, prompt, 30, eos=eos)
     assert expected[-1] == eos and len(expected) <= eos_position + 1
     assert autoregressive_decode(model, prompt, 30, GREEDY, frozenset({eos})).tokens == expected
-    for max_draft_tokens in (1, 4, 12):
-        result = self_speculative_decode(
-            model, prompt, 30, GREEDY, frozenset({eos}), plan, max_draft_tokens, StaticThreshold(0.0)
-        )
-        assert result.tokens == expected
+    for kv_cache in KV_CACHES:
+        for max_draft_tokens in (1, 4, 12):
+            # Threshold 0 drafts past an EOS on the device and drops the drafts after it once read; 0.5
+            # stops drafting at it. Both must stop decoding right after the EOS.
+            for threshold in (0.0, 0.5):
+                result = self_speculative_decode(
+                    model, prompt, 30, GREEDY, frozenset({eos}), plan, max_draft_tokens,
+                    StaticThreshold(threshold), kv_cache=kv_cache, check_cache=True,
+                )  # fmt: skip
+                assert result.tokens == expected, (kv_cache, max_draft_tokens, threshold)
+                assert all(drafted <= max_draft_tokens for drafted in result.drafted)
 
 
 def test_smollm2_real_prompts(smollm2, humaneval_prompts):
@@ -112,17 +82,12 @@ def test_smollm2_real_prompts(smollm2, humaneval_prompts):
     for text in humaneval_prompts[:3]:
         prompt = torch.tensor([smollm2.encode(text)])
         expected = reference_tokens(model, prompt, 48, eos=sorted(smollm2.eos_token_ids)[0])
-        for max_draft_tokens, draft_exit in ((12, adaptive(0.6, 0.9)), (4, StaticThreshold(0.0))):
+        cells = [(12, adaptive(0.6, 0.9), "dynamic"), (4, StaticThreshold(0.0), "dynamic")]
+        cells.append((4, StaticThreshold(0.0), "static"))
+        for max_draft_tokens, draft_exit, kv_cache in cells:
             result = self_speculative_decode(
-                model,
-                prompt,
-                48,
-                GREEDY,
-                smollm2.eos_token_ids,
-                plan,
-                max_draft_tokens,
-                draft_exit,
-                check_cache=True,
-            )
-            assert result.tokens == expected
+                model, prompt, 48, GREEDY, smollm2.eos_token_ids, plan, max_draft_tokens, draft_exit,
+                check_cache=True, kv_cache=kv_cache,
+            )  # fmt: skip
+            assert result.tokens == expected, (max_draft_tokens, kv_cache)
             assert result.cache_lengths_ok

@@ -1,4 +1,4 @@
-"""The decoders the benchmark races against each other, the forward-pass clock and the memory meter.
+"""The decoders the benchmark races against each other and the forward-pass clock (memory: `bench.memory`).
 
 A contender decodes one prompt greedily and returns its tokens (and, for the project's own loops, the
 `DecodeRecord` that samples.jsonl stores, so the cost model can read its cycle trace).
@@ -8,24 +8,19 @@ A contender decodes one prompt greedily and returns its tokens (and, for the pro
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import gc
-import statistics
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 from transformers import GenerationConfig
 
-from replicate.core.decoding import synchronize
 from replicate.core.methods import Decoder
 from replicate.core.models import LoadedModel
+from replicate.core.passes import synchronize
 from replicate.records import DecodeRecord
 
 
@@ -159,100 +154,25 @@ def race(
     warmup_runs: int,
     warmup_tokens: int,
     clock: ForwardClock,
+    between: Callable[[int], Any] | None = None,
 ) -> dict[str, list[Outcome]]:
     """Every contender decodes every prompt `repeats` times. Decode j (over repeats x prompts) starts
     with contender j mod n and goes round, so no contender always runs first or after the same one.
-    Returns, per contender name, the outcomes in prompt-major order (repeat r of prompt i at
-    r * len(prompts) + i)."""
+    `between(j)`, when given, runs before round j and once after the last (j = number of rounds), e.g. to
+    measure a cost profile next to every round. Returns, per contender name, the outcomes in prompt-major
+    order (repeat r of prompt i at r * len(prompts) + i)."""
     for _ in range(warmup_runs):
         for contender in contenders:
             contender.warm(prompts[0], warmup_tokens)
     outcomes: dict[str, list[Outcome]] = {contender.name: [] for contender in contenders}
-    for run_index in tqdm(range(repeats * len(prompts)), desc="race (prompt x repeat)", unit="decode round"):
+    num_rounds = repeats * len(prompts)
+    for run_index in tqdm(range(num_rounds), desc="race (prompt x repeat)", unit="decode round"):
+        if between is not None:
+            between(run_index)
         prompt_ids = prompts[run_index % len(prompts)]
         shift = run_index % len(contenders)
         for contender in [*contenders[shift:], *contenders[:shift]]:
             outcomes[contender.name].append(timed_decode(contender, prompt_ids, max_new_tokens, clock))
+    if between is not None:
+        between(num_rounds)
     return outcomes
-
-
-_LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-_PROC_STATUS, _CLEAR_REFS = Path("/proc/self/status"), Path("/proc/self/clear_refs")
-
-
-def _proc_kib(field_name: str) -> int:
-    for line in _PROC_STATUS.read_text().splitlines():
-        if line.startswith(field_name + ":"):
-            return int(line.split()[1])
-    raise KeyError(field_name)
-
-
-def memory_method(device: torch.device) -> str | None:
-    """How `peak_memory` measures on this device, or None when it cannot."""
-    if device.type == "cuda":
-        return "torch.cuda.max_memory_allocated (tensor memory of the caching allocator)"
-    try:
-        _CLEAR_REFS.write_text("5")
-    except OSError:
-        return None
-    return "peak RSS (VmHWM of /proc/self/status, reset via /proc/self/clear_refs after gc and malloc_trim)"
-
-
-def peak_memory(call: Callable[[], Any], device: torch.device) -> dict[str, int]:
-    """Memory held before `call` (resident_bytes: weights, interpreter, caches kept) and its peak during
-    `call` (peak_bytes); extra_bytes = peak - resident is what the decode itself needed at most.
-
-    CUDA: the caching allocator's own counters. CPU (Linux): the process's peak resident set, whose
-    high-water mark the kernel resets on request; freed heap is first handed back (malloc_trim) so that
-    memory a previous decode left in the allocator does not hide this one's needs."""
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(device)
-        resident = torch.cuda.memory_allocated(device)
-        call()
-        torch.cuda.synchronize(device)
-        peak = torch.cuda.max_memory_allocated(device)
-    else:
-        _LIBC.malloc_trim(0)
-        resident = _proc_kib("VmRSS") * 1024
-        _CLEAR_REFS.write_text("5")
-        call()
-        peak = _proc_kib("VmHWM") * 1024
-    return {"resident_bytes": resident, "peak_bytes": peak, "extra_bytes": max(peak - resident, 0)}
-
-
-def memory_table(
-    contenders: Sequence[Contender],
-    prompt_ids: torch.Tensor,
-    max_new_tokens: int,
-    repeats: int,
-    reference: str,
-) -> dict[str, Any]:
-    """Median peak memory of each contender over `repeats` rotating rounds, and its ratio to `reference`."""
-    device = prompt_ids.device
-    method = memory_method(device)
-    if method is None:
-        return {
-            "method": None,
-            "reason": "peak memory cannot be reset on this platform (no /proc/self/clear_refs)",
-        }
-    measured: dict[str, list[dict[str, int]]] = {contender.name: [] for contender in contenders}
-    for round_index in tqdm(range(repeats), desc="peak memory", unit="round"):
-        shift = round_index % len(contenders)
-        for contender in [*contenders[shift:], *contenders[:shift]]:
-            measured[contender.name].append(
-                peak_memory(lambda c=contender: c.decode(prompt_ids, max_new_tokens), device)
-            )
-    rows = {
-        name: {key: int(statistics.median(m[key] for m in values)) for key in values[0]} | {"all": values}
-        for name, values in measured.items()
-    }
-    base = rows[reference]
-    for row in rows.values():
-        row["peak_ratio_to_reference"] = row["peak_bytes"] / base["peak_bytes"]
-        row["extra_ratio_to_reference"] = (
-            row["extra_bytes"] / base["extra_bytes"] if base["extra_bytes"] else None
-        )
-    return {"method": method, "reference": reference, "prompt_tokens": prompt_ids.shape[1], "rows": rows}

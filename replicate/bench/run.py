@@ -7,7 +7,9 @@ Sections (conf/bench.yaml `sections`; definitions in docs/benchmarks.md):
 - parity: our autoregressive loop against `model.generate(do_sample=False)` (tokens/s ratio).
 - peers: transformers' `assistant_early_exit` and `prompt_lookup_num_tokens` beside ours.
 - memory: peak memory of one decode of every contender against our autoregressive loop.
-- gpu_shapes (`--gpu-shapes` / gpu_shapes=true): LLaMA-2-7B/13B-shaped random models on CUDA.
+- kv_cache: both of our loops with the other KV cache kind (dynamic / static) in the same race.
+- attention: the cost profile under each available attention implementation (eager, SDPA, flash, ...).
+- gpu_shapes (`--gpu-shapes` / gpu_shapes=true): LLaMA-2-7B/13B-shaped random models (gpu.device: cuda).
 All contenders of one run race over the same prompts in a rotating order (replicate.bench.contenders).
 """
 
@@ -24,14 +26,19 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from replicate.bench.contenders import Contender, ForwardClock, hf_generate, memory_table, ours, race
-from replicate.bench.gpu import proportional_skip_plan, require_cuda, run_gpu_shapes
+from replicate.bench.contenders import Contender, ForwardClock, hf_generate, ours, race
+from replicate.bench.gpu import proportional_skip_plan, require_device, run_gpu_shapes
+from replicate.bench.memory import memory_table
+from replicate.bench.profiles import InterleavedProfiles, attention_profiles, kv_cache_profiles
 from replicate.bench.summary import (
     AUTOREGRESSIVE,
     GENERATE,
     check_targets,
     cost_model_section,
     forward_clock_section,
+    kv_cache_name,
+    kv_cache_section,
+    other_kv_cache,
     parity_section,
     peers_section,
     speed_table,
@@ -39,18 +46,19 @@ from replicate.bench.summary import (
 )
 from replicate.cli import user_errors
 from replicate.config import compose_config
+from replicate.core.kv_cache import KV_CACHES
 from replicate.core.methods import AUTOREGRESSIVE as AUTOREGRESSIVE_METHOD
 from replicate.core.methods import build_decoder, method_config
 from replicate.core.models import LoadedModel, load_model
 from replicate.core.prompts import encode_prompt
 from replicate.core.sampling import SamplingConfig
-from replicate.cost_model import break_even_acceptance, measure_cost_profile, pool_profiles
+from replicate.cost_model import break_even_acceptance
 from replicate.paths import CONF_DIR
 from replicate.run.environment import environment
 from replicate.run.rundir import write_atomic
 from tasks import load_task
 
-SECTIONS = ("profile", "cost_model", "parity", "peers", "memory")
+SECTIONS = ("profile", "cost_model", "parity", "peers", "memory", "kv_cache", "attention")
 
 
 def compose_bench_config(overrides: Sequence[str] = ()) -> DictConfig:
@@ -102,8 +110,19 @@ def build_contenders(cfg: DictConfig, loaded: LoadedModel, sections: set[str]) -
     sampling = SamplingConfig()  # greedy: every contender must reproduce generate's tokens
     method_name = f"ours_{cfg.method.name}"
     contenders = [ours(AUTOREGRESSIVE, build_decoder(AUTOREGRESSIVE_METHOD, loaded, sampling))]
-    if sections & {"cost_model", "peers", "memory"}:
+    if sections & {"cost_model", "peers", "memory", "kv_cache", "attention"}:
         contenders.append(ours(method_name, build_decoder(cfg.method, loaded, sampling)))
+    if "kv_cache" in sections:  # both loops again with the other cache kind, in the same race
+        other = dataclasses.replace(loaded, kv_cache=other_kv_cache(loaded.kv_cache))
+        contenders.append(
+            ours(
+                kv_cache_name(AUTOREGRESSIVE, other.kv_cache),
+                build_decoder(AUTOREGRESSIVE_METHOD, other, sampling),
+            )
+        )
+        contenders.append(
+            ours(kv_cache_name(method_name, other.kv_cache), build_decoder(cfg.method, other, sampling))
+        )
     if sections & {"parity", "peers", "memory"}:
         contenders.append(hf_generate(GENERATE, loaded, {}, {}))
     if sections & {"peers", "memory"}:
@@ -126,7 +145,7 @@ def run_bench(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
             f"unknown bench sections {sorted(sections - set(SECTIONS))}; known: {', '.join(SECTIONS)}"
         )
     if cfg.gpu_shapes:
-        require_cuda()  # fail before spending minutes on the CPU sections
+        require_device(cfg.gpu.device)  # fail before spending minutes on the CPU sections
     if cfg.threads is not None:
         torch.set_num_threads(int(cfg.threads))
     output_dir = Path(output_dir)
@@ -136,7 +155,7 @@ def run_bench(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
         result.update(_model_sections(cfg, sections))
     if cfg.gpu_shapes:
         result["gpu_shapes"] = run_gpu_shapes(OmegaConf.to_container(cfg.gpu, resolve=True))
-    result.setdefault("environment", environment(torch.device("cuda" if cfg.gpu_shapes else "cpu")))
+    result.setdefault("environment", environment(torch.device(cfg.gpu.device if cfg.gpu_shapes else "cpu")))
     result["targets"] = check_targets(result)
     path = output_dir / (f"bench_{cfg.model.name}.json" if sections else "bench_gpu_shapes.json")
     write_atomic(path, json.dumps(result, indent=2) + "\n")
@@ -165,17 +184,18 @@ def _model_sections(cfg: DictConfig, sections: set[str]) -> dict[str, Any]:
             "tokens": [p.shape[1] for p in prompts],
         },
     }
-    profile_cfg, profile = cfg.profile, None
-
-    def profile_once(context_length: int, warmup: int) -> dict[str, Any]:
-        return measure_cost_profile(
-            loaded, context_length, profile_cfg.max_draft_tokens, profile_cfg.repeats, warmup, cfg.seed
-        )
-
+    profile_cfg = cfg.profile
+    context_length = profile_context_length(profile_cfg.context_length, prompts, cfg.max_new_tokens)
+    profiles = None
     if sections & {"profile", "cost_model"}:
-        profile = profile_once(
-            profile_context_length(profile_cfg.context_length, prompts, cfg.max_new_tokens),
+        # Profiled before every round of the race and after the last; each round is priced by its neighbours.
+        profiles = InterleavedProfiles(
+            loaded,
+            context_length,
+            profile_cfg.max_draft_tokens,
+            profile_cfg.repeats,
             profile_cfg.warmup,
+            cfg.seed,
         )
     contenders, method_name = build_contenders(cfg, loaded, sections)
     states = {contender.name: contender.state for contender in contenders}
@@ -189,13 +209,14 @@ def _model_sections(cfg: DictConfig, sections: set[str]) -> dict[str, Any]:
             cfg.warmup.runs,
             cfg.warmup.max_new_tokens,
             clock,
+            between=profiles,
         )
     finally:
         clock.remove()  # memory is measured without the clock's hooks
     result["speed"] = speed_table(outcomes, {c.name: c.settings for c in contenders})
-    if profile is not None:
-        # Measured again after the race and pooled, so that the machine's drift in between averages out.
-        profile = pool_profiles(profile, profile_once(profile["context_length"], 0))
+    profile = None
+    if profiles is not None:
+        profile = profiles.pooled()
         ks = range(1, profile_cfg.max_draft_tokens + 1)
         result["profile"] = {
             **profile,
@@ -215,13 +236,33 @@ def _model_sections(cfg: DictConfig, sections: set[str]) -> dict[str, Any]:
             "environment": result["environment"],
             "model_identity": loaded.identity,
         }
-        race_metrics = cost_model_section(outcomes, method_name, profile, run)
+        sample_profiles = profiles.per_decode(len(outcomes[method_name]))
+        race_metrics = cost_model_section(outcomes, method_name, profile, run, sample_profiles)
         result["cost_model"] = race_metrics.to_dict()
         result["forward_clock"] = forward_clock_section(outcomes, method_name, race_metrics)
     if "parity" in sections:
         result["parity"] = parity_section(result["speed"])
     if "peers" in sections:
         result["peers"] = peers_section(result["speed"], method_name)
+    if "kv_cache" in sections:
+        result["kv_cache"] = kv_cache_section(
+            outcomes, method_name, loaded.kv_cache, other_kv_cache(loaded.kv_cache)
+        )
+        result["kv_cache"]["profiles"] = kv_cache_profiles(
+            loaded,
+            KV_CACHES,
+            context_length,
+            profile_cfg.max_draft_tokens,
+            profile_cfg.repeats,
+            profile_cfg.warmup,
+        )
+    if "attention" in sections:
+        method_records = [outcome.record for outcome in outcomes[method_name]]
+        baseline_records = [outcome.record for outcome in outcomes[AUTOREGRESSIVE]]
+        result["attention"] = attention_profiles(
+            loaded, list(cfg.attention.implementations), context_length, profile_cfg.max_draft_tokens,
+            profile_cfg.repeats, profile_cfg.warmup, cfg.seed, method_records, baseline_records,
+        )  # fmt: skip
     if "memory" in sections:
         memory = memory_table(
             contenders, prompts[0], cfg.memory.max_new_tokens, cfg.memory.repeats, AUTOREGRESSIVE

@@ -53,15 +53,20 @@ def speed_table(outcomes: dict[str, list[Outcome]], settings: dict[str, dict]) -
 
 
 def cost_model_section(
-    outcomes: dict[str, list[Outcome]], method_name: str, profile: dict, run: dict[str, Any]
+    outcomes: dict[str, list[Outcome]],
+    method_name: str,
+    profile: dict,
+    run: dict[str, Any],
+    sample_profiles: list[dict] | None = None,
 ) -> RunMetrics:
     """The race of the method against our autoregressive loop as a `RunMetrics` (the shape of a run's
     metrics.json: measured speedup, acceptance, identity, and the cost model's prediction and efficiency).
-    `run`: the RunMetrics fields a race cannot derive from its outcomes (model, method, skip, ...)."""
+    `run`: the RunMetrics fields a race cannot derive from its outcomes (model, method, skip, ...).
+    `sample_profiles`: the profile measured next to each decode round (see `bench.profiles`)."""
     method, baseline = outcomes[method_name], outcomes[AUTOREGRESSIVE]
     methods, baselines = [m.record for m in method], [b.record for b in baseline]
     identical = [m.tokens == b.tokens for m, b in zip(method, baseline)]
-    stats = cost_model_metrics(methods, baselines, profile)
+    stats = cost_model_metrics(methods, baselines, profile, sample_profiles)
     return RunMetrics(
         **run,
         **decoding_metrics(methods, baselines, identical, is_baseline=False),
@@ -82,6 +87,55 @@ def forward_clock_section(outcomes: dict[str, list[Outcome]], method_name: str, 
         "profile_explains_forward": (metrics.cost_model.predicted_time_s - prefill)
         / (forward_seconds - prefill),
     }
+
+
+def other_kv_cache(kind: str) -> str:
+    return {"dynamic": "static", "static": "dynamic"}[kind]
+
+
+def kv_cache_name(contender: str, kind: str) -> str:
+    """The race name of one of our loops run with KV cache `kind` (not the model's configured one)."""
+    return f"{contender}@{kind}_cache"
+
+
+def _per_token_speedup(baseline: list[Outcome], method: list[Outcome]) -> float:
+    """The paper's speedup of two contenders' decodes of the same prompts (mean seconds per token)."""
+    per_token = [(b.seconds / len(b.tokens), m.seconds / len(m.tokens)) for b, m in zip(baseline, method)]
+    return sum(b for b, _ in per_token) / sum(m for _, m in per_token)
+
+
+def kv_cache_section(
+    outcomes: dict[str, list[Outcome]], method_name: str, configured: str, other: str
+) -> dict[str, Any]:
+    """Both loops with each KV cache kind, from one race: tokens/s, the method's speedup over
+    autoregressive decoding with the same cache, and whether the tokens equal the configured cache's."""
+    names = {
+        configured: (AUTOREGRESSIVE, method_name),
+        other: (kv_cache_name(AUTOREGRESSIVE, other), kv_cache_name(method_name, other)),
+    }
+    rows = {}
+    for kind, (autoregressive, method) in names.items():
+        rows[kind] = {
+            "autoregressive_tokens_per_s": _tokens_per_s(outcomes[autoregressive]),
+            "method_tokens_per_s": _tokens_per_s(outcomes[method]),
+            "speedup": _per_token_speedup(outcomes[autoregressive], outcomes[method]),
+            "identical_to_configured": all(
+                a.tokens == b.tokens for a, b in zip(outcomes[method], outcomes[method_name])
+            )
+            and all(a.tokens == b.tokens for a, b in zip(outcomes[autoregressive], outcomes[AUTOREGRESSIVE])),
+        }
+    return {
+        "configured": configured,
+        "rows": rows,
+        "static_over_dynamic_autoregressive": rows["static"]["autoregressive_tokens_per_s"]
+        / rows["dynamic"]["autoregressive_tokens_per_s"],
+        "static_over_dynamic_method": rows["static"]["method_tokens_per_s"]
+        / rows["dynamic"]["method_tokens_per_s"],
+    }
+
+
+def _tokens_per_s(outcomes: list[Outcome]) -> float:
+    return sum(len(o.tokens) for o in outcomes) / sum(o.seconds for o in outcomes)
 
 
 def parity_section(speed: dict[str, Any]) -> dict[str, Any]:
@@ -119,13 +173,18 @@ def check_targets(result: dict[str, Any]) -> dict[str, Any]:
     return checks
 
 
+def _ci(interval: list[float] | None) -> str:
+    return "" if interval is None else f"[{interval[0]:.3f}, {interval[1]:.3f}]"
+
+
 def summary(result: dict[str, Any]) -> str:
     """A few plain-text lines: speed per contender, the cost model and the targets."""
     lines = [f"model={result['model']} skip={result.get('skip', {}).get('source')}"]
+    width = max((len(name) for name in result.get("speed", {})), default=0)
     for name, row in result.get("speed", {}).items():
         identity = ", ".join(f"{k}={v:.2f}" for k, v in row.items() if k.startswith("identical_to_"))
         lines.append(
-            f"  {name:<26} {row['tokens_per_s']:8.2f} tok/s  outside forward "
+            f"  {name:<{width}} {row['tokens_per_s']:8.2f} tok/s  outside forward "
             f"{row['overhead_fraction_measured']:6.1%}  {identity}"
         )
     race = result.get("cost_model")
@@ -133,9 +192,25 @@ def summary(result: dict[str, Any]) -> str:
         cost = race["cost_model"]
         lines.append(
             f"  speedup measured {race['speedup']:.3f}, predicted {cost['predicted_speedup']:.3f}; "
-            f"efficiency {cost['efficiency']:.3f} (baseline {cost['baseline_efficiency']:.3f}); "
+            f"efficiency {cost['efficiency']:.3f} {_ci(cost.get('efficiency_ci'))} "
+            f"(baseline {cost['baseline_efficiency']:.3f}); speedup efficiency "
+            f"{cost['speedup_efficiency']:.3f} {_ci(cost.get('speedup_efficiency_ci'))}; "
             f"profile drift {result['profile'].get('drift', 1.0):.3f}"
         )
+    if "kv_cache" in result:
+        for kind, row in result["kv_cache"]["rows"].items():
+            lines.append(
+                f"  kv_cache={kind:<8} AR {row['autoregressive_tokens_per_s']:8.2f} tok/s, method "
+                f"{row['method_tokens_per_s']:8.2f} tok/s, speedup {row['speedup']:.3f}"
+            )
+    for name, row in result.get("attention", {}).get("rows", {}).items():
+        if row["available"]:
+            lines.append(
+                f"  attention={name:<18} full step {row['full_step_s'] * 1e3:8.3f} ms, draft/full "
+                f"{row['draft_to_full']:.3f}, verify(K)/full {row['verify_to_full'][-1]:.3f}"
+            )
+        else:
+            lines.append(f"  attention={name:<18} not profiled: {row['reason']}")
     for label, check in result["targets"].items():
         value = "-" if check["value"] is None else f"{check['value']:.3f}"
         verdict = "not measured" if check["passed"] is None else ("met" if check["passed"] else "MISSED")

@@ -8,7 +8,13 @@ Cache bookkeeping of a self-speculative cycle: the cache holds the KV of every c
 last (`committed_length` positions). Drafting feeds the last committed token and then each draft through
 the draft model (skipped attention layers write nothing); verification first truncates every layer back to
 `committed_length`, then feeds [last committed token, drafts...] through the full model, so the cache
-ends with the KV of all fed tokens; the rejected ones are truncated again.
+ends with the KV of all fed tokens; the rejected ones are truncated again. The cache is `dynamic` or
+`static` (`replicate.core.kv_cache`); a decode never writes more than prompt + max_new_tokens positions.
+
+Host syncs: reading a token on the host (`int`, `.tolist()`) waits for the device. Autoregressive decoding
+reads each token (its EOS check needs it). A self-speculative cycle (`replicate.core.cycle`) reads every draft
+when a confidence threshold decides how far to draft, and only once per cycle at threshold 0 (greedy).
+`forward` and `synchronize` live in `replicate.core.passes` and are re-exported here.
 """
 
 from __future__ import annotations
@@ -19,42 +25,15 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from replicate.core.cycle import run_cycle
 from replicate.core.draft_exit import DraftExit
-from replicate.core.sampling import (
-    DRAFT_CONFIDENCES,
-    SamplingConfig,
-    choose_tokens,
-    drafted_token_confidence,
-    greedy_acceptance,
-    logits_to_probs,
-    speculative_acceptance,
-)
-from replicate.core.skipping import SkipAwareCache, SkipPlan, skip_sublayers, truncate_cache
+from replicate.core.kv_cache import make_cache
+from replicate.core.passes import forward, synchronize
+from replicate.core.sampling import DRAFT_CONFIDENCES, SamplingConfig, choose_tokens
+from replicate.core.skipping import SkipPlan
 from replicate.records import DecodeResult
 
-
-def synchronize(device: torch.device) -> None:
-    """Wait for queued device work so that a clock read after it is honest."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()
-
-
-def forward(
-    model: nn.Module, token_ids: torch.Tensor, cache: SkipAwareCache, start: int, last_only: bool
-) -> torch.Tensor:
-    """Run `token_ids` (1, q) at positions start..start+q-1. Returns logits (q, vocab), or (1, vocab) when
-    `last_only` (as generate's prefill does, so logits come from the same kernels as the library's)."""
-    positions = torch.arange(start, start + token_ids.shape[1], device=token_ids.device).unsqueeze(0)
-    output = model(
-        input_ids=token_ids,
-        position_ids=positions,
-        past_key_values=cache,
-        use_cache=True,
-        logits_to_keep=1 if last_only else 0,
-    )
-    return output.logits[0]
+__all__ = ["autoregressive_decode", "forward", "self_speculative_decode", "synchronize"]
 
 
 def _check_prompt(prompt_ids: torch.Tensor, max_new_tokens: int) -> None:
@@ -89,92 +68,29 @@ def autoregressive_decode(
     sampling: SamplingConfig,
     eos_token_ids: frozenset[int],
     generator: torch.Generator | None = None,
+    kv_cache: str = "dynamic",
 ) -> DecodeResult:
-    """One full-model forward per new token."""
+    """One full-model forward per new token. `kv_cache`: dynamic or static (`replicate.core.kv_cache`)."""
     _check_prompt(prompt_ids, max_new_tokens)
     device = prompt_ids.device
-    cache = SkipAwareCache(config=model.config)
+    cache = make_cache(kv_cache, model.config, prompt_ids.shape[1] + max_new_tokens)
     synchronize(device)
     start_time = time.perf_counter()
     logits = forward(model, prompt_ids, cache, 0, last_only=True)
-    tokens = [int(choose_tokens(logits, sampling, generator)[0])]
+    chosen = choose_tokens(logits, sampling, generator)
+    tokens = [int(chosen[0])]
     synchronize(device)
     prefill_time = time.perf_counter() - start_time
     full_forwards = 1
     while not _finished(tokens, max_new_tokens, eos_token_ids):
         position = prompt_ids.shape[1] + len(tokens) - 1
-        last = torch.tensor([[tokens[-1]]], device=device)
-        logits = forward(model, last, cache, position, last_only=True)
-        tokens.append(int(choose_tokens(logits, sampling, generator)[0]))
+        # The chosen token is still on the device: feed it from there (no host-to-device copy).
+        logits = forward(model, chosen.view(1, 1), cache, position, last_only=True)
+        chosen = choose_tokens(logits, sampling, generator)
+        tokens.append(int(chosen[0]))  # the EOS check needs it on the host: one sync per token
         full_forwards += 1
     synchronize(device)
     return DecodeResult(tokens, prefill_time, time.perf_counter() - start_time, full_forwards)
-
-
-def _draft(
-    model: nn.Module,
-    plan: SkipPlan,
-    cache: SkipAwareCache,
-    last_token: int,
-    committed_length: int,
-    num_to_draft: int,
-    threshold: float,
-    sampling: SamplingConfig,
-    eos_token_ids: frozenset[int],
-    generator: torch.Generator | None,
-    device: torch.device,
-    confidence: str = "paper",
-) -> tuple[list[int], list[torch.Tensor]]:
-    """Up to `num_to_draft` tokens from the draft model (the sub-blocks of `plan` skipped), fed one at a time
-    after `last_token` at position `committed_length`. Stops after EOS or after a token whose draft
-    confidence (`drafted_token_confidence` in mode `confidence`) is below `threshold`; that token is still
-    returned and verified. Returns the draft tokens and their draft distributions (each (vocab,))."""
-    draft_tokens: list[int] = []
-    draft_probs: list[torch.Tensor] = []
-    with skip_sublayers(model, plan):
-        next_token = last_token
-        while len(draft_tokens) < num_to_draft:
-            token_ids = torch.tensor([[next_token]], device=device)
-            logits = forward(model, token_ids, cache, committed_length + len(draft_tokens), last_only=True)
-            probs = logits_to_probs(logits, sampling)
-            next_token = int(choose_tokens(logits, sampling, generator, probs)[0])
-            draft_tokens.append(next_token)
-            draft_probs.append(probs[0])
-            # One host sync per draft token is inherent: the next input depends on this token.
-            if next_token in eos_token_ids:
-                break
-            if drafted_token_confidence(logits, probs, next_token, sampling, confidence) < threshold:
-                break
-    return draft_tokens, draft_probs
-
-
-def _verify(
-    model: nn.Module,
-    cache: SkipAwareCache,
-    last_token: int,
-    committed_length: int,
-    draft_tokens: list[int],
-    draft_probs: list[torch.Tensor],
-    sampling: SamplingConfig,
-    generator: torch.Generator | None,
-    device: torch.device,
-) -> tuple[int, int]:
-    """One full-model pass over [last_token, drafts...] from the cache as it was before drafting.
-    Returns (number of drafts accepted, the full model's own next token); the cache keeps the KV of the
-    last committed token and the accepted drafts."""
-    truncate_cache(cache, committed_length)
-    verify_ids = torch.tensor([[last_token, *draft_tokens]], device=device)
-    target_logits = forward(model, verify_ids, cache, committed_length, last_only=False)
-    if sampling.greedy:
-        num_accepted, next_token = greedy_acceptance(draft_tokens, target_logits)
-    else:
-        drafts = torch.tensor(draft_tokens, device=device, dtype=torch.long)
-        target_probs = logits_to_probs(target_logits, sampling)
-        stacked = torch.stack(draft_probs) if draft_probs else target_probs[:0]
-        num_accepted, next_token = speculative_acceptance(drafts, stacked, target_probs, generator)
-    # The next token's KV is written when it is fed at the start of the next cycle.
-    truncate_cache(cache, committed_length + 1 + num_accepted)
-    return num_accepted, next_token
 
 
 @torch.inference_mode()
@@ -191,6 +107,7 @@ def self_speculative_decode(
     check_cache: bool = False,
     draft_confidence: str = "paper",
     on_commit: Callable[[list[int]], bool] | None = None,
+    kv_cache: str = "dynamic",
 ) -> DecodeResult:
     """Draft with the sub-blocks of `plan` skipped, verify with the full model, keep the agreeing prefix plus
     the full model's own next token. `draft_confidence` (`paper` | `processed`) is what the draft-exit
@@ -199,7 +116,7 @@ def self_speculative_decode(
     little time). `on_commit(tokens)`, when given, is called with the new tokens so far after the prefill and
     after every cycle; it may shorten the list (a caller's stopping criterion met inside a cycle) and returns
     True to stop decoding there (`replicate.hf` streams and applies transformers' stopping criteria through
-    it)."""
+    it). `kv_cache`: dynamic or static (`replicate.core.kv_cache`)."""
     _check_prompt(prompt_ids, max_new_tokens)
     if max_draft_tokens < 1:
         raise ValueError(f"max_draft_tokens must be >= 1, got {max_draft_tokens}")
@@ -210,7 +127,7 @@ def self_speculative_decode(
     plan.validate(model.config.num_hidden_layers)
     device = prompt_ids.device
     prompt_length = prompt_ids.shape[1]
-    cache = SkipAwareCache(config=model.config)
+    cache = make_cache(kv_cache, model.config, prompt_length + max_new_tokens)
     draft_exit.start_sample()
     result = DecodeResult([], 0.0, 0.0, full_forwards=1)
 
@@ -218,7 +135,8 @@ def self_speculative_decode(
     start_time = time.perf_counter()
     # The first new token always comes from the full model's prefill.
     logits = forward(model, prompt_ids, cache, 0, last_only=True)
-    tokens = [int(choose_tokens(logits, sampling, generator)[0])]
+    last_ids = choose_tokens(logits, sampling, generator).view(1, 1)
+    tokens = [int(last_ids[0, 0])]
     synchronize(device)
     result.prefill_time = time.perf_counter() - start_time
     stopped = on_commit is not None and on_commit(tokens)
@@ -228,16 +146,13 @@ def self_speculative_decode(
         # A cycle commits up to drafts + 1 tokens: never draft past the token budget.
         num_to_draft = min(max_draft_tokens, max_new_tokens - len(tokens) - 1)
         threshold = draft_exit.threshold
-        draft_tokens, draft_probs = _draft(
-            model, plan, cache, tokens[-1], committed_length, num_to_draft, threshold, sampling,
-            eos_token_ids, generator, device, draft_confidence,
+        draft_tokens, num_accepted, next_token, last_ids, draft_passes = run_cycle(
+            model, plan, cache, tokens[-1], last_ids, committed_length, num_to_draft, threshold, sampling,
+            eos_token_ids, generator, draft_confidence,
         )  # fmt: skip
-        num_accepted, next_token = _verify(
-            model, cache, tokens[-1], committed_length, draft_tokens, draft_probs, sampling, generator, device
-        )
         _commit(tokens, [*draft_tokens[:num_accepted], next_token], max_new_tokens, eos_token_ids)
 
-        result.draft_forwards += len(draft_tokens)
+        result.draft_forwards += draft_passes
         result.full_forwards += 1
         result.drafted.append(len(draft_tokens))
         result.accepted.append(num_accepted)
@@ -246,7 +161,11 @@ def self_speculative_decode(
         if check_cache and not _finished(tokens, max_new_tokens, eos_token_ids):
             expected = prompt_length + len(tokens) - 1
             result.cache_lengths_ok &= all(length == expected for length in cache.layer_lengths())
-        stopped = on_commit is not None and on_commit(tokens)
+        if on_commit is not None:
+            committed = len(tokens)
+            stopped = on_commit(tokens)
+            if len(tokens) != committed:  # shortened: the next cycle starts from the new last token
+                last_ids = torch.tensor([[tokens[-1]]], device=device)
 
     synchronize(device)
     result.tokens = tokens

@@ -146,6 +146,7 @@ class Decoder:
             sampling=self.sampling,
             eos_token_ids=self.loaded.eos_token_ids,
             generator=generator,
+            kv_cache=self.loaded.kv_cache,
         )
         if not self.config.drafts:
             return autoregressive_decode(**common)

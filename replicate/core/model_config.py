@@ -11,11 +11,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from replicate.core.kv_cache import KV_CACHES
 from replicate.core.skipping import SkipPlan
 from replicate.schema import FieldError, MappingAccess, at_least, build_registered, one_of
 
 DTYPE_NAMES = ("float32", "bfloat16", "float16")
-ATTENTION_IMPLEMENTATIONS = ("eager", "sdpa", "flash_attention_2", "flash_attention_3", "flex_attention")
+ATTENTION_IMPLEMENTATIONS = (
+    "eager",
+    "sdpa",
+    "flash_attention_2",
+    "flash_attention_3",
+    "flash_attention_4",
+    "flex_attention",
+)
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
@@ -41,6 +49,7 @@ class ModelConfig(MappingAccess):
     dtype: str
     device: str
     attn_implementation: str
+    kv_cache: str
     max_context: int
     num_hidden_layers: int
     skip: SkipConfig
@@ -48,6 +57,7 @@ class ModelConfig(MappingAccess):
     def __post_init__(self):
         one_of("dtype", self.dtype, DTYPE_NAMES)
         one_of("attn_implementation", self.attn_implementation, ATTENTION_IMPLEMENTATIONS)
+        one_of("kv_cache", self.kv_cache, KV_CACHES)
         if not _DEVICE.match(self.device):
             raise FieldError("device", self.device, "must be auto, cpu, mps, cuda or cuda:<index>")
         at_least("max_context", self.max_context, 8)
@@ -98,12 +108,15 @@ class GgufModelConfig(ModelConfig):
 
 @dataclass(frozen=True)
 class HubModelConfig(ModelConfig):
-    """A Hugging Face hub checkpoint; `device_map` (e.g. auto) spreads it over the visible GPUs."""
+    """A Hugging Face hub checkpoint (or a local checkpoint directory as `repo_id`); `device_map` (e.g. auto)
+    spreads it over the visible GPUs through accelerate's hooks; `offload_folder` is where weights that
+    a device map puts on "disk" live (required by such a map)."""
 
     source: Literal["hub"]
     repo_id: str
     revision: str
     device_map: Any
+    offload_folder: str | None
 
     def __post_init__(self):
         super().__post_init__()

@@ -53,7 +53,9 @@ class ByteTokenizer:
 
 @dataclass
 class LoadedModel:
-    """A model ready to decode: weights, tokenizer, its skip plan and what identifies it."""
+    """A model ready to decode: weights, tokenizer, its skip plan, its KV cache kind (`model.kv_cache`) and
+    what identifies it. `device` is where prompts go (with a `device_map`, accelerate's hooks move
+    activations between the devices of the layers)."""
 
     name: str
     model: nn.Module
@@ -63,6 +65,7 @@ class LoadedModel:
     device: torch.device
     max_context: int
     identity: dict[str, Any]
+    kv_cache: str
 
     def encode(self, text: str) -> list[int]:
         return list(self.tokenizer.encode(text))
@@ -178,6 +181,8 @@ def _hub_model(cfg: Mapping[str, Any], dtype: torch.dtype) -> tuple[nn.Module, A
     kwargs = {"revision": cfg["revision"], "dtype": dtype, "attn_implementation": cfg["attn_implementation"]}
     if cfg.get("device_map"):
         kwargs["device_map"] = cfg["device_map"]
+        if cfg.get("offload_folder"):
+            kwargs["offload_folder"] = cfg["offload_folder"]
     try:
         model = AutoModelForCausalLM.from_pretrained(cfg["repo_id"], **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(cfg["repo_id"], revision=cfg["revision"])
@@ -227,5 +232,11 @@ def load_model(cfg: Mapping[str, Any] | ModelConfig) -> LoadedModel:
         eos_token_ids=eos_token_ids,
         device=device,
         max_context=cfg.max_context,
-        identity={**identity, "dtype": cfg.dtype, "attn_implementation": model.config._attn_implementation},
+        identity={
+            **identity,
+            "dtype": cfg.dtype,
+            "attn_implementation": model.config._attn_implementation,
+            "kv_cache": cfg.kv_cache,
+        },
+        kv_cache=cfg.kv_cache,
     )

@@ -103,6 +103,15 @@ def choose_tokens(
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
+def accepted_prefix(draft_tokens: list[int], target_tokens: list[int]) -> int:
+    """Length of the longest prefix of the drafts equal to the full model's tokens at the same positions
+    (target_tokens[i] is the full model's argmax after draft i - 1; it has at least len(drafts) entries)."""
+    num_accepted = 0
+    while num_accepted < len(draft_tokens) and draft_tokens[num_accepted] == target_tokens[num_accepted]:
+        num_accepted += 1
+    return num_accepted
+
+
 def greedy_acceptance(draft_tokens: list[int], target_logits: torch.Tensor) -> tuple[int, int]:
     """Longest prefix of the drafts that the full model's argmax agrees with, and its own next token.
 
@@ -110,9 +119,7 @@ def greedy_acceptance(draft_tokens: list[int], target_logits: torch.Tensor) -> t
     Returns (num_accepted, next_token): next_token is the correction at the first disagreement, or the
     bonus token after the last draft when all k are accepted."""
     target_tokens = target_logits.argmax(dim=-1).tolist()  # one host sync for the whole cycle
-    num_accepted = 0
-    while num_accepted < len(draft_tokens) and draft_tokens[num_accepted] == target_tokens[num_accepted]:
-        num_accepted += 1
+    num_accepted = accepted_prefix(draft_tokens, target_tokens)
     return num_accepted, target_tokens[num_accepted]
 
 

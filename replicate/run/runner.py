@@ -28,10 +28,10 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from replicate.config import RunConfig, run_config
 from replicate.core.decoding import forward
+from replicate.core.kv_cache import make_cache
 from replicate.core.methods import AUTOREGRESSIVE, Decoder, build_decoder
 from replicate.core.models import LoadedModel, load_model
 from replicate.core.prompts import encode_prompt
-from replicate.core.skipping import SkipAwareCache
 from replicate.cost_model import cost_model_metrics, measure_cost_profile
 from replicate.records import COLUMNS, SCHEMA_VERSION, DecodeRecord, DecodeResult, RunMetrics, SampleRecord
 from replicate.run import rundir
@@ -106,7 +106,8 @@ def baseline_top_two(
     points at a bug (`replicate.run.metrics.divergence_verdict`). Costs `position` one-token forwards, only
     for samples that differ."""
     model, device = loaded.model, prompt_ids.device
-    cache = SkipAwareCache(config=model.config)
+    # The baseline's own cache kind: a static cache runs other attention kernels than a dynamic one.
+    cache = make_cache(loaded.kv_cache, model.config, prompt_ids.shape[1] + position + 1)
     logits = forward(model, prompt_ids, cache, 0, last_only=True)[0]
     for step in range(position):
         token_ids = torch.tensor([[baseline_tokens[step]]], device=device)

@@ -14,13 +14,13 @@ from omegaconf import DictConfig
 from replicate.core.models import LoadedModel
 from replicate.core.sampling import SamplingConfig
 from replicate.run.rundir import write_atomic
+from replicate.search.config import STRATEGIES
 from replicate.search.dev_sequences import DevSequence
 from replicate.search.objective import DevPrompt, TrialEvaluator
 from replicate.search.sub_block_costs import COST_SOURCES, measure_sub_block_costs, weight_sub_block_costs
 from replicate.search.teacher_forced import ACCEPTANCE_ESTIMATES, TeacherForcedEvaluator
 
 COSTS_FILE = "cost_profile.json"
-STRATEGIES = ("bayesian", "cosine_similarity", "knapsack", "dynamic_programming")
 
 
 def cost_profile(

@@ -34,6 +34,7 @@ from replicate.core.skipping import SkipPlan
 from replicate.run.environment import environment
 from replicate.run.rundir import append_jsonl, read_jsonl, write_atomic, write_jsonl
 from replicate.search.accounting import search_cost
+from replicate.search.config import search_run_config
 from replicate.search.evaluators import (
     COSTS_FILE,
     build_evaluator,
@@ -186,6 +187,7 @@ def _next_trial(
 
 def run_search(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Run (or resume) the search `cfg` describes in `run_dir`; returns the summary (`summary.json`)."""
+    search_run_config(cfg)  # every key typed and checked before anything loads (replicate.search.config)
     run_dir, search = Path(run_dir), cfg.search
     check_strategy_settings(cfg)
     if search.strategy != "bayesian":

@@ -77,9 +77,8 @@ def limit_ipc(memory_limit_mb: int) -> None:
 
 def build_root(plan: dict) -> None:
     """Build the new root, enter it (pivot_root) and detach the host's. Raises OSError on any failure."""
-    limits, uid = plan["limits"], plan["uid"]
     syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
-    limit_ipc(limits["memory_limit_mb"])
+    limit_ipc(plan["limits"]["memory_limit_mb"])
     syscalls.sethostname(HOSTNAME)
     with open(plan["runner"], "rb") as handle:
         runner_source = handle.read()
