@@ -38,19 +38,12 @@ from torch import nn
 
 from replicate.core.sampling import SamplingConfig
 from replicate.core.skipping import SkipPlan
+from replicate.lossless_matrix import MODELS
 from replicate.run.metrics import first_difference
 
 GATE_MODELS = ("tiny_llama", "smollm2_135m")
-# (layers, heads, kv heads, vocab, attention implementation, skipped attention, skipped mlp)
-TINY_MATRIX = (
-    (2, 4, 4, 258, "sdpa", (), ()),
-    (2, 4, 2, 320, "eager", (0,), ()),
-    (4, 4, 2, 320, "sdpa", (0,), (2,)),
-    (4, 4, 1, 1000, "eager", (1, 3), (0,)),
-    (6, 8, 8, 512, "sdpa", (1, 3), (0, 5)),
-    (6, 4, 2, 320, "eager", (0, 1, 2, 3, 4, 5), (0, 1, 2, 3, 4)),
-    (8, 4, 2, 400, "sdpa", (0, 1, 2, 3, 4, 5, 6, 7), (0, 1, 2, 3, 4, 5, 6, 7)),
-)
+# The tiny models of the library's own lossless matrix (replicate.lossless_matrix.MODELS).
+TINY_MATRIX = tuple(MODELS)
 TINY_NEW_TOKENS = 40
 SMOLLM2_PROMPTS, SMOLLM2_NEW_TOKENS = 3, 48
 _CUSTOM_GENERATE_PARAMETERS = {"generation_config", "logits_processor", "stopping_criteria"}
