@@ -8,8 +8,7 @@
 - `CostModelStats`: what the cost model says about a set of decodes (`replicate.cost_model`).
 - `RunMetrics`: `metrics.json` of a run, and the `cost_model` section of a bench result (same shape);
   built by `replicate.run.metrics.run_metrics`.
-- `COLUMNS` / `DETAIL_COLUMNS`: the statistics tables show, with their titles and intervals, defined once
-  (runner table, report, CSV, W&B); `columns(*keys)` picks some of them by key.
+- The columns tables show of a `RunMetrics` are defined once, in `replicate.columns`.
 
 Every record carries `schema_version`; a file written under another version is refused with a message
 naming the file, instead of being misread. Definitions of the statistics: `replicate/run/metrics.py`.
@@ -295,47 +294,3 @@ class RunMetrics:
     def from_dict(cls, data: Mapping[str, Any], where: str) -> RunMetrics:
         _check_version(data, where)
         return _from_mapping(cls, data, where, {"cost_model": CostModelStats.from_dict})
-
-
-@dataclass(frozen=True)
-class Column:
-    """A headline statistic: its `RunMetrics.get` key, the title tables show, and its interval's key."""
-
-    key: str
-    title: str
-    interval: str | None = None
-
-
-COLUMNS = (
-    Column("n_samples", "n"),
-    Column("new_tokens", "tokens"),
-    Column("tokens_per_s", "tok/s"),
-    Column("speedup", "speedup", "speedup_ci"),
-    Column("speedup_total_time", "speedup (total time)", "speedup_total_time_ci"),
-    Column("acceptance_rate", "acceptance", "acceptance_rate_ci"),
-    Column("mean_accepted_length", "accepted length"),
-    Column("identical_fraction", "identical"),
-    Column("metric", "metric"),
-    Column("score", "score"),
-    Column("baseline_score", "baseline score"),
-    Column("paper_compatible.score", "score (paper's scoring)"),
-    Column("divergences.near_tie", "near ties"),
-    Column("divergences.unexplained", "unexplained"),
-    Column("cost_model.predicted_speedup", "predicted speedup"),
-    Column("cost_model.efficiency", "efficiency"),
-)
-
-DETAIL_COLUMNS = (
-    *COLUMNS,
-    Column("acceptance_rate_pooled", "acceptance, pooled"),
-    Column("baseline_tokens_per_s", "baseline tok/s"),
-    Column("final_threshold", "final gamma"),
-    Column("n_excluded", "excluded"),
-    Column("post_eos_tokens", "post-EOS tokens"),
-)
-
-
-def columns(*keys: str) -> tuple[Column, ...]:
-    """The columns of these keys, in the order given (titles and intervals from `DETAIL_COLUMNS`)."""
-    by_key = {column.key: column for column in DETAIL_COLUMNS}
-    return tuple(by_key[key] for key in keys)

@@ -33,7 +33,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from replicate.records import COLUMNS, RunMetrics, SampleRecord
+from replicate.columns import COLUMNS
+from replicate.records import RunMetrics, SampleRecord
 from replicate.run.rundir import CONFIG_FILE, METRICS_FILE, SAMPLES_FILE, write_atomic
 
 logger = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ def sample_rows(records: Sequence[SampleRecord], max_text_chars: int) -> tuple[l
 
 
 def headline_summary(config: Mapping[str, Any], metrics: RunMetrics) -> dict[str, Any]:
-    """The headline statistics (`records.COLUMNS`) under stable top-level keys (`cost_model.x` as `x`, other
+    """The headline statistics (`columns.COLUMNS`) under stable top-level keys (`cost_model.x` as `x`, other
     sections as `section/x`),
     intervals as `<interval>_low` / `_high`, the task score also under its metric's name (e.g. `pass@1`,
     `baseline/pass@1`), and the paper's numbers as `paper/<quantity>` for a run in a paper table. A

@@ -218,7 +218,7 @@ def test_the_lossless_check_fails_on_any_fp32_difference_and_on_unexplained_bf16
 def test_the_margin_replays_the_baseline_at_the_right_position():
     from replicate.core.models import load_model
     from replicate.numerics import logit_shifts
-    from replicate.run.runner import baseline_top_two
+    from replicate.run.replay import baseline_top_two
 
     loaded = load_model(compose_config(["model=tiny_llama"]).model)
     prompt = torch.tensor([loaded.encode("def f(x):")])

@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from replicate.records import Column, RunMetrics, columns
+from replicate.columns import Column, columns
+from replicate.records import RunMetrics
 from replicate.report.tables import COMPARED_TITLES, KEY_TITLES, RunResult, TableRow, TableSpec
 
 

@@ -102,7 +102,7 @@ def table_section(spec: TableSpec, runs: list[RunResult]) -> list[Any]:
 def other_runs_section(runs: list[RunResult], root: Path) -> list[Any]:
     import wandb_workspaces.reports.v2 as wr
 
-    from replicate.records import columns
+    from replicate.columns import columns
 
     chosen = columns(*REPORT_COLUMNS_KEYS)
     headers = ["run", "method", "status", *column_headers(chosen)]

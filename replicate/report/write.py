@@ -23,8 +23,9 @@ from typing import Any
 import yaml
 
 from replicate.cli import user_errors
+from replicate.columns import DETAIL_COLUMNS, columns
 from replicate.core.methods import method_config
-from replicate.records import DETAIL_COLUMNS, RecordError, RunMetrics, columns
+from replicate.records import RecordError, RunMetrics
 from replicate.report import figures
 from replicate.report.markdown import (
     column_cells,

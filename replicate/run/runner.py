@@ -26,18 +26,18 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from replicate.columns import COLUMNS
 from replicate.config import RunConfig, run_config
-from replicate.core.decoding import forward
-from replicate.core.kv_cache import make_cache
 from replicate.core.methods import AUTOREGRESSIVE, Decoder, build_decoder
 from replicate.core.models import LoadedModel, load_model
 from replicate.core.prompts import encode_prompt
 from replicate.cost_model import cost_model_metrics, measure_cost_profile
-from replicate.records import COLUMNS, SCHEMA_VERSION, DecodeRecord, DecodeResult, RunMetrics, SampleRecord
+from replicate.records import SCHEMA_VERSION, DecodeRecord, DecodeResult, RunMetrics, SampleRecord
 from replicate.run import rundir
 from replicate.run.environment import environment
 from replicate.run.exclusions import baseline_filter
 from replicate.run.metrics import divergence_counts, first_difference, post_eos_tokens, sample_metrics
+from replicate.run.replay import baseline_top_two
 from replicate.run.scoring import paper_compatible_scores, score_records, task_scores
 from tasks import Sample, Task, load_task
 
@@ -92,35 +92,6 @@ def resume_records(
             f"{run_dir / rundir.SAMPLES_FILE} holds other samples than this config selects; use a new run dir"
         )
     return done
-
-
-@torch.inference_mode()
-def baseline_top_two(
-    loaded: LoadedModel, prompt_ids: torch.Tensor, baseline_tokens: list[int], position: int
-) -> tuple[float, float]:
-    """(margin, top logit): the baseline's gap between its top two logits where the method first differs, and
-    its top logit there. The baseline's decode is replayed the way it ran (prefill, then one token at a time),
-    so in bf16 the margin is the one the baseline itself saw, not that of another kernel path (a one-pass
-    recomputation moved margins by up to 4 ulps on SmolLM2; docs/replication.md). A gap within a few units
-    in the last place of the dtype at the top logit is a numerical near-tie (expected in bf16); a large gap
-    points at a bug (`replicate.run.metrics.divergence_verdict`). Costs `position` one-token forwards, only
-    for samples that differ."""
-    model, device = loaded.model, prompt_ids.device
-    # The baseline's own cache kind: a static cache runs other attention kernels than a dynamic one.
-    cache = make_cache(loaded.kv_cache, model.config, prompt_ids.shape[1] + position + 1)
-    logits = forward(model, prompt_ids, cache, 0, last_only=True)[0]
-    for step in range(position):
-        token_ids = torch.tensor([[baseline_tokens[step]]], device=device)
-        logits = forward(model, token_ids, cache, prompt_ids.shape[1] + step, last_only=True)[0]
-    top_two = torch.topk(logits.float(), 2).values
-    return float(top_two[0] - top_two[1]), float(top_two[0])
-
-
-def baseline_margin(
-    loaded: LoadedModel, prompt_ids: torch.Tensor, baseline_tokens: list[int], position: int
-) -> float:
-    """The baseline's gap between its top two logits where the method first differs (`baseline_top_two`)."""
-    return baseline_top_two(loaded, prompt_ids, baseline_tokens, position)[0]
 
 
 def _decode_record(loaded: LoadedModel, task: Task, sample: Sample, result: DecodeResult) -> DecodeRecord:
@@ -321,7 +292,7 @@ def _cell(value: Any, digits: int = 3) -> str:
 
 
 def format_table(rows: list[RunMetrics]) -> str:
-    """A plain-text table of run metrics, one row per run, with the headline columns (`records.COLUMNS`)."""
+    """A plain-text table of run metrics, one row per run, with the headline columns (`columns.COLUMNS`)."""
     columns = [("method", None), *((column.title, column.key) for column in COLUMNS)]
     cells = [[row.method, *(_cell(row.get(key)) for _, key in columns[1:])] for row in rows]
     widths = [max(len(header), *(len(r[i]) for r in cells)) for i, (header, _) in enumerate(columns)]

@@ -1,0 +1,50 @@
+"""The statistics tables show of a run (`replicate.records.RunMetrics`), defined once: the runner's table, the
+report, its CSV and W&B all read `COLUMNS` / `DETAIL_COLUMNS`; `columns(*keys)` picks some of them by key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Column:
+    """A headline statistic: its `RunMetrics.get` key, the title tables show, and its interval's key."""
+
+    key: str
+    title: str
+    interval: str | None = None
+
+
+COLUMNS = (
+    Column("n_samples", "n"),
+    Column("new_tokens", "tokens"),
+    Column("tokens_per_s", "tok/s"),
+    Column("speedup", "speedup", "speedup_ci"),
+    Column("speedup_total_time", "speedup (total time)", "speedup_total_time_ci"),
+    Column("acceptance_rate", "acceptance", "acceptance_rate_ci"),
+    Column("mean_accepted_length", "accepted length"),
+    Column("identical_fraction", "identical"),
+    Column("metric", "metric"),
+    Column("score", "score"),
+    Column("baseline_score", "baseline score"),
+    Column("paper_compatible.score", "score (paper's scoring)"),
+    Column("divergences.near_tie", "near ties"),
+    Column("divergences.unexplained", "unexplained"),
+    Column("cost_model.predicted_speedup", "predicted speedup"),
+    Column("cost_model.efficiency", "efficiency"),
+)
+
+DETAIL_COLUMNS = (
+    *COLUMNS,
+    Column("acceptance_rate_pooled", "acceptance, pooled"),
+    Column("baseline_tokens_per_s", "baseline tok/s"),
+    Column("final_threshold", "final gamma"),
+    Column("n_excluded", "excluded"),
+    Column("post_eos_tokens", "post-EOS tokens"),
+)
+
+
+def columns(*keys: str) -> tuple[Column, ...]:
+    """The columns of these keys, in the order given (titles and intervals from `DETAIL_COLUMNS`)."""
+    by_key = {column.key: column for column in DETAIL_COLUMNS}
+    return tuple(by_key[key] for key in keys)
