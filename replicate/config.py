@@ -33,6 +33,7 @@ from replicate.schema import (
     plain,
     to_dict,
 )
+from replicate.statistics import BootstrapConfig
 from tasks.config import TaskConfig, task_config
 
 __all__ = ["CONF_DIR", "ConfigError", "RunConfig", "compose_config", "options", "run_config"]
@@ -159,6 +160,7 @@ class RunConfig(MappingAccess):
     resume: bool
     force: bool
     divergence: DivergenceConfig
+    bootstrap: BootstrapConfig
     experiment: dict[str, Any] | None = None
     paper: dict[str, Any] | None = None
 

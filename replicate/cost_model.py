@@ -36,8 +36,7 @@ import numpy as np
 
 from replicate.cost_profile import _summarize, measure_cost_profile, pool_profiles
 from replicate.records import CostModelStats, DecodeRecord
-from replicate.run.metrics import BOOTSTRAP
-from replicate.statistics import bootstrap_interval, ratio_of_means
+from replicate.statistics import BootstrapConfig, bootstrap_interval, ratio_of_means
 
 __all__ = [
     "_summarize",
@@ -170,6 +169,8 @@ def cost_model_metrics(
     baselines: Sequence[DecodeRecord] | None,
     profile: Mapping[str, Any],
     sample_profiles: Sequence[Mapping[str, Any]] | None = None,
+    *,
+    bootstrap: BootstrapConfig,
 ) -> CostModelStats:
     """predicted_speedup, efficiency, overhead_fraction (and the baseline's) of decodes against a cost
     profile from `measure_cost_profile`, with bootstrap intervals over samples. `sample_profiles`: one
@@ -192,7 +193,9 @@ def cost_model_metrics(
         speedup_efficiency=None,
         cost_profile=dict(profile),
         efficiency_ci=_interval(
-            bootstrap_interval([predicted_method, measured_method], ratio_of_means, paired=True, **BOOTSTRAP)
+            bootstrap_interval(
+                [predicted_method, measured_method], ratio_of_means, paired=True, **bootstrap.settings()
+            )
         ),
         profiles_per_sample=sample_profiles is not None,
     )
@@ -213,7 +216,7 @@ def cost_model_metrics(
             baseline_overhead_fraction=1.0 - baseline_efficiency,
             speedup_efficiency=float(_speedup_efficiency(*columns)),
             speedup_efficiency_ci=_interval(
-                bootstrap_interval(columns, _speedup_efficiency, paired=True, **BOOTSTRAP)
+                bootstrap_interval(columns, _speedup_efficiency, paired=True, **bootstrap.settings())
             ),
         )
     return stats

@@ -10,12 +10,34 @@ project reported before it used scipy (the same definition; the resampled draws 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
 
+from replicate.schema import FieldError, MappingAccess, at_least
+
 # Resamples drawn per vectorized call: bounds memory (resamples x samples floats) for large sample counts.
 _VALUES_PER_BATCH = 2_000_000
+
+
+@dataclass(frozen=True)
+class BootstrapConfig(MappingAccess):
+    """Settings of a percentile bootstrap (`bootstrap` in conf/config.yaml for a run's speedup, acceptance and
+    cost-model intervals; in each task's config for its score's interval)."""
+
+    resamples: int
+    confidence: float
+    seed: int
+
+    def __post_init__(self):
+        at_least("resamples", self.resamples, 1)
+        if not 0.0 < self.confidence < 1.0:
+            raise FieldError("confidence", self.confidence, "must be in (0, 1)")
+
+    def settings(self) -> dict[str, float]:
+        """The keyword arguments of `bootstrap_interval`."""
+        return {"resamples": self.resamples, "confidence": self.confidence, "seed": self.seed}
 
 
 def ratio_of_means(numerator: np.ndarray, denominator: np.ndarray, axis: int = -1) -> np.ndarray:

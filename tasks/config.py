@@ -11,22 +11,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from replicate.schema import FieldError, MappingAccess, at_least, build_registered, one_of
+from replicate.statistics import BootstrapConfig
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
-
-
-@dataclass(frozen=True)
-class BootstrapConfig(MappingAccess):
-    """Percentile bootstrap of a task score's mean over samples (or problems)."""
-
-    resamples: int
-    confidence: float
-    seed: int
-
-    def __post_init__(self):
-        at_least("resamples", self.resamples, 1)
-        if not 0.0 < self.confidence < 1.0:
-            raise FieldError("confidence", self.confidence, "must be in (0, 1)")
 
 
 @dataclass(frozen=True)

@@ -5,3 +5,10 @@ from __future__ import annotations
 from replicate.lossless_matrix import TINY_SIZES, tiny_model
 
 __all__ = ["TINY_SIZES", "tiny_model"]
+
+
+def config_bootstrap():
+    """The bootstrap settings of conf/config.yaml (what a run uses)."""
+    from replicate.config import compose_config, run_config
+
+    return run_config(compose_config([])).bootstrap

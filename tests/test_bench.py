@@ -153,7 +153,7 @@ def test_gpu_shape_section_runs_on_a_tiny_shape_on_cpu():
             "device": "cpu", "shapes": {"tiny_shape": TINY_SHAPE}, "dtype": "bfloat16", "attn_implementation": "eager",
             "attention": ["eager", "sdpa", "flash_attention_2"], "kv_cache": "static", "kv_caches": ["dynamic", "static"],
             "context_length": 16, "max_draft_tokens": 4, "profile_repeats": 1, "profile_warmup": 0, "n_prompts": 2,
-            "max_new_tokens": 6, "seed": 0,
+            "max_new_tokens": 6, "seed": 0, "bootstrap": {"resamples": 200, "confidence": 0.95, "seed": 0},
         }
     )  # fmt: skip
     section = shape_section("tiny_shape", cfg.shapes["tiny_shape"], cfg, torch.device("cpu"))

@@ -89,6 +89,8 @@ def test_published_skip_sets_match_the_paper(model):
         ("task.metric=pass@10", r"task.metric='pass@10' is not allowed: must be pass@k"),
         ("task=cnndm task.metric=bleu", r"task.metric='bleu' is not allowed: must be one of rouge.types"),
         ("run_baseline=maybe", r"run_baseline must be true or false, got 'maybe'"),
+        ("bootstrap.resamples=0", r"bootstrap.resamples=0 is not allowed: must be >= 1"),
+        ("bootstrap.confidence=1.5", r"bootstrap.confidence=1.5 is not allowed: must be in \(0, 1\)"),
     ],
 )
 def test_bad_values_are_named(override, message):

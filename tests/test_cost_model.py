@@ -20,6 +20,7 @@ from replicate.cost_model import (
 )
 from replicate.records import DecodeRecord, DecodeResult
 from replicate.run.runner import run
+from tests.helpers import config_bootstrap
 
 
 @pytest.fixture(autouse=True)
@@ -53,7 +54,7 @@ def test_hand_made_trace_gives_the_hand_computed_prediction():
     baseline = autoregressive_run(9, prefill=0.050, total=0.160)
     assert predicted_decode_time(baseline, PROFILE) == pytest.approx(0.050 + 8 * 0.010)
 
-    metrics = cost_model_metrics([method], [baseline], PROFILE)
+    metrics = cost_model_metrics([method], [baseline], PROFILE, bootstrap=config_bootstrap())
     assert metrics.predicted_speedup == pytest.approx(0.130 / 0.110)
     assert metrics.efficiency == pytest.approx(0.110 / 0.200)
     assert metrics.overhead_fraction == pytest.approx(1 - 0.110 / 0.200)
@@ -68,15 +69,19 @@ def test_speedup_is_the_papers_mean_time_per_token_ratio():
     # Per-token predicted seconds: method (30 ms / 6, 2 * 20 ms / 3), baseline (50 ms / 6, 20 ms / 3).
     method_per_token = (0.030 / 6 + 0.040 / 3) / 2
     baseline_per_token = (0.050 / 6 + 0.020 / 3) / 2
-    metrics = cost_model_metrics(methods, baselines, PROFILE)
+    metrics = cost_model_metrics(methods, baselines, PROFILE, bootstrap=config_bootstrap())
     assert metrics.predicted_speedup == pytest.approx(baseline_per_token / method_per_token)
 
 
 def test_without_a_baseline_run_the_baseline_is_predicted_from_the_methods_tokens():
-    metrics = cost_model_metrics([speculative_run([4], [4], 0.05, 0.1)], None, PROFILE)
+    metrics = cost_model_metrics(
+        [speculative_run([4], [4], 0.05, 0.1)], None, PROFILE, bootstrap=config_bootstrap()
+    )
     assert metrics.predicted_speedup == pytest.approx((0.05 + 5 * 0.010) / (0.05 + 0.030))
     assert metrics.baseline_efficiency is None and metrics.speedup_efficiency is None
-    autoregressive = cost_model_metrics([autoregressive_run(5, 0.05, 0.1)], None, PROFILE)
+    autoregressive = cost_model_metrics(
+        [autoregressive_run(5, 0.05, 0.1)], None, PROFILE, bootstrap=config_bootstrap()
+    )
     assert autoregressive.predicted_speedup == pytest.approx(1.0)
 
 
@@ -89,8 +94,10 @@ def test_each_decode_priced_with_its_own_profile_and_intervals_over_samples():
     }
     methods = [speculative_run([4], [4], 0.0, 0.030), speculative_run([4], [4], 0.0, 0.060)]
     baselines = [autoregressive_run(6, 0.0, 0.050), autoregressive_run(6, 0.0, 0.100)]
-    one_profile = cost_model_metrics(methods, baselines, PROFILE)
-    paired = cost_model_metrics(methods, baselines, PROFILE, sample_profiles=[PROFILE, slow])
+    one_profile = cost_model_metrics(methods, baselines, PROFILE, bootstrap=config_bootstrap())
+    paired = cost_model_metrics(
+        methods, baselines, PROFILE, sample_profiles=[PROFILE, slow], bootstrap=config_bootstrap()
+    )
     assert one_profile.efficiency == pytest.approx(0.060 / 0.090)  # the drift looks like overhead
     assert paired.efficiency == pytest.approx(1.0) and paired.speedup_efficiency == pytest.approx(1.0)
     assert paired.efficiency_ci == pytest.approx([1.0, 1.0]) and paired.profiles_per_sample
@@ -98,7 +105,9 @@ def test_each_decode_priced_with_its_own_profile_and_intervals_over_samples():
     assert low < one_profile.efficiency < high and not one_profile.profiles_per_sample
     assert one_profile.speedup_efficiency_ci is not None
     with pytest.raises(ValueError, match="2 decodes but 1 per-sample profiles"):
-        cost_model_metrics(methods, baselines, PROFILE, sample_profiles=[PROFILE])
+        cost_model_metrics(
+            methods, baselines, PROFILE, sample_profiles=[PROFILE], bootstrap=config_bootstrap()
+        )
 
 
 def test_draft_passes_beyond_the_kept_drafts_are_priced():

@@ -26,6 +26,7 @@ from replicate.schema import ConfigError
 from tasks import Sample, load_task
 from tasks.base import BaselineFilter
 from tasks.selection import SelectionMismatchError, ids_digest
+from tests.helpers import config_bootstrap
 
 CONF = Path(__file__).resolve().parent.parent / "conf" / "task"
 
@@ -73,7 +74,9 @@ def test_a_run_scores_both_ways_and_filters_on_the_baseline(tmp_path, monkeypatc
     ]
     assert len(records) == 3 and metrics.excluded_ids == [records[0].id] and metrics.n_samples == 2
     kept = records[1:]
-    expected = decoding_metrics([r.method for r in kept], [r.baseline for r in kept], [True, True], False)
+    expected = decoding_metrics(
+        [r.method for r in kept], [r.baseline for r in kept], [True, True], False, config_bootstrap()
+    )
     assert metrics.speedup == expected["speedup"] and metrics.new_tokens == expected["new_tokens"]
     assert metrics.task_scores["n"] == 2 and metrics.decoder_state == records[-1].decoder_state
     # the filter read the baseline's completion as the authors decode it: without its first token

@@ -11,6 +11,7 @@ import pytest
 from replicate.records import DecodeRecord
 from replicate.run.metrics import decoding_metrics
 from replicate.statistics import bootstrap_interval, ratio_of_means
+from tests.helpers import config_bootstrap
 
 SETTINGS = {"resamples": 4000, "confidence": 0.95, "seed": 0}
 Z_95 = 1.959963984540054
@@ -61,7 +62,7 @@ def decode(seconds: float, tokens: int = 10) -> DecodeRecord:
 def test_run_speedup_interval_resamples_the_pairs():
     baselines = [decode(1.0 + 0.1 * i) for i in range(20)]
     methods = [decode((1.0 + 0.1 * i) / 2) for i in range(20)]  # exactly twice as fast on every prompt
-    metrics = decoding_metrics(methods, baselines, [True] * 20, is_baseline=False)
+    metrics = decoding_metrics(methods, baselines, [True] * 20, False, config_bootstrap())
     assert metrics["speedup"] == pytest.approx(2.0)
     assert metrics["speedup_ci"] == pytest.approx([2.0, 2.0])  # unpaired resampling would spread it
     assert metrics["speedup_total_time_ci"] == pytest.approx([2.0, 2.0])

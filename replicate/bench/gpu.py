@@ -185,7 +185,9 @@ def shape_section(name: str, shape: ShapeConfig, cfg: GpuShapesConfig, device: t
     baselines = [outcome.record for outcome in outcomes["ours_autoregressive"]]
     profile = profiles.pooled()
     efficiency = dataclasses.asdict(
-        cost_model_metrics(methods, baselines, profile, profiles.per_decode(len(methods)))
+        cost_model_metrics(
+            methods, baselines, profile, profiles.per_decode(len(methods)), bootstrap=cfg.bootstrap
+        )
     )
     efficiency.pop("cost_profile")
     repeats, warmup = cfg["profile_repeats"], cfg["profile_warmup"]

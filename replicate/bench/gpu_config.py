@@ -11,6 +11,7 @@ import torch
 from replicate.core.kv_cache import KV_CACHES
 from replicate.core.model_config import ATTENTION_IMPLEMENTATIONS, DTYPE_NAMES
 from replicate.schema import FieldError, MappingAccess, at_least, build, one_of
+from replicate.statistics import BootstrapConfig
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class GpuShapesConfig(MappingAccess):
     n_prompts: int
     max_new_tokens: int
     seed: int
+    bootstrap: BootstrapConfig
 
     def __post_init__(self):
         one_of("dtype", self.dtype, DTYPE_NAMES)

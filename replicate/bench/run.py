@@ -56,6 +56,8 @@ from replicate.cost_model import break_even_acceptance
 from replicate.paths import CONF_DIR
 from replicate.run.environment import environment
 from replicate.run.rundir import write_atomic
+from replicate.schema import build
+from replicate.statistics import BootstrapConfig
 from tasks import load_task
 
 SECTIONS = ("profile", "cost_model", "parity", "peers", "memory", "kv_cache", "attention")
@@ -237,7 +239,8 @@ def _model_sections(cfg: DictConfig, sections: set[str]) -> dict[str, Any]:
             "model_identity": loaded.identity,
         }
         sample_profiles = profiles.per_decode(len(outcomes[method_name]))
-        race_metrics = cost_model_section(outcomes, method_name, profile, run, sample_profiles)
+        bootstrap = build(BootstrapConfig, cfg.bootstrap, "bootstrap")
+        race_metrics = cost_model_section(outcomes, method_name, profile, run, sample_profiles, bootstrap)
         result["cost_model"] = race_metrics.to_dict()
         result["forward_clock"] = forward_clock_section(outcomes, method_name, race_metrics)
     if "parity" in sections:

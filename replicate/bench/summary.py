@@ -10,6 +10,7 @@ from replicate.bench.contenders import Outcome
 from replicate.cost_model import cost_model_metrics
 from replicate.records import RunMetrics
 from replicate.run.metrics import decoding_metrics
+from replicate.statistics import BootstrapConfig
 
 AUTOREGRESSIVE, GENERATE = "ours_autoregressive", "hf_generate"
 PEERS = ("hf_early_exit", "hf_prompt_lookup")
@@ -57,7 +58,8 @@ def cost_model_section(
     method_name: str,
     profile: dict,
     run: dict[str, Any],
-    sample_profiles: list[dict] | None = None,
+    sample_profiles: list[dict] | None,
+    bootstrap: BootstrapConfig,
 ) -> RunMetrics:
     """The race of the method against our autoregressive loop as a `RunMetrics` (the shape of a run's
     metrics.json: measured speedup, acceptance, identity, and the cost model's prediction and efficiency).
@@ -66,10 +68,10 @@ def cost_model_section(
     method, baseline = outcomes[method_name], outcomes[AUTOREGRESSIVE]
     methods, baselines = [m.record for m in method], [b.record for b in baseline]
     identical = [m.tokens == b.tokens for m, b in zip(method, baseline)]
-    stats = cost_model_metrics(methods, baselines, profile, sample_profiles)
+    stats = cost_model_metrics(methods, baselines, profile, sample_profiles, bootstrap=bootstrap)
     return RunMetrics(
         **run,
-        **decoding_metrics(methods, baselines, identical, is_baseline=False),
+        **decoding_metrics(methods, baselines, identical, False, bootstrap),
         cost_model=dataclasses.replace(stats, cost_profile=None),  # the output's `profile` holds it
     )
 

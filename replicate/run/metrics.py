@@ -15,7 +15,7 @@
   because the two decoders consume the random generator differently.
 Times are wall clock around the whole decode (prefill included, tokenization excluded).
 Intervals are percentile bootstraps over samples (`replicate.statistics`; the speedups resample the
-(baseline, method) pairs of each sample together), 95%, 2000 resamples, seed 0 (`BOOTSTRAP`).
+(baseline, method) pairs of each sample together), with the run's `bootstrap` settings (conf/config.yaml).
 """
 
 from __future__ import annotations
@@ -27,9 +27,7 @@ from typing import Any
 import numpy as np
 
 from replicate.records import DecodeRecord, SampleRecord
-from replicate.statistics import bootstrap_interval, ratio_of_means
-
-BOOTSTRAP = {"resamples": 2000, "confidence": 0.95, "seed": 0}
+from replicate.statistics import BootstrapConfig, bootstrap_interval, ratio_of_means
 
 
 def _per_token_speedup(pairs: np.ndarray) -> float:
@@ -47,10 +45,12 @@ def decoding_metrics(
     baselines: Sequence[DecodeRecord] | None,
     identical: Sequence[bool] | None,
     is_baseline: bool,
+    bootstrap: BootstrapConfig,
 ) -> dict[str, Any]:
     """Statistics of the method's decodes and, when given, against the baseline's decodes of the same samples
     (`RunMetrics` fields). `is_baseline`: the method is autoregressive decoding itself, so it is its own
-    reference (speedup 1, identical by definition) and drafts nothing (acceptance None)."""
+    reference (speedup 1, identical by definition) and drafts nothing (acceptance None). `bootstrap`: the
+    intervals' settings."""
     if not methods:
         raise ValueError("no samples were decoded; nothing to summarize")
     new_tokens = sum(run.new_tokens for run in methods)
@@ -79,7 +79,9 @@ def decoding_metrics(
         metrics["samples_without_drafts"] = len(methods) - len(rates)
         if rates:
             metrics["acceptance_rate"] = float(np.mean(rates))
-            metrics["acceptance_rate_ci"] = _interval(bootstrap_interval([rates], np.mean, **BOOTSTRAP))
+            metrics["acceptance_rate_ci"] = _interval(
+                bootstrap_interval([rates], np.mean, **bootstrap.settings())
+            )
             metrics["acceptance_rate_pooled"] = sum(accepted) / sum(drafted)
     if is_baseline:
         metrics.update(speedup=1.0, speedup_total_time=1.0, identical_fraction=1.0)
@@ -91,10 +93,12 @@ def decoding_metrics(
         totals = np.array([[b.total_time, m.total_time] for b, m in zip(baselines, methods)])
         metrics.update(
             speedup=_per_token_speedup(per_token),
-            speedup_ci=_interval(bootstrap_interval(per_token.T, ratio_of_means, paired=True, **BOOTSTRAP)),
+            speedup_ci=_interval(
+                bootstrap_interval(per_token.T, ratio_of_means, paired=True, **bootstrap.settings())
+            ),
             speedup_total_time=_total_speedup(totals),
             speedup_total_time_ci=_interval(
-                bootstrap_interval(totals.T, ratio_of_means, paired=True, **BOOTSTRAP)
+                bootstrap_interval(totals.T, ratio_of_means, paired=True, **bootstrap.settings())
             ),
             identical_fraction=float(np.mean(identical)),
             baseline_tokens_per_s=sum(b.new_tokens for b in baselines) / sum(b.total_time for b in baselines),
@@ -106,14 +110,18 @@ def _interval(interval: tuple[float, float] | None) -> list[float] | None:
     return None if interval is None else list(interval)
 
 
-def sample_metrics(records: Sequence[SampleRecord], is_baseline: bool) -> dict[str, Any]:
+def sample_metrics(
+    records: Sequence[SampleRecord], is_baseline: bool, bootstrap: BootstrapConfig
+) -> dict[str, Any]:
     """`decoding_metrics` of a run's samples (all with a baseline decode, or none)."""
     with_baseline = [record.baseline is not None for record in records]
     if any(with_baseline) and not all(with_baseline):
         raise ValueError("some samples have a baseline decode and some do not; rerun with force=true")
     baselines = [record.baseline for record in records] if records and all(with_baseline) else None
     identical = [bool(record.identical) for record in records] if baselines is not None else None
-    return decoding_metrics([record.method for record in records], baselines, identical, is_baseline)
+    return decoding_metrics(
+        [record.method for record in records], baselines, identical, is_baseline, bootstrap
+    )
 
 
 def first_difference(tokens: Sequence[int], reference: Sequence[int]) -> int | None:

@@ -46,6 +46,7 @@ logger = logging.getLogger(__name__)  # under `python -m replicate`, Hydra write
 # Settings that may differ between a run and its resumption: they change no sample's result.
 RESUMABLE_KEYS = (
     "n_samples", "resume", "force", "logger", "cost_model", "warmup", "verify_cache", "paper", "divergence",
+    "bootstrap",
 )  # fmt: skip
 # What identifies the data beyond the samples themselves (their ids are compared one by one).
 _PER_SAMPLE_SELECTION = ("file", "sample_ids", "problem_ids", "n_problems")
@@ -178,7 +179,7 @@ def summarize(
         max_new_tokens=config.max_new_tokens,
         # Greedy output must be identical; sampled output is only identically distributed.
         identity_expected=config.sampling.greedy,
-        **sample_metrics(kept, is_baseline=not config.method.drafts),
+        **sample_metrics(kept, not config.method.drafts, config.bootstrap),
         prompts_truncated=sum(record.prompt_truncated for record in kept),
         skip={"attention": list(loaded.plan.attention), "mlp": list(loaded.plan.mlp)},
         decoder_state=records[-1].decoder_state,
@@ -268,7 +269,9 @@ def run(cfg: DictConfig | RunConfig, run_dir: Path) -> RunMetrics:
     metrics = summarize(config, records, task, samples, loaded, fingerprint, scoring)
     if cost_profile is not None:
         baselines = [r.baseline for r in records] if records[0].baseline is not None else None
-        metrics.cost_model = cost_model_metrics([r.method for r in records], baselines, cost_profile)
+        metrics.cost_model = cost_model_metrics(
+            [r.method for r in records], baselines, cost_profile, bootstrap=config.bootstrap
+        )
     rundir.write_metrics(run_dir, metrics)
     print(format_table([metrics]))
     print(f"results: {run_dir}")
