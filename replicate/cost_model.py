@@ -107,7 +107,7 @@ def predicted_baseline_time(
 
 def _speedup(baseline_seconds_per_token: np.ndarray, method_seconds_per_token: np.ndarray) -> float:
     """The paper's speedup: mean time per token over samples, autoregressive / method."""
-    return float(baseline_seconds_per_token.mean() / method_seconds_per_token.mean())
+    return float(ratio_of_means(baseline_seconds_per_token, method_seconds_per_token))
 
 
 def _predicted_times(
@@ -201,7 +201,7 @@ def cost_model_metrics(
     )
     if baselines is not None:
         measured_baseline = np.array([run.total_time for run in baselines])
-        baseline_efficiency = float(predicted_baseline.sum() / measured_baseline.sum())
+        baseline_efficiency = float(ratio_of_means(predicted_baseline, measured_baseline))
         columns = [
             predicted_method,
             measured_method,

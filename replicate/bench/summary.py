@@ -6,11 +6,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import numpy as np
+
 from replicate.bench.contenders import Outcome
 from replicate.cost_model import cost_model_metrics
 from replicate.records import RunMetrics
 from replicate.run.metrics import decoding_metrics
-from replicate.statistics import BootstrapConfig
+from replicate.statistics import BootstrapConfig, ratio_of_means
 
 AUTOREGRESSIVE, GENERATE = "ours_autoregressive", "hf_generate"
 PEERS = ("hf_early_exit", "hf_prompt_lookup")
@@ -103,7 +105,7 @@ def kv_cache_name(contender: str, kind: str) -> str:
 def _per_token_speedup(baseline: list[Outcome], method: list[Outcome]) -> float:
     """The paper's speedup of two contenders' decodes of the same prompts (mean seconds per token)."""
     per_token = [(b.seconds / len(b.tokens), m.seconds / len(m.tokens)) for b, m in zip(baseline, method)]
-    return sum(b for b, _ in per_token) / sum(m for _, m in per_token)
+    return float(ratio_of_means(*np.array(per_token).T))
 
 
 def kv_cache_section(

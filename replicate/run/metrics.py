@@ -30,16 +30,6 @@ from replicate.records import DecodeRecord, SampleRecord
 from replicate.statistics import BootstrapConfig, bootstrap_interval, ratio_of_means
 
 
-def _per_token_speedup(pairs: np.ndarray) -> float:
-    """pairs: (n, 2) of (baseline s/token, method s/token)."""
-    return float(pairs[:, 0].mean() / pairs[:, 1].mean())
-
-
-def _total_speedup(pairs: np.ndarray) -> float:
-    """pairs: (n, 2) of (baseline total s, method total s)."""
-    return float(pairs[:, 0].sum() / pairs[:, 1].sum())
-
-
 def decoding_metrics(
     methods: Sequence[DecodeRecord],
     baselines: Sequence[DecodeRecord] | None,
@@ -92,11 +82,11 @@ def decoding_metrics(
         per_token = np.array([[b.time_per_token, m.time_per_token] for b, m in zip(baselines, methods)])
         totals = np.array([[b.total_time, m.total_time] for b, m in zip(baselines, methods)])
         metrics.update(
-            speedup=_per_token_speedup(per_token),
+            speedup=float(ratio_of_means(*per_token.T)),
             speedup_ci=_interval(
                 bootstrap_interval(per_token.T, ratio_of_means, paired=True, **bootstrap.settings())
             ),
-            speedup_total_time=_total_speedup(totals),
+            speedup_total_time=float(ratio_of_means(*totals.T)),  # = total / total
             speedup_total_time_ci=_interval(
                 bootstrap_interval(totals.T, ratio_of_means, paired=True, **bootstrap.settings())
             ),

@@ -81,14 +81,22 @@ def score_paper_predictions(
 
 def task_scores(task: Task, samples: Sequence[Sample], records: Sequence[SampleRecord]) -> dict[str, Any]:
     """The `RunMetrics` task-score fields: the method's and (when decoded) the baseline's aggregate."""
+    aggregates = _aggregates(task, samples, records, "scores")
+    return {"metric": aggregates["task_scores"]["metric"], **aggregates}
+
+
+def _aggregates(
+    task: Task, samples: Sequence[Sample], records: Sequence[SampleRecord], scores: str
+) -> dict[str, Any]:
+    """The method's and (when decoded) the baseline's `task.aggregate` of the per-decode `scores` field
+    (`scores` or `paper_scores`), as the `score`, `task_scores`, `baseline_score` and `baseline_task_scores`."""
     by_id = {sample.id: sample for sample in samples}
     scored = [by_id[record.id] for record in records]
-    method = task.aggregate(scored, [record.method.scores for record in records])
+    method = task.aggregate(scored, [getattr(record.method, scores) for record in records])
     baseline = None
     if records[0].baseline is not None:
-        baseline = task.aggregate(scored, [record.baseline.scores for record in records])
+        baseline = task.aggregate(scored, [getattr(record.baseline, scores) for record in records])
     return {
-        "metric": method["metric"],
         "score": method["score"],
         "task_scores": method,
         "baseline_score": None if baseline is None else baseline["score"],
@@ -112,17 +120,8 @@ def paper_compatible_scores(
     ]
     if unscored:
         raise ValueError(f"samples {unscored[:3]} have no paper-compatible scores; rescore the run")
-    by_id = {sample.id: sample for sample in samples}
-    scored = [by_id[record.id] for record in records]
-    method = task.aggregate(scored, [record.method.paper_scores for record in records])
-    baseline = None
-    if records[0].baseline is not None:
-        baseline = task.aggregate(scored, [record.baseline.paper_scores for record in records])
     return {
-        "score": method["score"],
-        "task_scores": method,
-        "baseline_score": None if baseline is None else baseline["score"],
-        "baseline_task_scores": baseline,
+        **_aggregates(task, samples, records, "paper_scores"),
         "postprocess": "first generated token dropped, then the authors' notebook post-processing",
     }
 

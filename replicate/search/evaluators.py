@@ -14,11 +14,10 @@ from omegaconf import DictConfig
 from replicate.core.models import LoadedModel
 from replicate.core.sampling import SamplingConfig
 from replicate.run.rundir import write_atomic
-from replicate.search.config import STRATEGIES
 from replicate.search.dev_sequences import DevSequence
 from replicate.search.objective import DevPrompt, TrialEvaluator
 from replicate.search.sub_block_costs import COST_SOURCES, measure_sub_block_costs, weight_sub_block_costs
-from replicate.search.teacher_forced import ACCEPTANCE_ESTIMATES, TeacherForcedEvaluator
+from replicate.search.teacher_forced import TeacherForcedEvaluator
 
 COSTS_FILE = "cost_profile.json"
 
@@ -60,31 +59,15 @@ def cost_profile(
     return costs
 
 
-def check_strategy_settings(cfg: DictConfig) -> None:
-    """Refuse, before anything is loaded or written, a strategy or estimate that cannot run as configured."""
-    search = cfg.search
-    if search.strategy not in STRATEGIES:
-        raise ValueError(f"search.strategy={search.strategy!r} is not one of {', '.join(STRATEGIES)}")
-    if search.acceptance_estimate not in ACCEPTANCE_ESTIMATES:
-        raise ValueError(
-            f"search.acceptance_estimate={search.acceptance_estimate!r} is not one of {', '.join(ACCEPTANCE_ESTIMATES)}"
-        )
-    if search.acceptance_estimate == "teacher_forced" and search.objective != "predicted_speedup":
-        raise ValueError(
-            f"search.acceptance_estimate=teacher_forced decodes nothing, so it cannot measure "
-            f"search.objective={search.objective}; use search.objective=predicted_speedup"
-        )
-
-
 def build_evaluator(
     cfg: DictConfig,
     loaded: LoadedModel,
     prompts: list[DevPrompt],
     sequences: list[DevSequence] | None = None,
 ) -> TrialEvaluator | TeacherForcedEvaluator:
-    """The evaluator `search.acceptance_estimate` names (teacher_forced may reuse computed `sequences`)."""
+    """The evaluator `search.acceptance_estimate` names (teacher_forced may reuse computed `sequences`); `cfg`
+    has passed `replicate.search.config.search_run_config` (as `run_search` does first)."""
     search, sampling = cfg.search, SamplingConfig(**cfg.sampling)
-    check_strategy_settings(cfg)
     if search.acceptance_estimate == "decoded":
         return TrialEvaluator(loaded, cfg.method, sampling, prompts, search, cfg.seed)
     return TeacherForcedEvaluator(loaded, cfg.method, sampling, prompts, search, sequences=sequences)

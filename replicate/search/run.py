@@ -38,7 +38,6 @@ from replicate.search.config import search_run_config
 from replicate.search.evaluators import (
     COSTS_FILE,
     build_evaluator,
-    check_strategy_settings,
     cost_profile,
 )
 from replicate.search.objective import DevPrompt, TrialEvaluator, collect_dev_prompts
@@ -189,7 +188,6 @@ def run_search(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Run (or resume) the search `cfg` describes in `run_dir`; returns the summary (`summary.json`)."""
     search_run_config(cfg)  # every key typed and checked before anything loads (replicate.search.config)
     run_dir, search = Path(run_dir), cfg.search
-    check_strategy_settings(cfg)
     if search.strategy != "bayesian":
         from replicate.search.selectors.selection import run_selection  # imports this module
 
