@@ -19,6 +19,7 @@ from replicate.bench.run import compose_bench_config, profile_context_length, ru
 from replicate.core.decoding import forward
 from replicate.core.skipping import SkipAwareCache
 from replicate.records import RunMetrics
+from replicate.schema import ConfigError
 
 TINY = [
     "model=tiny_llama", "n_prompts=2", "max_new_tokens=8", "method.max_draft_tokens=4", "profile.repeats=1",
@@ -90,6 +91,23 @@ def test_sections_can_be_chosen(tmp_path):
     assert set(result["speed"]) == {"ours_autoregressive", "hf_generate"} and "cost_model" not in result
     with pytest.raises(ValueError, match="unknown bench sections"):
         run_bench(compose_bench_config([*TINY, "sections=[speedy]"]), tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("bootstrap.resamples=0", r"bootstrap.resamples=0 is not allowed: must be >= 1"),
+        ("gpu_shapes=true gpu.max_draft_tokens=0", r"gpu.max_draft_tokens=0 is not allowed"),
+    ],
+)
+def test_bad_settings_fail_before_anything_is_measured(tmp_path, monkeypatch, override, message):
+    def no_model(*_):
+        raise AssertionError("a model was loaded before the settings were checked")
+
+    monkeypatch.setattr("replicate.bench.run.load_bench_model", no_model)
+    with pytest.raises(ConfigError, match=message):
+        run_bench(compose_bench_config([*TINY, *override.split()]), tmp_path)
+    assert not list(tmp_path.iterdir())
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised without CUDA")

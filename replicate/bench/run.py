@@ -28,6 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from replicate.bench.contenders import Contender, ForwardClock, hf_generate, ours, race
 from replicate.bench.gpu import proportional_skip_plan, require_device, run_gpu_shapes
+from replicate.bench.gpu_config import gpu_shapes_config
 from replicate.bench.memory import memory_table
 from replicate.bench.profiles import InterleavedProfiles, attention_profiles, kv_cache_profiles
 from replicate.bench.summary import (
@@ -146,7 +147,9 @@ def run_bench(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
         raise ValueError(
             f"unknown bench sections {sorted(sections - set(SECTIONS))}; known: {', '.join(SECTIONS)}"
         )
+    bootstrap = build(BootstrapConfig, cfg.bootstrap, "bootstrap")  # bad values fail before any model loads
     if cfg.gpu_shapes:
+        gpu_shapes_config(cfg.gpu)
         require_device(cfg.gpu.device)  # fail before spending minutes on the CPU sections
     if cfg.threads is not None:
         torch.set_num_threads(int(cfg.threads))
@@ -154,7 +157,7 @@ def run_bench(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     output_dir.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {"model": cfg.model.name, "settings": OmegaConf.to_container(cfg, resolve=True)}
     if sections:
-        result.update(_model_sections(cfg, sections))
+        result.update(_model_sections(cfg, sections, bootstrap))
     if cfg.gpu_shapes:
         result["gpu_shapes"] = run_gpu_shapes(OmegaConf.to_container(cfg.gpu, resolve=True))
     result.setdefault("environment", environment(torch.device(cfg.gpu.device if cfg.gpu_shapes else "cpu")))
@@ -170,7 +173,7 @@ def run_bench(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     return result
 
 
-def _model_sections(cfg: DictConfig, sections: set[str]) -> dict[str, Any]:
+def _model_sections(cfg: DictConfig, sections: set[str], bootstrap: BootstrapConfig) -> dict[str, Any]:
     loaded, skip_source = load_bench_model(cfg)
     samples = load_task(cfg.task).samples(cfg.n_prompts)
     encoded = [encode_prompt(loaded, sample.prompt, cfg.max_new_tokens) for sample in samples]
@@ -239,7 +242,6 @@ def _model_sections(cfg: DictConfig, sections: set[str]) -> dict[str, Any]:
             "model_identity": loaded.identity,
         }
         sample_profiles = profiles.per_decode(len(outcomes[method_name]))
-        bootstrap = build(BootstrapConfig, cfg.bootstrap, "bootstrap")
         race_metrics = cost_model_section(outcomes, method_name, profile, run, sample_profiles, bootstrap)
         result["cost_model"] = race_metrics.to_dict()
         result["forward_clock"] = forward_clock_section(outcomes, method_name, race_metrics)
