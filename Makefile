@@ -2,6 +2,7 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
+REPLICATE := $(VENV)/bin/replicate  # the console script (pyproject.toml [project.scripts])
 export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export WANDB_MODE ?= offline
@@ -35,7 +36,7 @@ check-lossless: setup  ## fail at the first sample where a greedy method differs
 
 # CI runs `make test` (which includes the lossless tests) and then only this, so no test runs twice.
 lossless-runs: setup  ## the runner half of check-lossless alone: every greedy method through the real runner
-	$(PY) -m replicate.lossless
+	$(REPLICATE) lossless
 
 check-install:  ## pip install . (not editable) into a fresh venv, then the entry points from another directory
 	.ci/check-install
@@ -47,14 +48,14 @@ format: setup  ## apply ruff formatting
 	$(VENV)/bin/ruff check --fix . && $(VENV)/bin/ruff format .
 
 demo: setup  ## SmolLM2 on a few HumanEval prompts, all three methods, one table
-	$(PY) -m replicate.demo
+	$(REPLICATE) demo
 
 bench: setup  ## cost profile, cost model, baseline parity, peers and memory on SmolLM2 (outputs/bench/)
-	$(PY) -m replicate.bench $(BENCH_ARGS)
+	$(REPLICATE) bench $(BENCH_ARGS)
 
 .PHONY: search
 search: setup  ## layer search, SmolLM2 on this CPU (~17 min; rerun resumes; outputs/search/) [SEARCH_ARGS=overrides]
-	$(PY) -m replicate.search model=smollm2_135m search=smollm2_cpu $(SEARCH_ARGS)
+	$(REPLICATE) search model=smollm2_135m search=smollm2_cpu $(SEARCH_ARGS)
 
 # Paper tables (conf/experiment/): check this machine, run the Hydra sweep into outputs/experiments/<name>
 # (rerunning resumes), then write report.md/report.csv there. SMOKE=1: the same grid on SmolLM2 on the CPU
@@ -63,14 +64,14 @@ search: setup  ## layer search, SmolLM2 on this CPU (~17 min; rerun resumes; out
 SMOKE_FLAG = $(if $(filter-out 0,$(SMOKE)),--smoke)
 
 replicate-table1: setup  ## paper Table 1 (LLaMA-2 x CNN/DM, XSum): GPU + weights, or SMOKE=1 on CPU
-	$(PY) -m replicate.experiment run table1 $(SMOKE_FLAG) $(ARGS)
+	$(REPLICATE) experiment run table1 $(SMOKE_FLAG) $(ARGS)
 
 replicate-table2: setup  ## paper Table 2 (CodeLLaMA-13B, HumanEval): GPU + weights, or SMOKE=1 on CPU
-	$(PY) -m replicate.experiment run table2 $(SMOKE_FLAG) $(ARGS)
+	$(REPLICATE) experiment run table2 $(SMOKE_FLAG) $(ARGS)
 
 replicate: setup  ## any paper table: make replicate EXP=table3 [SMOKE=1] [ARGS="hydra overrides"]
-	@test -n "$(EXP)" || { echo "set EXP to one of: $$($(PY) -m replicate.experiment list | tr '\n' ' ')"; exit 2; }
-	$(PY) -m replicate.experiment run $(EXP) $(SMOKE_FLAG) $(ARGS)
+	@test -n "$(EXP)" || { echo "set EXP to one of: $$($(REPLICATE) experiment list | tr '\n' ' ')"; exit 2; }
+	$(REPLICATE) experiment run $(EXP) $(SMOKE_FLAG) $(ARGS)
 
 # GPU check (docs/gpu.md): on a CUDA machine, within 10 minutes, outputs/gpu-check/report.md + results.json.
 # REHEARSE=1: the same script on the CPU with tiny shapes (outputs/gpu-check-rehearsal/; also run by test-slow).
@@ -78,4 +79,4 @@ replicate: setup  ## any paper table: make replicate EXP=table3 [SMOKE=1] [ARGS=
 REHEARSE_FLAG = $(if $(filter-out 0,$(REHEARSE)),--rehearse)
 
 gpu-check: setup  ## check a CUDA GPU in 10 min (outputs/gpu-check/); REHEARSE=1: same code on CPU [ARGS=overrides]
-	$(PY) -m replicate.gpu_check $(REHEARSE_FLAG) $(ARGS)
+	$(REPLICATE) gpu-check $(REHEARSE_FLAG) $(ARGS)

@@ -1,22 +1,9 @@
-"""`python -m replicate model=<m> task=<t> method=<x> n_samples=<N> max_new_tokens=<N> seed=<S>` (Hydra;
-`-m` for multirun sweeps). The run directory is Hydra's output directory."""
+"""`python -m replicate <command> ...` is the `replicate` command line (`replicate.cli`);
+`python -m replicate key=value ...` (the form before subcommands) is `replicate run key=value ...`."""
 
-from pathlib import Path
+import sys
 
-import hydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
-
-from replicate.cli import user_errors
-from replicate.paths import CONF_DIR
-from replicate.tracking import run_and_track
-
-
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
-@user_errors
-def main(cfg: DictConfig) -> None:
-    run_and_track(cfg, Path(HydraConfig.get().runtime.output_dir))
-
+from replicate.cli import main
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -10,18 +10,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
 from replicate.core.methods import MethodConfig, method_config
 from replicate.core.model_config import ModelConfig, model_config
 from replicate.core.sampling import SamplingConfig
+from replicate.overrides import compose_config
 from replicate.paths import CONF_DIR
 from replicate.schema import (
     ConfigError,
@@ -37,30 +35,6 @@ from replicate.statistics import BootstrapConfig
 from tasks.config import TaskConfig, task_config
 
 __all__ = ["CONF_DIR", "ConfigError", "RunConfig", "compose_config", "options", "run_config"]
-
-
-@contextmanager
-def _own_hydra() -> Iterator[None]:
-    """Hydra initialized on `conf/`, with any running app's Hydra set aside and restored afterwards."""
-    global_hydra = GlobalHydra.instance()
-    running = global_hydra.hydra if global_hydra.is_initialized() else None
-    global_hydra.clear()
-    try:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            yield
-    finally:
-        global_hydra.clear()
-        if running is not None:
-            global_hydra.initialize(running)
-
-
-def compose_config(
-    overrides: Sequence[str] = (), name: str = "config", with_hydra: bool = False
-) -> DictConfig:
-    """The root config `conf/<name>.yaml` with overrides, e.g. ["model=tiny_llama", "n_samples=2"]. An unknown
-    group option (model=foo) raises Hydra's error, which lists the available options."""
-    with _own_hydra():
-        return compose(config_name=name, overrides=list(overrides), return_hydra_config=with_hydra)
 
 
 def options(group: str) -> list[str]:
@@ -184,6 +158,21 @@ class RunConfig(MappingAccess):
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)
+
+
+def ineffective_settings(config: RunConfig) -> list[str]:
+    """Settings of a valid run config that cannot take effect, each named with why (the run warns)."""
+    notes = [
+        f"sampling.{setting} has no effect under greedy decoding (sampling.temperature=0 takes the argmax); "
+        "set sampling.temperature > 0 to sample"
+        for setting in config.sampling.ignored()
+    ]
+    if config.method.drafts and config.method.max_draft_tokens >= config.max_new_tokens:
+        notes.append(
+            f"method.max_draft_tokens={config.method.max_draft_tokens} cannot take effect with "
+            f"max_new_tokens={config.max_new_tokens}: a cycle never drafts past the token budget"
+        )
+    return notes
 
 
 def run_config(cfg: Mapping[str, Any] | DictConfig | RunConfig) -> RunConfig:

@@ -7,32 +7,41 @@ from __future__ import annotations
 import datetime
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
+from replicate.arguments import demo_parser
 from replicate.cli import user_errors
-from replicate.config import compose_config
-from replicate.run.runner import format_table, run
 
 logger = logging.getLogger(__name__)
 
 
 @user_errors
-def main(overrides: list[str]) -> None:
+def main(argv: Sequence[str] | None = None) -> int:
+    from replicate.config import run_config
+    from replicate.overrides import compose_config
+    from replicate.run.runner import format_table, run
+
+    overrides = demo_parser().parse_args(sys.argv[1:] if argv is None else argv).overrides
     stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     root = Path("outputs") / "demo" / stamp
-    methods = compose_config(["experiment=demo", *overrides]).experiment.methods
+    methods = compose_config(["experiment=demo", *overrides], command="replicate demo").experiment.methods
+    configs = {  # every method's config checked before the first one decodes
+        method: run_config(compose_config(["experiment=demo", f"method={method}", *overrides]))
+        for method in methods
+    }
     rows = []
-    for method in methods:
-        cfg = compose_config(["experiment=demo", f"method={method}", *overrides])
+    for method, config in configs.items():
         logger.info("== %s ==", method)
-        rows.append(run(cfg, root / method))
+        rows.append(run(config, root / method))
     print("\n" + format_table(rows))
     environment = rows[0].environment
     print(
         f"device: {environment['device']} ({environment['cpu']}), torch threads: {environment['torch_threads']}"
     )
     print(f"results: {root}")
+    return 0
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(main())

@@ -17,7 +17,6 @@ report (`python -m replicate.report <dir>`). `--smoke` runs the same grid on the
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import subprocess
@@ -26,13 +25,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper  # its grid expansion, reused verbatim
-from hydra.core.override_parser.overrides_parser import OverridesParser
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
+from replicate.arguments import experiment_parser
 from replicate.cli import user_errors
-from replicate.config import CONF_DIR, compose_config
-from replicate.core.methods import method_config
+from replicate.overrides import did_you_mean, job_config, sweep_jobs
+from replicate.paths import CONF_DIR
+from replicate.schema import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -52,34 +51,33 @@ def experiments() -> list[str]:
 def _check_name(name: str) -> None:
     known = experiments()
     if name not in known:
-        raise SystemExit(f"unknown experiment {name!r}; known experiments: {', '.join(known)}")
-
-
-def _compose(overrides: Sequence[str]) -> DictConfig:
-    return compose_config(overrides, with_hydra=True)
+        raise ConfigError(
+            f"unknown experiment {name!r}{did_you_mean(name, known)} (known: {', '.join(known)})"
+        )
 
 
 def grid(name: str, overrides: Sequence[str] = ()) -> list[list[str]]:
     """The override list of every job `python -m replicate -m experiment=<name> <overrides>` launches, expanded
     exactly as Hydra's basic sweeper does (a command-line override of a swept key replaces its sweep)."""
     _check_name(name)
-    base = [f"experiment={name}", *overrides]
-    parser = OverridesParser.create()
-    fixed = [
-        override.input_line for override in parser.parse_overrides(base) if not override.is_sweep_override()
-    ]
-    params = _compose(fixed).hydra.sweeper.params or {}
-    parsed = parser.parse_overrides([f"{key}={value}" for key, value in params.items()] + base)
-    return BasicSweeper.split_arguments(parsed, max_batch_size=None)[0]
+    return sweep_jobs([f"experiment={name}", *overrides])
 
 
 def job_configs(name: str, overrides: Sequence[str] = ()) -> list[DictConfig]:
-    """The composed config of every job of the experiment's sweep (without Hydra's own node)."""
+    """The composed config of every job of the experiment's sweep (without Hydra's own node), each typed and
+    checked (`replicate.config.run_config`): a bad value is a ConfigError naming the job, before any job runs."""
+    from replicate.config import run_config
+
+    jobs = grid(name, overrides)
     configs = []
-    for job in grid(name, overrides):
-        cfg = _compose(job)
-        with open_dict(cfg):
-            del cfg["hydra"]
+    for number, job in enumerate(jobs):
+        try:
+            cfg = job_config(job, command="replicate experiment")
+            run_config(cfg)
+        except ConfigError as error:
+            raise ConfigError(
+                f"experiment {name}, job {number} of {len(jobs)} ({' '.join(job)}): {error}"
+            ) from None
         configs.append(cfg)
     return configs
 
@@ -130,6 +128,7 @@ def missing_requirements(configs: Sequence[DictConfig]) -> list[str]:
     what to do. Only cheap checks (no model is loaded, no dataset downloaded)."""
     import torch
 
+    from replicate.core.methods import method_config
     from replicate.core.models import gguf_path
     from tasks import SandboxSettings, SandboxUnavailableError, describe_sandbox, load_task
     from tasks.summarization import hub_is_offline
@@ -210,7 +209,7 @@ def run_experiment(name: str, overrides: Sequence[str], smoke: bool, sweep_dir: 
         return 2
     logger.info("experiment %s: %d jobs into %s", name, len(configs), sweep_dir)
     command = [
-        sys.executable, "-m", "replicate", "-m", f"experiment={name}", f"hydra.sweep.dir={sweep_dir}", *overrides,
+        sys.executable, "-m", "replicate", "run", "-m", f"experiment={name}", f"hydra.sweep.dir={sweep_dir}", *overrides,
     ]  # fmt: skip
     status = subprocess.run(command, check=False).returncode
     if status != 0:
@@ -224,30 +223,31 @@ def run_experiment(name: str, overrides: Sequence[str], smoke: bool, sweep_dir: 
     return status
 
 
-def _parse(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
-    parser = argparse.ArgumentParser(
-        prog="python -m replicate.experiment", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument("command", choices=("list", "plan", "check", "run"))
-    parser.add_argument("name", nargs="?", help="experiment name, e.g. table1")
-    parser.add_argument("--smoke", action="store_true", help="SmolLM2 on CPU, 2 samples x 32 tokens")
-    parser.add_argument("--sweep-dir", type=Path, default=None, help="default: outputs/experiments/<name>")
-    return parser.parse_known_args(argv)
-
-
 @user_errors
 def main(argv: Sequence[str] | None = None) -> int:
-    args, overrides = _parse(sys.argv[1:] if argv is None else argv)
+    args = experiment_parser().parse_intermixed_args(sys.argv[1:] if argv is None else argv)
+    overrides = args.overrides
     if args.command == "list":
+        if args.name or overrides:
+            raise ConfigError(
+                f"`experiment list` takes no arguments, got {' '.join([args.name, *overrides])}"
+            )
         print("\n".join(experiments()))
         return 0
     if not args.name:
-        raise SystemExit(f"name an experiment: {', '.join(experiments())}")
+        raise ConfigError(
+            f"name an experiment: replicate experiment {args.command} <{'|'.join(experiments())}>"
+        )
+    if "=" in args.name:
+        raise ConfigError(
+            f"name the experiment before the overrides: replicate experiment {args.command} <name> {args.name}"
+        )
     _check_name(args.name)
     if args.command == "run":
         return run_experiment(args.name, overrides, args.smoke, args.sweep_dir)
     overrides = [*(SMOKE_OVERRIDES if args.smoke else ()), *overrides]
     if args.command == "plan":
+        job_configs(args.name, overrides)  # every job's config checked, as `run` checks it
         for job in grid(args.name, overrides):
             print(" ".join(job))
         return 0

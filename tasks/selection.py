@@ -19,6 +19,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from replicate.errors import MissingFile
 from tasks.base import data_dir
 
 
@@ -38,7 +39,7 @@ def ids_digest(ids: Sequence[str]) -> str:
 def _check_ranked(selected: Sequence[Mapping[str, str]], ranked: Mapping[str, Any], title: str) -> dict:
     path = data_dir() / ranked["file"]
     if not path.is_file():
-        raise FileNotFoundError(
+        raise MissingFile(
             f"{title}: selection_check.ranked.file {path} not found (data directory: data_dir()); provide it, "
             "or set task.selection_check.ranked=null to skip the check (the run then records no rank check)"
         )

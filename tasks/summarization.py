@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from replicate.errors import DataError, MissingFile
+from replicate.schema import ConfigError
 from tasks.base import SHIPPED_DATA_DIR, Sample, Task, data_dir
 from tasks.rouge import RougeF1, summarize_metric
 from tasks.selection import check_selection
@@ -34,11 +36,11 @@ from tasks.selection import check_selection
 _TRUE = {"1", "true", "yes", "on"}
 
 
-class DataUnavailableError(FileNotFoundError):
+class DataUnavailableError(MissingFile):
     """Offline evaluation data is missing; the message says where it was looked for and how to provide it."""
 
 
-class DataFileError(ValueError):
+class DataFileError(DataError):
     """An offline data file that cannot be read as the config describes it; the message names file and line."""
 
 
@@ -73,7 +75,7 @@ class SummarizationTask(Task):
     def __init__(self, cfg):
         super().__init__(cfg)
         if cfg["source"] not in ("auto", "hub", "offline"):
-            raise ValueError(f"{self.name}: source must be auto, hub or offline, got {cfg['source']!r}")
+            raise ConfigError(f"{self.name}: source must be auto, hub or offline, got {cfg['source']!r}")
         self.source = (
             "offline"
             if cfg["source"] == "offline" or (cfg["source"] == "auto" and hub_is_offline())
@@ -164,10 +166,10 @@ class SummarizationTask(Task):
         items = self._parse_offline(path, raw)
         ids = [item.id for item in items]
         if len(set(ids)) != len(ids) or "None" in ids:
-            raise ValueError(f"{path}: offline.id_field={offline['id_field']!r} is missing or not unique")
+            raise ConfigError(f"{path}: offline.id_field={offline['id_field']!r} is missing or not unique")
         held, shots = offline["held_out_items"], self.cfg["shots"]
         if held < shots or held >= len(items):
-            raise ValueError(
+            raise ConfigError(
                 f"{self.title}: offline.held_out_items={held} must be >= shots={shots} and < {len(items)} items"
             )
         evaluation, held_out = items[: len(items) - held], items[len(items) - held :]
@@ -223,7 +225,7 @@ class SummarizationTask(Task):
     def samples(self, n: int | None = None) -> list[Sample]:
         evaluation = self._load()
         if n is not None and n > len(evaluation):
-            raise ValueError(
+            raise ConfigError(
                 f"{self.title}: {n} samples requested but the {self.source} selection has {len(evaluation)} "
                 f"(offline files are small; lower n_samples or allow hub access)"
             )
@@ -248,7 +250,7 @@ class SummarizationTask(Task):
         self._load()
         if self.source == "offline":
             if n > len(self._dev_offline):
-                raise ValueError(
+                raise ConfigError(
                     f"{self.title}: {n} dev prompts requested but only {len(self._dev_offline)} held-out items "
                     f"exist offline (raise offline.held_out_items, which removes evaluation items)"
                 )
@@ -261,7 +263,7 @@ class SummarizationTask(Task):
         dev_cfg, shots = self.cfg["dev"], self.cfg["shots"]
         offset = dev_cfg["shot_offset"]
         if n > offset:
-            raise ValueError(
+            raise ConfigError(
                 f"{self.title}: at most dev.shot_offset={offset} dev prompts (queries precede shots)"
             )
         train = self._hub_split(self.cfg["hub"]["train_split"], dev_cfg["shuffle_seed"])

@@ -16,6 +16,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from replicate.config import compose_config
+from replicate.errors import DataError
 from replicate.records import CostModelStats, DecodeRecord, DecodeResult, RunMetrics, SampleRecord
 from replicate.report.tables import TABLES, paper_values_for_run, table_rows
 from replicate.report.write import find_runs, write_report
@@ -264,6 +265,7 @@ def test_table7_rows_are_the_strategies_and_searched_is_bayesian_optimization(sw
     assert paper_values_for_run(rows[1].run.config) == {"acceptance": 0.393, "speedup": 0.887}
 
 
-def test_an_empty_directory_gives_an_empty_report(tmp_path):
-    paths = write_report(tmp_path)
-    assert "No run directories found." in paths["markdown"].read_text()
+def test_an_empty_directory_is_refused_and_nothing_written(tmp_path):
+    with pytest.raises(DataError, match="holds no run directories"):
+        write_report(tmp_path)
+    assert list(tmp_path.iterdir()) == []

@@ -143,11 +143,15 @@ def test_resuming_with_other_data_is_refused(tmp_path, monkeypatch):
 
 
 def test_a_finished_run_never_rewrites_its_config(tmp_path):
+    """Rerun with other settings: refused, naming each difference (old -> new); nothing rewritten."""
     run(tiny_cfg("method=autoregressive", "n_samples=1"), tmp_path)
     before = {
         name: (tmp_path / name).read_text() for name in ("config.yaml", "fingerprint.json", "metrics.json")
     }
-    run(tiny_cfg("method=autoregressive", "n_samples=1", "max_new_tokens=8"), tmp_path)
+    with pytest.raises(
+        ConfigError, match=r"finished run decoded with other settings \(max_new_tokens: 16 -> 8\)"
+    ):
+        run(tiny_cfg("method=autoregressive", "n_samples=1", "max_new_tokens=8"), tmp_path)
     assert {name: (tmp_path / name).read_text() for name in before} == before
 
 

@@ -1,6 +1,8 @@
-"""`python -m replicate.bench`: see `replicate.bench.run`."""
+"""`python -m replicate.bench` (`replicate bench`): see `replicate.bench.run`."""
+
+import sys
 
 from replicate.bench.run import main
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

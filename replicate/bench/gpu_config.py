@@ -10,6 +10,7 @@ import torch
 
 from replicate.core.kv_cache import KV_CACHES
 from replicate.core.model_config import ATTENTION_IMPLEMENTATIONS, DTYPE_NAMES
+from replicate.errors import MissingResource
 from replicate.schema import FieldError, MappingAccess, at_least, build, one_of
 from replicate.statistics import BootstrapConfig
 
@@ -85,7 +86,7 @@ def require_device(name: str) -> torch.device:
     rehearsal of the section at small shapes (tests, `python -m replicate.gpu_check --rehearse`)."""
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(
+        raise MissingResource(
             f"gpu.device={name}: the GPU section builds LLaMA-2-7B/13B-shaped models in bf16 on a CUDA GPU, "
             "but torch.cuda.is_available() is False on this machine. Run it on a GPU machine, leave "
             "gpu_shapes=false for the CPU sections, or rehearse it at tiny shapes with gpu.device=cpu and "

@@ -26,9 +26,9 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from replicate.bench.config import bench_config
 from replicate.bench.contenders import Contender, ForwardClock, hf_generate, ours, race
 from replicate.bench.gpu import proportional_skip_plan, require_device, run_gpu_shapes
-from replicate.bench.gpu_config import gpu_shapes_config
 from replicate.bench.memory import memory_table
 from replicate.bench.profiles import InterleavedProfiles, attention_profiles, kv_cache_profiles
 from replicate.bench.summary import (
@@ -57,11 +57,9 @@ from replicate.cost_model import break_even_acceptance
 from replicate.paths import CONF_DIR
 from replicate.run.environment import environment
 from replicate.run.rundir import write_atomic
-from replicate.schema import build
+from replicate.schema import ConfigError
 from replicate.statistics import BootstrapConfig
 from tasks import load_task
-
-SECTIONS = ("profile", "cost_model", "parity", "peers", "memory", "kv_cache", "attention")
 
 
 def compose_bench_config(overrides: Sequence[str] = ()) -> DictConfig:
@@ -75,7 +73,7 @@ def load_bench_model(cfg: DictConfig) -> tuple[LoadedModel, str]:
     source = str(cfg.model.skip.get("source", "model config"))
     if loaded.plan.num_skipped == 0:
         if not cfg.placeholder_skip_when_empty:
-            raise ValueError(
+            raise ConfigError(
                 f"model {loaded.name} has an empty skip set; run the layer search, pass model.skip.attention=[...] "
                 "model.skip.mlp=[...], or set placeholder_skip_when_empty=true"
             )
@@ -106,7 +104,7 @@ def profile_context_length(setting: int | str, prompts: Sequence[torch.Tensor], 
 
 def build_contenders(cfg: DictConfig, loaded: LoadedModel, sections: set[str]) -> tuple[list[Contender], str]:
     if not method_config(cfg.method).drafts:
-        raise ValueError(
+        raise ConfigError(
             f"method={cfg.method.name}: the bench races a self-speculative method against autoregressive "
             "decoding; pick one that drafts (method=adaptive_draft_exit or method=self_speculative)"
         )
@@ -142,14 +140,9 @@ def build_contenders(cfg: DictConfig, loaded: LoadedModel, sections: set[str]) -
 
 def run_bench(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     """Run the configured sections; write `bench_<model>.json` (and .png) to `output_dir`; return it."""
-    sections = set(cfg.sections)
-    if sections - set(SECTIONS):
-        raise ValueError(
-            f"unknown bench sections {sorted(sections - set(SECTIONS))}; known: {', '.join(SECTIONS)}"
-        )
-    bootstrap = build(BootstrapConfig, cfg.bootstrap, "bootstrap")  # bad values fail before any model loads
+    config = bench_config(cfg)  # every value checked before any model loads
+    sections, bootstrap = set(config.sections), config.bootstrap
     if cfg.gpu_shapes:
-        gpu_shapes_config(cfg.gpu)
         require_device(cfg.gpu.device)  # fail before spending minutes on the CPU sections
     if cfg.threads is not None:
         torch.set_num_threads(int(cfg.threads))
@@ -284,7 +277,14 @@ def _hydra_main(cfg: DictConfig) -> None:
     run_bench(cfg, Path(cfg.output_dir))
 
 
-def main() -> None:
+@user_errors
+def main(argv: Sequence[str] | None = None) -> int:
+    from replicate.overrides import check_before_work
+
+    argv = list(sys.argv[1:] if argv is None else argv)
     # `--gpu-shapes` reads better on a command line than the Hydra override it stands for.
-    sys.argv = ["gpu_shapes=true" if argument == "--gpu-shapes" else argument for argument in sys.argv]
+    argv = ["gpu_shapes=true" if argument == "--gpu-shapes" else argument for argument in argv]
+    check_before_work(argv, "bench", bench_config, "replicate bench")
+    sys.argv = [sys.argv[0], *argv]
     _hydra_main()
+    return 0

@@ -67,6 +67,12 @@ class ModelConfig(MappingAccess):
         except ValueError as error:
             skip = {"attention": list(self.skip.attention), "mlp": list(self.skip.mlp)}
             raise FieldError("skip", skip, str(error)) from None
+        if self.skip.plan.skips_everything(self.num_hidden_layers):
+            raise FieldError(
+                "skip",
+                "every sub-block",
+                f"{self.skip.plan.skips_everything_message(self.num_hidden_layers)}",
+            )
 
 
 @dataclass(frozen=True)

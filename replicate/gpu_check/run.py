@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from replicate.errors import MissingResource
 from replicate.gpu_check.config import GpuCheckConfig
 from replicate.gpu_check.environment import gpu_environment
 from replicate.gpu_check.report import write_report
@@ -33,14 +34,14 @@ def require_check_device(cfg: GpuCheckConfig, rehearse: bool) -> torch.device:
     """The device of the check; without CUDA (and not rehearsing) a clear error before anything runs."""
     device = torch.device(cfg.device)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(
+        raise MissingResource(
             f"gpu-check needs a CUDA GPU (device={cfg.device}) but torch.cuda.is_available() is False on this "
             f"machine (torch {torch.__version__}, built for CUDA {torch.version.cuda}). Run it on a GPU machine "
             "with a CUDA build of torch, or rehearse the same code on the CPU with tiny shapes: "
             "`make gpu-check REHEARSE=1` (python -m replicate.gpu_check --rehearse)."
         )
     if device.type == "cpu" and not rehearse:
-        raise RuntimeError(
+        raise MissingResource(
             "gpu-check with device=cpu measures nothing a GPU user needs; use --rehearse for the CPU rehearsal"
         )
     return device

@@ -36,6 +36,7 @@ from replicate.core.decoding import self_speculative_decode
 from replicate.core.draft_exit import DraftExit
 from replicate.hf.settings import method_settings, sampling_config, skip_plan
 from replicate.records import DecodeResult
+from replicate.schema import ConfigError
 
 # What transformers' generate passes to a decoding method besides its own arguments; anything else is a
 # model input this loop would ignore, so it is refused.
@@ -60,35 +61,44 @@ def _check_inputs(
     model: nn.Module, input_ids: torch.Tensor, generation_config: Any, model_kwargs: dict[str, Any]
 ) -> None:
     if getattr(model.config, "is_encoder_decoder", False):
-        raise ValueError("self-speculative generate supports decoder-only models, not encoder-decoder ones")
+        raise ConfigError("self-speculative generate supports decoder-only models, not encoder-decoder ones")
     for name in ("num_beams", "num_return_sequences"):
         value = getattr(generation_config, name, None)
         if value is not None and value > 1:
-            raise ValueError(f"{name}={value} is not supported by self-speculative generate; use {name}=1")
+            raise ConfigError(f"{name}={value} is not supported by self-speculative generate; use {name}=1")
     if input_ids.dim() != 2 or input_ids.shape[0] != 1:
-        raise ValueError(
+        raise ConfigError(
             f"self-speculative generate decodes one sequence: input_ids must have shape (1, seq_len), got "
             f"{tuple(input_ids.shape)}; call generate once per prompt"
         )
     if generation_config.return_dict_in_generate:
         requested = [flag for flag in _OUTPUT_FLAGS if getattr(generation_config, flag, False)]
         if requested:
-            raise ValueError(
+            raise ConfigError(
                 f"{', '.join(requested)} cannot be returned by self-speculative generate (the draft/verify loop "
                 "keeps no per-step scores, attentions or hidden states); drop them"
             )
     unexpected = sorted(set(model_kwargs) - _EXPECTED_MODEL_KWARGS)
     if unexpected:
-        raise ValueError(f"self-speculative generate does not take the model inputs {unexpected}; drop them")
+        from replicate.overrides import did_you_mean
+
+        own = [
+            name for name in inspect.signature(self_speculative_generate).parameters if name != "model_kwargs"
+        ]
+        hint = did_you_mean(unexpected[0], own)
+        raise ConfigError(
+            f"self-speculative generate does not take the arguments {unexpected}{hint} (it takes "
+            f"{', '.join(own[5:])} besides generate's own); drop the others"
+        )
     mask = model_kwargs.get("attention_mask")
     if mask is not None and not bool((mask == 1).all()):
-        raise ValueError(
+        raise ConfigError(
             "attention_mask has padding (zeros): self-speculative generate decodes one unpadded sequence; "
             "pass the prompt without padding (an all-ones mask, or none)"
         )
     cache = model_kwargs.get("past_key_values")
     if cache is not None and cache.get_seq_length() > 0:
-        raise ValueError(
+        raise ConfigError(
             "past_key_values holds a filled cache: self-speculative generate builds its own (draft layers lag "
             "behind the full ones); pass the whole prompt without past_key_values"
         )
@@ -157,9 +167,19 @@ def self_speculative_generate(
     - `decode_results`: a list that receives this call's `DecodeResult` (drafted / accepted per cycle, times).
     """
     _check_inputs(model, input_ids, generation_config, model_kwargs)
+    if decode_results is not None and not isinstance(decode_results, list):
+        raise ConfigError(
+            f"decode_results must be a list (it receives the DecodeResult), got {decode_results!r}"
+        )
+    if draft_exit is not None and not isinstance(draft_exit, DraftExit):
+        raise ConfigError(
+            f"draft_exit must be a replicate.core.draft_exit rule, got {type(draft_exit).__name__}"
+        )
     call = _generate_call()
     if call.get("assistant_model") is not None:
-        raise ValueError("assistant_model is not used by self-speculative generate (the model drafts itself)")
+        raise ConfigError(
+            "assistant_model is not used by self-speculative generate (the model drafts itself)"
+        )
     plan = skip_plan(model, model_name, skip_attention, skip_mlp)
     overrides = {
         "max_draft_tokens": max_draft_tokens, "threshold": threshold, "initial_threshold": initial_threshold,
@@ -172,7 +192,7 @@ def self_speculative_generate(
     eos_token_ids = frozenset() if eos is None else frozenset(int(t) for t in eos.flatten().tolist())
     max_new_tokens = generation_config.max_length - input_ids.shape[1]
     if max_new_tokens < 1:
-        raise ValueError(
+        raise ConfigError(
             f"max_length={generation_config.max_length} leaves no room after the {input_ids.shape[1]}-token "
             "prompt; set max_new_tokens"
         )

@@ -22,6 +22,7 @@ from replicate.core.methods import MethodConfig, method_config
 from replicate.core.model_config import GgufModelConfig, HubModelConfig, ModelConfig, model_config
 from replicate.core.sampling import SamplingConfig
 from replicate.core.skipping import SkipPlan
+from replicate.schema import ConfigError
 
 DRAFTING_METHODS = ("self_speculative", "adaptive_draft_exit")
 
@@ -32,7 +33,7 @@ def _configured_model(name: str) -> ModelConfig:
     from replicate.schema import plain
 
     if name not in options("model"):
-        raise ValueError(
+        raise ConfigError(
             f"model_name={name!r} is not a model this project configures; known: {', '.join(options('model'))} "
             "(conf/model/); for another model pass skip_attention=[...] and skip_mlp=[...] instead"
         )
@@ -72,22 +73,36 @@ def skip_plan(
     num_layers = model.config.num_hidden_layers
     explicit = skip_attention is not None or skip_mlp is not None
     if explicit and model_name is not None:
-        raise ValueError(
+        raise ConfigError(
             f"got model_name={model_name!r} and also skip_attention/skip_mlp; pass one: model_name uses that "
             "config's skip set, skip_attention/skip_mlp give it directly"
         )
     if explicit:
-        return SkipPlan.from_lists(skip_attention or (), skip_mlp or ()).validate(num_layers)
+        for name, ids in (("skip_attention", skip_attention), ("skip_mlp", skip_mlp)):
+            if ids is not None and (
+                isinstance(ids, (str, bytes))
+                or not isinstance(ids, Sequence)
+                or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids)
+            ):
+                raise ConfigError(f"{name} must be a list of decoder layer ids (integers), got {ids!r}")
+        plan = SkipPlan.from_lists(skip_attention or (), skip_mlp or ())
+        try:
+            plan.validate(num_layers)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+        if plan.skips_everything(num_layers):
+            raise ConfigError(f"skip_attention/skip_mlp {plan.skips_everything_message(num_layers)}")
+        return plan
     config = _configured_model(model_name) if model_name is not None else _detected_model(model)
     if config is None:
         name_or_path = getattr(model.config, "_name_or_path", "") or type(model).__name__
-        raise ValueError(
+        raise ConfigError(
             f"no skip set for model {name_or_path!r}: it is not a model this project configures. Pass "
             "skip_attention=[...] and skip_mlp=[...] (0-indexed decoder layers whose sub-blocks the draft "
             "skips; `python -m replicate.search` finds a set), or model_name=<a conf/model/ name>"
         )
     if config.num_hidden_layers != num_layers:
-        raise ValueError(
+        raise ConfigError(
             f"model_name={config.name!r} describes a {config.num_hidden_layers}-layer model but this model has "
             f"{num_layers} layers; pass the right model_name, or skip_attention/skip_mlp for this model"
         )
@@ -113,7 +128,7 @@ def method_settings(
     """The method config (`conf/method/<method>.yaml` with `overrides`, validated by the registry) and its
     draft-exit rule: `draft_exit` when given (its state carries across calls), else a fresh one."""
     if method not in DRAFTING_METHODS:
-        raise ValueError(
+        raise ConfigError(
             f"method={method!r} is not a self-speculative method; use one of {', '.join(DRAFTING_METHODS)} "
             "(for plain autoregressive decoding call generate without custom_generate)"
         )
@@ -123,7 +138,7 @@ def method_settings(
         return config, config.draft_exit()
     rule_settings = sorted(key for key in given if key != "max_draft_tokens")
     if rule_settings:
-        raise ValueError(
+        raise ConfigError(
             f"got draft_exit=... and also {', '.join(rule_settings)}; the draft_exit object already holds its "
             "threshold settings: pass either the object or the settings"
         )
@@ -144,7 +159,7 @@ def sampling_config(generation_config: Any, logits_processor: Sequence[Any]) -> 
     allowed = order if generation_config.do_sample else ()
     unsupported = [type(p).__name__ for p in logits_processor if type(p) not in allowed]
     if unsupported:
-        raise ValueError(
+        raise ConfigError(
             f"self-speculative generate does not support the logits processors {', '.join(unsupported)} "
             "(from settings such as repetition_penalty, min_new_tokens, bad_words_ids, min_p or a "
             "logits_processor argument): drafts are verified against the model's own distribution. Drop "
@@ -152,7 +167,9 @@ def sampling_config(generation_config: Any, logits_processor: Sequence[Any]) -> 
         )
     kinds = [type(p) for p in logits_processor]
     if kinds != sorted(kinds, key=order.index) or len(set(kinds)) != len(kinds):
-        raise ValueError(f"logits warpers in an unexpected order or repeated: {[k.__name__ for k in kinds]}")
+        raise RuntimeError(
+            f"logits warpers in an unexpected order or repeated: {[k.__name__ for k in kinds]}"
+        )
     if not generation_config.do_sample:
         return SamplingConfig()
     values: dict[str, Any] = {"temperature": 1.0, "top_p": 1.0, "top_k": 0}
@@ -164,5 +181,5 @@ def sampling_config(generation_config: Any, logits_processor: Sequence[Any]) -> 
         else:
             values["top_p"] = float(processor.top_p)
         if getattr(processor, "min_tokens_to_keep", 1) != 1:
-            raise ValueError(f"{type(processor).__name__} with min_tokens_to_keep != 1 is not supported")
+            raise ConfigError(f"{type(processor).__name__} with min_tokens_to_keep != 1 is not supported")
     return SamplingConfig(**values)

@@ -23,6 +23,7 @@ from typing import Any
 
 from replicate.report.markdown import column_cells, column_headers, layout_table, markdown_table, relative
 from replicate.report.tables import TABLES, RunResult, TableSpec, table_rows
+from replicate.schema import ConfigError
 
 SPEC_FILE = "wandb_report.json"
 REPORT_COLUMNS_KEYS = ("n_samples", "speedup", "acceptance_rate", "identical_fraction", "score")
@@ -154,7 +155,7 @@ def write_wandb_report(
     {"spec": path, "url": url or None}."""
     entity = entity or _configured(runs, "entity")
     if not entity:
-        raise ValueError(
+        raise ConfigError(
             "a W&B report needs its entity: pass --entity <your W&B user or team> (the runs' configs name none)"
         )
     project = project or _configured(runs, "project") or _default_project()

@@ -13,7 +13,6 @@ shown when metrics.json has them, "-" otherwise.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import os
 from collections.abc import Sequence
@@ -22,11 +21,14 @@ from typing import Any
 
 import yaml
 
+from replicate.arguments import report_parser
 from replicate.cli import user_errors
 from replicate.columns import DETAIL_COLUMNS, columns
 from replicate.core.methods import method_config
+from replicate.errors import DataError
 from replicate.records import RecordError, RunMetrics
 from replicate.report import figures
+from replicate.report.authorship import check_authorship, record_authorship
 from replicate.report.markdown import (
     column_cells,
     column_headers,
@@ -50,6 +52,7 @@ from replicate.report.tables import (
     table_rows,
 )
 from replicate.run.rundir import CONFIG_FILE, read_metrics, read_samples
+from replicate.schema import ConfigError
 
 SKIPPED_DIRECTORIES = {".hydra", ".submitit", "wandb", "figures", "__pycache__"}
 CSV_KEYS = ("model", "task", "temperature", "metric", "K", "gamma")
@@ -187,12 +190,37 @@ def csv_line(experiment: str, row: TableRow, root: Path) -> dict[str, Any]:
     return line
 
 
+def readable_runs(root: Path) -> list[RunResult]:
+    """The runs under `root`; DataError when there are none or a run's file is damaged (each file named), so
+    a report is never written from them."""
+    if not Path(root).is_dir():
+        raise DataError(f"{root} is not a directory; name a run directory or a directory of them")
+    runs = find_runs(root)
+    if not runs:
+        raise DataError(
+            f"{root} holds no run directories (one holds config.yaml, metrics.json or samples.jsonl); "
+            "name a run directory or a sweep directory"
+        )
+    damaged = [run.damaged for run in runs if run.damaged is not None]
+    if damaged:
+        raise DataError(
+            f"{len(damaged)} damaged run file(s), no report written: {'; '.join(damaged)}; rerun those runs "
+            "(force=true) or move their directories away"
+        )
+    return runs
+
+
+REPORT_FILES = ("report.md", "report.csv", "figures/")
+
+
 def write_report(root: Path, out: Path | None = None) -> dict[str, Path]:
-    """Write report.md, report.csv and figures/ for the runs under `root` (into `out`, default `root`)."""
+    """Write report.md, report.csv and figures/ for the runs under `root` (into `out`, default `root`).
+    Refuses (DataError) a directory without runs, a damaged run file, and an output file it did not write."""
     root = Path(root).resolve()
     out = Path(out).resolve() if out else root
+    runs = readable_runs(root)
+    check_authorship(out, REPORT_FILES)
     out.mkdir(parents=True, exist_ok=True)
-    runs = find_runs(root)
     lines = [
         f"# Replication report: {root.name}",
         "",
@@ -215,8 +243,6 @@ def write_report(root: Path, out: Path | None = None) -> dict[str, Path]:
     if by_experiment.get(""):
         lines += other_runs_section(by_experiment[""], root, out)
         csv_lines += [csv_line("", TableRow(key={}, paper=None, run=run), root) for run in by_experiment[""]]
-    if not runs:
-        lines += ["No run directories found.", ""]
     lines += provenance_section(runs)
     markdown_path, csv_path = out / "report.md", out / "report.csv"
     markdown_path.write_text("\n".join(lines).rstrip() + "\n")
@@ -227,43 +253,35 @@ def write_report(root: Path, out: Path | None = None) -> dict[str, Path]:
         writer.writerows(
             {key: "" if value is None else value for key, value in line.items()} for line in csv_lines
         )
+    record_authorship(out, REPORT_FILES)
     return {"markdown": markdown_path, "csv": csv_path}
 
 
 @user_errors
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m replicate.report", description=__doc__.split("\n")[0])
-    parser.add_argument("directory", type=Path, help="a run directory or a directory of them (e.g. a sweep)")
-    parser.add_argument(
-        "--out", type=Path, default=None, help="where to write the report (default: directory)"
-    )
-    parser.add_argument("--spec-bench", action="store_true", help="also write Spec-Bench jsonl per method")
-    parser.add_argument(
-        "--wandb-report", action="store_true", help="also build a W&B Report (wandb-workspaces)"
-    )
-    parser.add_argument("--entity", default=None, help="W&B entity of the report (default: the runs' logger)")
-    parser.add_argument(
-        "--project", default=None, help="W&B project of the report (default: the runs' logger)"
-    )
-    args = parser.parse_args(argv)
-    if not args.directory.is_dir():
-        raise SystemExit(f"{args.directory} is not a directory")
-    paths = write_report(args.directory, args.out)
-    print(f"report: {paths['markdown']}\ntable: {paths['csv']}")
+    args = report_parser().parse_args(argv)
+    if (args.entity or args.project) and not args.wandb_report:
+        given = " and ".join(f"--{name}" for name in ("entity", "project") if getattr(args, name))
+        raise ConfigError(f"{given} only acts with --wandb-report; add --wandb-report or drop {given}")
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        raise ConfigError(f"--out {args.out} is a file; name a directory")
+    from replicate.report.spec_bench import DIRECTORY, write_spec_bench
+    from replicate.report.wandb_report import SPEC_FILE, write_wandb_report
+
     root = args.directory.resolve()
     out = Path(args.out).resolve() if args.out else root
-    if args.spec_bench or args.wandb_report:
-        runs = find_runs(root)
+    runs = readable_runs(root)
+    exports = [f"{DIRECTORY}/"] * args.spec_bench + [SPEC_FILE] * args.wandb_report
+    check_authorship(out, [*REPORT_FILES, *exports])  # before anything is written
+    paths = write_report(root, out)
+    print(f"report: {paths['markdown']}\ntable: {paths['csv']}")
     if args.spec_bench:
-        from replicate.report.spec_bench import DIRECTORY, write_spec_bench
-
         _, table = write_spec_bench(root, runs, out)
         print(f"Spec-Bench answer files: {out / DIRECTORY}\n" + "\n".join(table))
     if args.wandb_report:
-        from replicate.report.wandb_report import write_wandb_report
-
         written = write_wandb_report(root, runs, out, args.entity, args.project)
         print(
             f"W&B report spec: {written['spec']}"
             + (f"\nW&B report: {written['url']}" if written["url"] else "")
         )
+    record_authorship(out, exports)

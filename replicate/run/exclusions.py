@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from replicate.core.models import LoadedModel
 from replicate.records import SampleRecord
+from replicate.schema import ConfigError
 from tasks import Sample, Task
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ def baseline_filter(
         return records, None
     baselines = [record.method if not config.method.drafts else record.baseline for record in records]
     if any(decode is None for decode in baselines):
-        raise ValueError(
+        raise ConfigError(
             "the baseline filter needs every sample's autoregressive decode; run with run_baseline=true"
         )
     by_id = {sample.id: sample for sample in samples}
@@ -37,7 +38,7 @@ def baseline_filter(
     verdict = task.baseline_exclusions([by_id[record.id] for record in records], completions)
     kept = [record for record in records if record.id in set(verdict.kept_ids)]
     if not kept:
-        raise ValueError(
+        raise ConfigError(
             f"task.min_baseline_chars_filter={config.task.min_baseline_chars_filter} excluded all {len(records)} "
             "samples; nothing is left to measure (lower it, or set it to null)"
         )

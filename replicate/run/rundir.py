@@ -17,6 +17,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from replicate.errors import UnwritableDirectory
 from replicate.records import RecordError, RunMetrics, SampleRecord
 
 SAMPLES_FILE = "samples.jsonl"
@@ -83,7 +86,7 @@ def prepare(run_dir: Path) -> Path:
         probe.write_text("")
         probe.unlink()
     except OSError as error:
-        raise OSError(
+        raise UnwritableDirectory(
             f"cannot write the run directory {run_dir} ({error.strerror}); choose a writable one with "
             "hydra.run.dir=<dir> (or fix its permissions)"
         ) from None
@@ -97,6 +100,10 @@ def read_samples(run_dir: Path) -> list[SampleRecord]:
 
 
 def rewrite_samples(run_dir: Path, records: list[SampleRecord]) -> None:
+    """Replace samples.jsonl with `records`; no records: no file (an empty one would look like results)."""
+    if not records:
+        (Path(run_dir) / SAMPLES_FILE).unlink(missing_ok=True)
+        return
     write_jsonl(Path(run_dir) / SAMPLES_FILE, [record.to_dict() for record in records])
 
 
@@ -111,3 +118,33 @@ def write_metrics(run_dir: Path, metrics: RunMetrics) -> None:
 def read_metrics(run_dir: Path) -> RunMetrics | None:
     path = Path(run_dir) / METRICS_FILE
     return RunMetrics.from_dict(read_json(path), str(path)) if path.exists() else None
+
+
+def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, dict):
+        flat: dict[str, Any] = {}
+        for key, value in node.items():
+            flat.update(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
+        return flat
+    return {prefix: list(node) if isinstance(node, tuple) else node}
+
+
+# Settings that say how to treat the directory or where to report, not what the run is.
+_HANDLING_KEYS = ("force", "resume", "logger")
+
+
+def config_differences(run_dir: Path, config: dict[str, Any]) -> list[str]:
+    """How `config` (a run config as plain data) differs from the run's config.yaml, key by key
+    ("key: old -> new"), apart from the settings that only say how to treat the directory."""
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.is_file():
+        return []  # nothing to compare with
+    previous = _flat(yaml.safe_load(path.read_text()) or {})
+    current = _flat(config)
+    keys = [key for key in sorted(set(previous) | set(current)) if key.split(".")[0] not in _HANDLING_KEYS]
+    missing = object()
+    return [
+        f"{key}: {previous.get(key, '(unset)')} -> {current.get(key, '(unset)')}"
+        for key in keys
+        if previous.get(key, missing) != current.get(key, missing)
+    ]

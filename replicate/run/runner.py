@@ -17,7 +17,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from replicate.columns import COLUMNS
-from replicate.config import RunConfig, run_config
+from replicate.config import RunConfig, ineffective_settings, run_config
 from replicate.core.methods import AUTOREGRESSIVE, Decoder, build_decoder
 from replicate.core.models import LoadedModel, load_model
 from replicate.core.prompts import encode_prompt
@@ -39,6 +40,7 @@ from replicate.run.exclusions import baseline_filter
 from replicate.run.metrics import divergence_counts, first_difference, post_eos_tokens, sample_metrics
 from replicate.run.replay import baseline_top_two
 from replicate.run.scoring import paper_compatible_scores, score_records, task_scores
+from replicate.schema import ConfigError
 from tasks import Sample, Task, load_task
 
 logger = logging.getLogger(__name__)  # under `python -m replicate`, Hydra writes it to the job log too
@@ -79,17 +81,19 @@ def resume_records(
         return []
     path = run_dir / rundir.FINGERPRINT_FILE
     if not path.exists():
-        raise ValueError(f"{run_dir} holds samples but no {path.name}; use a new run directory or force=true")
+        raise ConfigError(
+            f"{run_dir} holds samples but no {path.name}; use a new run directory or force=true"
+        )
     previous = rundir.read_json(path)
     if previous.get("sha256") != fingerprint["sha256"]:
         changed = _differences(previous.get("settings", {}), fingerprint["settings"])
         changed += [f"data.{key}" for key in _differences(previous.get("data", {}), fingerprint["data"])]
-        raise ValueError(
+        raise ConfigError(
             f"{run_dir} holds samples decoded with other settings or data ({', '.join(changed)} differ from its "
             f"{path.name}); use a new run directory, or force=true to discard them"
         )
     if [record.id for record in done] != [sample.id for sample in samples[: len(done)]]:
-        raise ValueError(
+        raise ConfigError(
             f"{run_dir / rundir.SAMPLES_FILE} holds other samples than this config selects; use a new run dir"
         )
     return done
@@ -200,6 +204,19 @@ def summarize(
     )
 
 
+@contextmanager
+def _nothing_left_on_failure(run_dir: Path) -> Iterator[None]:
+    """A run that fails before its first sample is recorded leaves no config.yaml or fingerprint.json that
+    would make its directory look like a started run."""
+    try:
+        yield
+    except BaseException:
+        if not (run_dir / rundir.SAMPLES_FILE).exists():
+            for name in (rundir.CONFIG_FILE, rundir.FINGERPRINT_FILE):
+                (run_dir / name).unlink(missing_ok=True)
+        raise
+
+
 def _start(config: RunConfig, run_dir: Path, task: Task, samples: list[Sample]) -> tuple[list, dict]:
     """Discard or resume what `run_dir` holds, then record the config and fingerprint the run goes on with."""
     if config.force or not config.resume:
@@ -216,66 +233,76 @@ def _start(config: RunConfig, run_dir: Path, task: Task, samples: list[Sample]) 
 def run(cfg: DictConfig | RunConfig, run_dir: Path) -> RunMetrics:
     """Decode, score and summarize; returns the metrics also written to `run_dir/metrics.json`."""
     config = run_config(cfg)  # every value checked before anything loads
+    for note in ineffective_settings(config):
+        logger.warning("warning: %s", note)
     run_dir = rundir.prepare(run_dir)
     finished = rundir.read_metrics(run_dir)
     if finished is not None and not config.force:
+        changed = rundir.config_differences(run_dir, config.to_dict())
+        if changed:
+            raise ConfigError(
+                f"{run_dir} is a finished run decoded with other settings ({'; '.join(changed)}); it is left "
+                "as it is: use a new run directory (hydra.run.dir=...), or force=true to discard it and rerun"
+            )
         logger.warning("%s is finished (metrics.json exists); pass force=true to run it again", run_dir)
         return finished
     task = load_task(config.task)
     samples = task.samples(config.n_samples)  # the data, before the model: missing data fails fast
     scoring = task.prepare_scoring()  # e.g. the HumanEval sandbox: unavailable fails before decoding
-    done, fingerprint = _start(config, run_dir, task, samples)
+    with _nothing_left_on_failure(run_dir):
+        done, fingerprint = _start(config, run_dir, task, samples)
+        loaded = load_model(config.model)
+        method = build_decoder(config.method, loaded, config.sampling, check_cache=config.verify_cache)
+        decoders = [("method", method)]
+        if config.method.drafts and config.run_baseline:
+            decoders.append(("baseline", build_decoder(AUTOREGRESSIVE, loaded, config.sampling)))
+        if done:
+            method.load_state_dict(done[-1].decoder_state)  # e.g. the adaptive threshold carried over
 
-    loaded = load_model(config.model)
-    method = build_decoder(config.method, loaded, config.sampling, check_cache=config.verify_cache)
-    decoders = [("method", method)]
-    if config.method.drafts and config.run_baseline:
-        decoders.append(("baseline", build_decoder(AUTOREGRESSIVE, loaded, config.sampling)))
-    if done:
-        method.load_state_dict(done[-1].decoder_state)  # e.g. the adaptive threshold carried over
+        warmup_ids, _ = encode_prompt(loaded, samples[0].prompt, config.warmup.max_new_tokens)
+        for _ in range(config.warmup.runs):
+            warm = [(role, decoder.detached_copy()) for role, decoder in decoders]
+            decode_sample(warm, warmup_ids, config.warmup.max_new_tokens, config.seed, 0)
+        cost_profile = None
+        if config.cost_model.enabled:  # the device's price of each kind of pass, once, on a warm model
+            cost = config.cost_model
+            max_draft_tokens = method.max_draft_tokens or 0
+            cost_profile = measure_cost_profile(
+                loaded, cost.context_length, max_draft_tokens, cost.repeats, cost.warmup
+            )
 
-    warmup_ids, _ = encode_prompt(loaded, samples[0].prompt, config.warmup.max_new_tokens)
-    for _ in range(config.warmup.runs):
-        warm = [(role, decoder.detached_copy()) for role, decoder in decoders]
-        decode_sample(warm, warmup_ids, config.warmup.max_new_tokens, config.seed, 0)
-    cost_profile = None
-    if config.cost_model.enabled:  # the device's price of each kind of pass, once, on a warm model
-        cost = config.cost_model
-        max_draft_tokens = method.max_draft_tokens or 0
-        cost_profile = measure_cost_profile(
-            loaded, cost.context_length, max_draft_tokens, cost.repeats, cost.warmup
+        progress = tqdm(
+            range(len(done), len(samples)),
+            desc=config.method.name,
+            unit="sample",
+            total=len(samples),
+            initial=len(done),
         )
+        with logging_redirect_tqdm():  # log lines printed above the bar instead of through it
+            for index in progress:
+                sample = samples[index]
+                prompt_ids, truncated = encode_prompt(loaded, sample.prompt, config.max_new_tokens)
+                seed = config.seed + sample.seed
+                results = decode_sample(decoders, prompt_ids, config.max_new_tokens, seed, index)
+                record = sample_record(
+                    index, sample, prompt_ids, truncated, loaded, task, method, results, seed
+                )
+                rundir.append_sample(run_dir, record)
+                logger.info(_progress_line(index, len(samples), record))
 
-    progress = tqdm(
-        range(len(done), len(samples)),
-        desc=config.method.name,
-        unit="sample",
-        total=len(samples),
-        initial=len(done),
-    )
-    with logging_redirect_tqdm():  # log lines printed above the bar instead of through it
-        for index in progress:
-            sample = samples[index]
-            prompt_ids, truncated = encode_prompt(loaded, sample.prompt, config.max_new_tokens)
-            seed = config.seed + sample.seed
-            results = decode_sample(decoders, prompt_ids, config.max_new_tokens, seed, index)
-            record = sample_record(index, sample, prompt_ids, truncated, loaded, task, method, results, seed)
-            rundir.append_sample(run_dir, record)
-            logger.info(_progress_line(index, len(samples), record))
-
-    records = rundir.read_samples(run_dir)
-    if score_records(task, samples, records):  # after decoding, in parallel where the task can
-        rundir.rewrite_samples(run_dir, records)
-    metrics = summarize(config, records, task, samples, loaded, fingerprint, scoring)
-    if cost_profile is not None:
-        baselines = [r.baseline for r in records] if records[0].baseline is not None else None
-        metrics.cost_model = cost_model_metrics(
-            [r.method for r in records], baselines, cost_profile, bootstrap=config.bootstrap
-        )
-    rundir.write_metrics(run_dir, metrics)
-    print(format_table([metrics]))
-    print(f"results: {run_dir}")
-    return metrics
+        records = rundir.read_samples(run_dir)
+        if score_records(task, samples, records):  # after decoding, in parallel where the task can
+            rundir.rewrite_samples(run_dir, records)
+        metrics = summarize(config, records, task, samples, loaded, fingerprint, scoring)
+        if cost_profile is not None:
+            baselines = [r.baseline for r in records] if records[0].baseline is not None else None
+            metrics.cost_model = cost_model_metrics(
+                [r.method for r in records], baselines, cost_profile, bootstrap=config.bootstrap
+            )
+        rundir.write_metrics(run_dir, metrics)
+        print(format_table([metrics]))
+        print(f"results: {run_dir}")
+        return metrics
 
 
 def _progress_line(index: int, total: int, record: SampleRecord) -> str:

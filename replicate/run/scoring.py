@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from replicate.errors import DataError
 from replicate.records import SampleRecord
 from replicate.run import rundir
 from tasks import Sample, Task, load_task
@@ -126,19 +127,86 @@ def paper_compatible_scores(
     }
 
 
+# Statistics of metrics.json recomputed from samples.jsonl before a re-score: any difference means the
+# samples are not the ones the metrics were computed from (another run's file, an edited or cut file).
+_DECODE_STATISTICS = (
+    "n_samples",
+    "new_tokens",
+    "mean_accepted_length",
+    "acceptance_rate",
+    "identical_fraction",
+)
+
+
+def matching_records(
+    run_dir: Path, config: Any, task: Task, samples: Sequence[Sample], metrics: Any
+) -> list[SampleRecord]:
+    """samples.jsonl of a finished run, refused (DataError naming the file and the mismatch) unless it holds
+    exactly the samples the run selected, under the fingerprint its metrics.json and fingerprint.json
+    record, with the decoding statistics metrics.json reports."""
+    from replicate.run.metrics import sample_metrics
+    from replicate.run.runner import run_fingerprint
+
+    path = run_dir / rundir.SAMPLES_FILE
+    fingerprint_path = run_dir / rundir.FINGERPRINT_FILE
+    if not fingerprint_path.is_file():
+        raise DataError(f"{fingerprint_path} is missing: the run's samples cannot be matched to its settings")
+    recorded = rundir.read_json(fingerprint_path).get("sha256")
+    expected = run_fingerprint(config, task)["sha256"]
+    claimed = (metrics.fingerprint or {}).get("sha256")
+    if not recorded == expected == claimed:
+        raise DataError(
+            f"{fingerprint_path}, {rundir.CONFIG_FILE} and {rundir.METRICS_FILE} of {run_dir} describe different "
+            "runs (their settings fingerprints differ); rerun it (force=true) instead of re-scoring"
+        )
+    records = rundir.read_samples(run_dir)
+    ids, selected = [record.id for record in records], [sample.id for sample in samples]
+    if ids != selected:
+        missing = [i for i in selected if i not in ids]
+        detail = f"missing {missing[:3]}" if missing else f"{len(ids)} records for {len(selected)} samples"
+        raise DataError(
+            f"{path} does not hold the samples this run selected ({detail}); it is not re-scored. Resume the "
+            "run (rerun its command) or rerun it with force=true"
+        )
+    excluded = set(metrics.excluded_ids or ())
+    kept = [record for record in records if record.id not in excluded]
+    stored = metrics.to_dict()
+    recomputed = sample_metrics(kept, not config.method.drafts, config.bootstrap)
+    differing = [key for key in _DECODE_STATISTICS if recomputed.get(key) != stored.get(key)]
+    if differing:
+        raise DataError(
+            f"{path} is not the file {run_dir / rundir.METRICS_FILE} was computed from ("
+            + ", ".join(
+                f"{key} {stored.get(key)} there, {recomputed.get(key)} from the samples" for key in differing
+            )
+            + "); it is not re-scored"
+        )
+    return records
+
+
 def rescore(run_dir: Path) -> dict[str, Any]:
-    """Score a finished run again from its stored text; returns the new task-score fields."""
+    """Score a finished run again from its stored text; returns the new task-score fields. Refuses (DataError,
+    nothing rewritten) a run whose samples do not match its metrics and fingerprint (`matching_records`)."""
     from replicate.config import run_config
 
     run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise DataError(f"{run_dir} is not a directory; name a finished run directory")
     metrics = rundir.read_metrics(run_dir)
     if metrics is None:
-        raise ValueError(f"{run_dir} has no metrics.json: only a finished run can be re-scored")
-    config = run_config(yaml.safe_load((run_dir / rundir.CONFIG_FILE).read_text()))
+        raise DataError(f"{run_dir} has no metrics.json: only a finished run can be re-scored")
+    config_path = run_dir / rundir.CONFIG_FILE
+    if not config_path.is_file():
+        raise DataError(f"{config_path} is missing: the run's settings are unknown, it cannot be re-scored")
+    try:
+        stored_config = yaml.safe_load(config_path.read_text())
+    except yaml.YAMLError as error:
+        raise DataError(f"{config_path} is damaged ({type(error).__name__})") from None
+    config = run_config(stored_config)
     task = load_task(config.task)
-    scoring = task.prepare_scoring()
     samples = task.samples(config.n_samples)
-    records = rundir.read_samples(run_dir)
+    records = matching_records(run_dir, config, task, samples, metrics)
+    scoring = task.prepare_scoring()
     count = score_records(task, samples, records, rescore=True)
     rundir.rewrite_samples(run_dir, records)
     excluded = set(metrics.excluded_ids or ())  # the run's baseline filter still applies

@@ -1,7 +1,12 @@
-"""`python -m replicate.search model=<m> [search=<preset>] [overrides]`: run or resume a layer search in Hydra's
-run directory (default `outputs/search/<model>/<preset>_<strategy>_<estimate>_<objective>`; rerun the same command
-to resume)."""
+"""`replicate search model=<m> [search=<preset>] [overrides]` (also `python -m replicate.search ...`): run or
+resume a layer search in Hydra's run directory (default
+`outputs/search/<model>/<preset>_<strategy>_<estimate>_<objective>`; rerun the same command to resume). The
+config is composed and checked before Hydra starts (`replicate.overrides.check_before_work`)."""
 
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import hydra
@@ -10,14 +15,32 @@ from omegaconf import DictConfig
 
 from replicate.cli import user_errors
 from replicate.paths import CONF_DIR
-from replicate.search.run import run_search
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="search_config")
 @user_errors
-def main(cfg: DictConfig) -> None:
+def _hydra_main(cfg: DictConfig) -> None:
+    from replicate.search.run import run_search
+
     run_search(cfg, Path(HydraConfig.get().runtime.output_dir))
 
 
+def check_job(cfg: DictConfig) -> None:
+    from replicate.search.config import search_run_config
+
+    search_run_config(cfg)
+
+
+@user_errors
+def main(argv: Sequence[str] | None = None) -> int:
+    from replicate.overrides import check_before_work
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    check_before_work(argv, "search_config", check_job, "replicate search")
+    sys.argv = [sys.argv[0], *argv]
+    _hydra_main()
+    return 0
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

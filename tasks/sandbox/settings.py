@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from replicate.errors import MissingResource
+
 # Every reason an ExecutionResult can carry, with what it means (the machine-readable part of a result).
 REASONS = {
     "passed": "the check (or the script) ran to its end and the runner reported so with the run's nonce",
@@ -24,7 +26,7 @@ REASONS = {
 STATUSES = ("passed", "failed", "sandbox_error")
 
 
-class SandboxUnavailableError(RuntimeError):
+class SandboxUnavailableError(MissingResource):
     """A protection cannot be applied on this machine; nothing was run unprotected."""
 
 

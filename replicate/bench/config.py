@@ -1,0 +1,122 @@
+"""The typed bench config (`conf/bench.yaml`): every value checked before any model loads, an unknown key
+(`+profile.repeatz=1`) refused with the closest known one. `replicate bench` checks it before Hydra starts;
+`run_bench` checks it again (the Python API)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, get_args
+
+from replicate.config import WarmupConfig
+from replicate.core.methods import MethodConfig, method_config
+from replicate.core.model_config import ATTENTION_IMPLEMENTATIONS, ModelConfig, model_config
+from replicate.schema import FieldError, MappingAccess, at_least, build, one_of, plain
+from replicate.statistics import BootstrapConfig
+from tasks.config import TaskConfig, task_config
+
+Section = Literal["profile", "cost_model", "parity", "peers", "memory", "kv_cache", "attention"]
+SECTIONS: tuple[str, ...] = get_args(Section)
+
+
+@dataclass(frozen=True)
+class ProfileSettings(MappingAccess):
+    context_length: int | Literal["auto"]
+    max_draft_tokens: int
+    repeats: int
+    warmup: int
+
+    def __post_init__(self):
+        if self.context_length != "auto":
+            at_least("context_length", self.context_length, 1)
+        at_least("max_draft_tokens", self.max_draft_tokens, 1)
+        at_least("repeats", self.repeats, 1)
+        at_least("warmup", self.warmup, 0)
+
+
+@dataclass(frozen=True)
+class AttentionSettings(MappingAccess):
+    implementations: tuple[str, ...]
+
+    def __post_init__(self):
+        for name in self.implementations:
+            one_of("implementations", name, ATTENTION_IMPLEMENTATIONS)
+
+
+@dataclass(frozen=True)
+class PeerSettings(MappingAccess):
+    assistant_early_exit: int | None
+    prompt_lookup_num_tokens: int
+    max_matching_ngram_size: int
+    assistant: dict[str, Any]
+
+    def __post_init__(self):
+        at_least("assistant_early_exit", self.assistant_early_exit, 1)
+        at_least("prompt_lookup_num_tokens", self.prompt_lookup_num_tokens, 1)
+        at_least("max_matching_ngram_size", self.max_matching_ngram_size, 1)
+
+
+@dataclass(frozen=True)
+class MemorySettings(MappingAccess):
+    repeats: int
+    max_new_tokens: int
+
+    def __post_init__(self):
+        at_least("repeats", self.repeats, 1)
+        at_least("max_new_tokens", self.max_new_tokens, 1)
+
+
+@dataclass(frozen=True)
+class BenchConfig(MappingAccess):
+    """conf/bench.yaml; `gpu` is typed by `replicate.bench.gpu_config` when `gpu_shapes` is on."""
+
+    model: ModelConfig
+    task: TaskConfig
+    method: MethodConfig
+    output_dir: str
+    sections: tuple[Section, ...]
+    threads: int | None
+    seed: int
+    n_prompts: int
+    max_new_tokens: int
+    repeats: int
+    warmup: WarmupConfig
+    placeholder_skip_when_empty: bool
+    profile: ProfileSettings
+    attention: AttentionSettings
+    peers: PeerSettings
+    memory: MemorySettings
+    plot: bool
+    bootstrap: BootstrapConfig
+    gpu_shapes: bool
+    gpu: dict[str, Any]
+
+    def __post_init__(self):
+        at_least("threads", self.threads, 1)
+        at_least("seed", self.seed, 0)
+        at_least("n_prompts", self.n_prompts, 1)
+        at_least("max_new_tokens", self.max_new_tokens, 1)
+        at_least("repeats", self.repeats, 1)
+        if not self.sections and not self.gpu_shapes:
+            raise FieldError("sections", [], "is empty and gpu_shapes=false: nothing would be measured")
+        if self.sections and not self.method.drafts:
+            raise FieldError(
+                "method",
+                self.method.name,
+                "the bench races a self-speculative method against autoregressive decoding; pick one that "
+                "drafts (method=adaptive_draft_exit or method=self_speculative)",
+            )
+
+
+def bench_config(cfg: Any) -> BenchConfig:
+    """The typed bench config of a composed one (and its `gpu` section when `gpu_shapes`); ConfigError."""
+    from replicate.bench.gpu_config import gpu_shapes_config
+
+    data = dict(plain(cfg))
+    data.pop("hydra", None)
+    for key, convert in (("model", model_config), ("task", task_config), ("method", method_config)):
+        if key in data:
+            data[key] = convert(data[key], key)
+    config = build(BenchConfig, data)
+    if config.gpu_shapes:
+        gpu_shapes_config(config.gpu)
+    return config
