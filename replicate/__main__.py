@@ -6,4 +6,6 @@ import sys
 from replicate.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    if status:  # a Hydra multirun returns here, in-process: exit only to report a failure
+        sys.exit(status)

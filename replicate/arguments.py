@@ -137,7 +137,7 @@ def numerics_parser() -> argparse.ArgumentParser:
         "How far a multi-token pass moves logits from one-token decoding, in units in the last place of the dtype.",
     )
     parser.add_argument("--model", type=model_name, default="smollm2_135m", help="model config (conf/model/)")
-    parser.add_argument("--dtype", default="bfloat16", choices=DTYPES)
+    parser.add_argument("--dtype", default="bfloat16", choices=DTYPES, help="the model's dtype")
     parser.add_argument(
         "--prompts", type=positive_int, default=10, help="HumanEval prompts (tabs, as the task feeds them)"
     )
@@ -164,8 +164,10 @@ def lossless_parser() -> argparse.ArgumentParser:
         help="model configs (conf/model/)",
     )
     parser.add_argument("--samples", type=positive_int, default=3, help="HumanEval prompts per run")
-    parser.add_argument("--max-new-tokens", type=positive_int, default=32)
-    parser.add_argument("--out", type=Path, default=Path("outputs") / "lossless")
+    parser.add_argument("--max-new-tokens", type=positive_int, default=32, help="new tokens per sample")
+    parser.add_argument(
+        "--out", type=Path, default=Path("outputs") / "lossless", help="run directories, kept"
+    )
     parser.add_argument(
         "--dtype", choices=DTYPES, default=None,
         help="model.dtype of every run (None: each model config's own, fp32 for both defaults)",

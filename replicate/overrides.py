@@ -123,7 +123,13 @@ def compose_config(
         with _own_hydra():
             return compose(config_name=name, overrides=overrides, return_hydra_config=with_hydra)
     except MissingConfigException as error:
-        raise ConfigError(str(error)) from None
+        group, _, option = str(error.missing_cfg_file or "").rpartition("/")
+        if not error.options or not group:
+            raise ConfigError(str(error).split("\n")[0]) from None
+        known = sorted(error.options)
+        raise ConfigError(
+            f"unknown {group} {option!r}{did_you_mean(option, known)} (options: {', '.join(known)}; conf/{group}/)"
+        ) from None
     except HydraException as error:
         if "Could not override" in str(error) or "Key '" in str(error):
             unknown = _unknown_key_error(name, overrides, command)

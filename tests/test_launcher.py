@@ -92,7 +92,7 @@ def test_make_targets_call_the_experiment_launcher():
         check=True,
     ).stdout
     for name in ("table1", "table2", "table3"):
-        assert f"-m replicate.experiment run {name} --smoke" in output
+        assert f"bin/replicate experiment run {name} --smoke" in output
     help_text = subprocess.run(["make", "help"], capture_output=True, text=True, check=True).stdout
     assert "replicate-table1" in help_text and "replicate " in help_text
 

@@ -10,7 +10,7 @@ from typing import Any, Literal, get_args
 from replicate.config import WarmupConfig
 from replicate.core.methods import MethodConfig, method_config
 from replicate.core.model_config import ATTENTION_IMPLEMENTATIONS, ModelConfig, model_config
-from replicate.schema import FieldError, MappingAccess, at_least, build, one_of, plain
+from replicate.schema import ConfigError, FieldError, MappingAccess, at_least, build, one_of, plain
 from replicate.statistics import BootstrapConfig
 from tasks.config import TaskConfig, task_config
 
@@ -98,19 +98,18 @@ class BenchConfig(MappingAccess):
         at_least("repeats", self.repeats, 1)
         if not self.sections and not self.gpu_shapes:
             raise FieldError("sections", [], "is empty and gpu_shapes=false: nothing would be measured")
-        if self.sections and not self.method.drafts:
-            raise FieldError(
-                "method",
-                self.method.name,
-                "the bench races a self-speculative method against autoregressive decoding; pick one that "
-                "drafts (method=adaptive_draft_exit or method=self_speculative)",
-            )
 
 
 def bench_config(cfg: Any) -> BenchConfig:
     """The typed bench config of a composed one (and its `gpu` section when `gpu_shapes`); ConfigError."""
     from replicate.bench.gpu_config import gpu_shapes_config
 
+    method = method_config(plain(cfg["method"]), "method")
+    if not method.drafts and cfg.get("sections"):  # before `profile.max_draft_tokens: ${method...}` resolves
+        raise ConfigError(
+            f"method={method.name}: the bench races a self-speculative method against autoregressive decoding; "
+            "pick one that drafts (method=adaptive_draft_exit or method=self_speculative)"
+        )
     data = dict(plain(cfg))
     data.pop("hydra", None)
     for key, convert in (("model", model_config), ("task", task_config), ("method", method_config)):

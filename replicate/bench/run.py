@@ -49,7 +49,7 @@ from replicate.cli import user_errors
 from replicate.config import compose_config
 from replicate.core.kv_cache import KV_CACHES
 from replicate.core.methods import AUTOREGRESSIVE as AUTOREGRESSIVE_METHOD
-from replicate.core.methods import build_decoder, method_config
+from replicate.core.methods import build_decoder
 from replicate.core.models import LoadedModel, load_model
 from replicate.core.prompts import encode_prompt
 from replicate.core.sampling import SamplingConfig
@@ -103,11 +103,6 @@ def profile_context_length(setting: int | str, prompts: Sequence[torch.Tensor], 
 
 
 def build_contenders(cfg: DictConfig, loaded: LoadedModel, sections: set[str]) -> tuple[list[Contender], str]:
-    if not method_config(cfg.method).drafts:
-        raise ConfigError(
-            f"method={cfg.method.name}: the bench races a self-speculative method against autoregressive "
-            "decoding; pick one that drafts (method=adaptive_draft_exit or method=self_speculative)"
-        )
     sampling = SamplingConfig()  # greedy: every contender must reproduce generate's tokens
     method_name = f"ours_{cfg.method.name}"
     contenders = [ours(AUTOREGRESSIVE, build_decoder(AUTOREGRESSIVE_METHOD, loaded, sampling))]

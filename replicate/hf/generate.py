@@ -80,16 +80,7 @@ def _check_inputs(
             )
     unexpected = sorted(set(model_kwargs) - _EXPECTED_MODEL_KWARGS)
     if unexpected:
-        from replicate.overrides import did_you_mean
-
-        own = [
-            name for name in inspect.signature(self_speculative_generate).parameters if name != "model_kwargs"
-        ]
-        hint = did_you_mean(unexpected[0], own)
-        raise ConfigError(
-            f"self-speculative generate does not take the arguments {unexpected}{hint} (it takes "
-            f"{', '.join(own[5:])} besides generate's own); drop the others"
-        )
+        raise ConfigError(f"self-speculative generate does not take the model inputs {unexpected}; drop them")
     mask = model_kwargs.get("attention_mask")
     if mask is not None and not bool((mask == 1).all()):
         raise ConfigError(
