@@ -125,7 +125,7 @@ def hydra_help(name: str, command: Command) -> str:
     from replicate.arguments import group_options
     from replicate.overrides import compose_config
 
-    cfg = compose_config([], command.hydra_config, with_hydra=True, command=f"replicate {name}")
+    cfg = compose_config([], command.hydra_config, with_hydra=True)
     choices = {  # the groups a user picks (not Hydra's own, nor a group placed under another key with @)
         group: choice
         for group, choice in cfg.hydra.runtime.choices.items()

@@ -25,7 +25,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     overrides = demo_parser().parse_args(sys.argv[1:] if argv is None else argv).overrides
     stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     root = Path("outputs") / "demo" / stamp
-    methods = compose_config(["experiment=demo", *overrides], command="replicate demo").experiment.methods
+    methods = compose_config(["experiment=demo", *overrides]).experiment.methods
     configs = {  # every method's config checked before the first one decodes
         method: run_config(compose_config(["experiment=demo", f"method={method}", *overrides]))
         for method in methods

@@ -72,7 +72,7 @@ def job_configs(name: str, overrides: Sequence[str] = ()) -> list[DictConfig]:
     configs = []
     for number, job in enumerate(jobs):
         try:
-            cfg = job_config(job, command="replicate experiment")
+            cfg = job_config(job)
             run_config(cfg)
         except ConfigError as error:
             raise ConfigError(

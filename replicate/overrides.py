@@ -90,7 +90,11 @@ def did_you_mean(key: str, known: Sequence[str]) -> str:
     return f"; did you mean {close[0]}?" if close else ""
 
 
-def _unknown_key_error(name: str, overrides: Sequence[str], command: str) -> ConfigError | None:
+# The command whose --help lists the keys of each root config.
+HELP_OF = {"config": "replicate run", "bench": "replicate bench", "search_config": "replicate search"}
+
+
+def _unknown_key_error(name: str, overrides: Sequence[str]) -> ConfigError | None:
     """A ConfigError naming the first override whose key the config does not have (without `+`), or None."""
     try:
         known = set(config_keys(name, overrides))
@@ -102,8 +106,12 @@ def _unknown_key_error(name: str, overrides: Sequence[str], command: str) -> Con
             continue
         if key not in known:
             return ConfigError(
-                f"unknown key {key} (in {override.input_line}){did_you_mean(key, sorted(known))} "
-                f"(`{command} --help` lists every key with its default)"
+                f"unknown key {key} (in {override.input_line}){did_you_mean(key, sorted(known))}"
+                + (
+                    f" (`{HELP_OF[name]} --help` lists every key with its default)"
+                    if name in HELP_OF
+                    else f" (conf/{name}.yaml)"
+                )
             )
     return None
 
@@ -112,12 +120,11 @@ def compose_config(
     overrides: Sequence[str] = (),
     name: str = "config",
     with_hydra: bool = False,
-    command: str = "replicate run",
 ) -> DictConfig:
     """The root config `conf/<name>.yaml` with overrides, e.g. ["model=tiny_llama", "n_samples=2"]. Safe inside
-    a running Hydra app (its Hydra state is set aside and restored). A bad override is a ConfigError: an unknown
-    key (with or without `+`... without: here; with: when the config is typed) names the closest known key; an
-    unknown group option (model=foo) lists the available ones."""
+    a running Hydra app (its Hydra state is set aside and restored). A bad override is a ConfigError: a key
+    the config lacks, given without `+`, names the closest known key (with `+`, the typed config does the
+    same: `replicate.schema.build`); an unknown group option (model=foo) names the closest and lists all."""
     overrides = list(overrides)
     try:
         with _own_hydra():
@@ -132,7 +139,7 @@ def compose_config(
         ) from None
     except HydraException as error:
         if "Could not override" in str(error) or "Key '" in str(error):
-            unknown = _unknown_key_error(name, overrides, command)
+            unknown = _unknown_key_error(name, overrides)
             if unknown is not None:
                 raise unknown from None
         raise ConfigError(str(error).replace("\n", " ")) from None
@@ -159,17 +166,15 @@ def sweep_jobs(overrides: Sequence[str], name: str = "config") -> list[list[str]
     return BasicSweeper.split_arguments(expanded, max_batch_size=None)[0]
 
 
-def job_config(overrides: Sequence[str], name: str = "config", command: str = "replicate run") -> DictConfig:
+def job_config(overrides: Sequence[str], name: str = "config") -> DictConfig:
     """The composed config of one job, without Hydra's own node."""
-    cfg = compose_config(overrides, name, with_hydra=True, command=command)
+    cfg = compose_config(overrides, name, with_hydra=True)
     with open_dict(cfg):
         del cfg["hydra"]
     return cfg
 
 
-def check_before_work(
-    argv: Sequence[str], name: str, check: Callable[[DictConfig], Any], command: str
-) -> list[DictConfig]:
+def check_before_work(argv: Sequence[str], name: str, check: Callable[[DictConfig], Any]) -> list[DictConfig]:
     """Before a Hydra app starts: compose every job's config (one, or each job of a `-m` sweep) and pass it to
     `check` (which raises ConfigError), so a bad value fails before the first job runs. Returns the configs
     ([] when a flag only prints something)."""
@@ -183,7 +188,7 @@ def check_before_work(
     configs = []
     for number, job in enumerate(jobs):
         try:
-            cfg = job_config(job, name, command)
+            cfg = job_config(job, name)
             check(cfg)
         except ConfigError as error:
             where = f"job {number} of {len(jobs)} ({' '.join(job)}): " if multirun and len(jobs) > 1 else ""

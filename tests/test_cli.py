@@ -192,6 +192,20 @@ def test_settings_that_cannot_take_effect_are_named():
     assert ineffective_settings(sampled) == []
 
 
+def test_a_run_warns_by_name_about_settings_that_cannot_take_effect(caplog, tmp_path):
+    import logging
+
+    from replicate.config import compose_config
+    from replicate.run.runner import run
+
+    overrides = ["model=tiny_llama", "method=self_speculative", "sampling.top_p=0.5", "method.max_draft_tokens=100",
+                 "max_new_tokens=4", "n_samples=1", "warmup.runs=0"]  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="replicate.run.runner"):
+        run(compose_config(overrides), tmp_path)
+    assert "sampling.top_p=0.5 has no effect under greedy decoding" in caplog.text
+    assert "method.max_draft_tokens=100 cannot take effect with max_new_tokens=4" in caplog.text
+
+
 # ---- bench: typed before any model loads ----
 
 

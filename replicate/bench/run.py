@@ -279,7 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # `--gpu-shapes` reads better on a command line than the Hydra override it stands for.
     argv = ["gpu_shapes=true" if argument == "--gpu-shapes" else argument for argument in argv]
-    check_before_work(argv, "bench", bench_config, "replicate bench")
+    check_before_work(argv, "bench", bench_config)
     sys.argv = [sys.argv[0], *argv]
     _hydra_main()
     return 0

@@ -36,7 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from replicate.overrides import check_before_work
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    check_before_work(argv, "search_config", check_job, "replicate search")
+    check_before_work(argv, "search_config", check_job)
     sys.argv = [sys.argv[0], *argv]
     _hydra_main()
     return 0
