@@ -2,7 +2,8 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
-REPLICATE := $(VENV)/bin/replicate  # the console script (pyproject.toml [project.scripts])
+# the console script (pyproject.toml [project.scripts])
+REPLICATE := $(VENV)/bin/replicate
 export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export WANDB_MODE ?= offline

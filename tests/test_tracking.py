@@ -116,6 +116,10 @@ def test_the_cli_run_logs_after_writing_its_files(tmp_path, caplog, capsys):
     results = [artifact["files"] for artifact in logged["artifacts"] if artifact["type"] == "run-results"]
     assert results == [["config.yaml", "metrics.json", "samples.jsonl"]]
     assert len(table_files(tmp_path, "samples")) == 1
-    progress = [record.getMessage()[:5] for record in caplog.records if record.name == "replicate.run.runner"]
+    runner = [record for record in caplog.records if record.name == "replicate.run.runner"]
+    progress = [record.getMessage()[:5] for record in runner if record.levelname == "INFO"]
     assert progress == ["[1/2]", "[2/2]"]
+    warnings = [record.getMessage() for record in runner if record.levelname == "WARNING"]
+    assert warnings == ["warning: method.max_draft_tokens=12 cannot take effect with max_new_tokens=4: a cycle "
+                        "never drafts past the token budget"]  # fmt: skip
     assert "2/2" in capsys.readouterr().err  # the progress bar

@@ -11,6 +11,7 @@ anything else is refused with a message saying what to pass. There is no default
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -90,8 +91,10 @@ def skip_plan(
             plan.validate(num_layers)
         except ValueError as error:
             raise ConfigError(str(error)) from None
-        if plan.skips_everything(num_layers):
-            raise ConfigError(f"skip_attention/skip_mlp {plan.skips_everything_message(num_layers)}")
+        if plan.skips_everything(num_layers):  # still lossless (the lossless gate tests it), never faster
+            warnings.warn(
+                f"skip_attention/skip_mlp {plan.skips_everything_message(num_layers)}", stacklevel=4
+            )
         return plan
     config = _configured_model(model_name) if model_name is not None else _detected_model(model)
     if config is None:
