@@ -20,11 +20,13 @@ from replicate.schema import ConfigError
 # cheap (no torch) until a model is needed.
 _LAZY = {
     "DecodeResult": "replicate.records",
+    "DecodeSettings": "replicate.core.decoding",
     "Decoder": "replicate.core.methods",
     "Generation": "replicate.api",
     "LoadedModel": "replicate.core.models",
     "SamplingConfig": "replicate.core.sampling",
     "SkipPlan": "replicate.core.skipping",
+    "Speculation": "replicate.core.decoding",
     "autoregressive_decode": "replicate.core.decoding",
     "generate": "replicate.api",
     "load": "replicate.api",
@@ -37,11 +39,13 @@ __all__ = [
     "ConfigError",
     "UserError",
     "DecodeResult",
+    "DecodeSettings",
     "Decoder",
     "Generation",
     "LoadedModel",
     "SamplingConfig",
     "SkipPlan",
+    "Speculation",
     "autoregressive_decode",
     "generate",
     "load",
@@ -52,7 +56,12 @@ __all__ = [
 
 if TYPE_CHECKING:
     from replicate.api import Generation, generate, load, make_decoder
-    from replicate.core.decoding import autoregressive_decode, self_speculative_decode
+    from replicate.core.decoding import (
+        DecodeSettings,
+        Speculation,
+        autoregressive_decode,
+        self_speculative_decode,
+    )
     from replicate.core.methods import Decoder
     from replicate.core.models import LoadedModel
     from replicate.core.sampling import SamplingConfig
