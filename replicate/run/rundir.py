@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -148,3 +150,16 @@ def config_differences(run_dir: Path, config: dict[str, Any]) -> list[str]:
         for key in keys
         if previous.get(key, missing) != current.get(key, missing)
     ]
+
+
+@contextmanager
+def nothing_left_on_failure(run_dir: Path) -> Iterator[None]:
+    """A run that fails before its first sample is recorded leaves no config.yaml or fingerprint.json that
+    would make its directory look like a started run."""
+    try:
+        yield
+    except BaseException:
+        if not (run_dir / SAMPLES_FILE).exists():
+            for name in (CONFIG_FILE, FINGERPRINT_FILE):
+                (run_dir / name).unlink(missing_ok=True)
+        raise

@@ -17,8 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -204,19 +203,6 @@ def summarize(
     )
 
 
-@contextmanager
-def _nothing_left_on_failure(run_dir: Path) -> Iterator[None]:
-    """A run that fails before its first sample is recorded leaves no config.yaml or fingerprint.json that
-    would make its directory look like a started run."""
-    try:
-        yield
-    except BaseException:
-        if not (run_dir / rundir.SAMPLES_FILE).exists():
-            for name in (rundir.CONFIG_FILE, rundir.FINGERPRINT_FILE):
-                (run_dir / name).unlink(missing_ok=True)
-        raise
-
-
 def _start(config: RunConfig, run_dir: Path, task: Task, samples: list[Sample]) -> tuple[list, dict]:
     """Discard or resume what `run_dir` holds, then record the config and fingerprint the run goes on with."""
     if config.force or not config.resume:
@@ -249,7 +235,7 @@ def run(cfg: DictConfig | RunConfig, run_dir: Path) -> RunMetrics:
     task = load_task(config.task)
     samples = task.samples(config.n_samples)  # the data, before the model: missing data fails fast
     scoring = task.prepare_scoring()  # e.g. the HumanEval sandbox: unavailable fails before decoding
-    with _nothing_left_on_failure(run_dir):
+    with rundir.nothing_left_on_failure(run_dir):
         done, fingerprint = _start(config, run_dir, task, samples)
         loaded = load_model(config.model)
         method = build_decoder(config.method, loaded, config.sampling, check_cache=config.verify_cache)
