@@ -160,8 +160,8 @@ def lossless_parser() -> argparse.ArgumentParser:
         "--models",
         nargs="+",
         type=model_name,
-        default=["tiny_llama", "smollm2_135m"],
-        help="model configs (conf/model/)",
+        default=None,
+        help="model configs (conf/model/); None: the check's own, tiny_llama and smollm2_135m",
     )
     parser.add_argument("--samples", type=positive_int, default=3, help="HumanEval prompts per run")
     parser.add_argument("--max-new-tokens", type=positive_int, default=32, help="new tokens per sample")

@@ -36,7 +36,7 @@ import numpy as np
 
 from replicate.cost_profile import _summarize, measure_cost_profile, pool_profiles
 from replicate.records import CostModelStats, DecodeRecord
-from replicate.statistics import BootstrapConfig, bootstrap_interval, ratio_of_means
+from replicate.statistics import BootstrapConfig, bootstrap_interval, interval_list, ratio_of_means
 
 __all__ = [
     "_summarize",
@@ -160,10 +160,6 @@ def _speedup_efficiency(
     )
 
 
-def _interval(interval: tuple[float, float] | None) -> list[float] | None:
-    return None if interval is None else list(interval)
-
-
 def cost_model_metrics(
     methods: Sequence[DecodeRecord],
     baselines: Sequence[DecodeRecord] | None,
@@ -192,7 +188,7 @@ def cost_model_metrics(
         baseline_overhead_fraction=None,
         speedup_efficiency=None,
         cost_profile=dict(profile),
-        efficiency_ci=_interval(
+        efficiency_ci=interval_list(
             bootstrap_interval(
                 [predicted_method, measured_method], ratio_of_means, paired=True, **bootstrap.settings()
             )
@@ -215,7 +211,7 @@ def cost_model_metrics(
             baseline_efficiency=baseline_efficiency,
             baseline_overhead_fraction=1.0 - baseline_efficiency,
             speedup_efficiency=float(_speedup_efficiency(*columns)),
-            speedup_efficiency_ci=_interval(
+            speedup_efficiency_ci=interval_list(
                 bootstrap_interval(columns, _speedup_efficiency, paired=True, **bootstrap.settings())
             ),
         )

@@ -84,3 +84,8 @@ def bootstrap_interval(
         rng=np.random.default_rng(seed),
     )
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def interval_list(interval: tuple[float, float] | None) -> list[float] | None:
+    """A `bootstrap_interval` as the JSON records store it: [low, high], or None."""
+    return None if interval is None else list(interval)

@@ -10,7 +10,7 @@ then in a test:
         lossless_check(my_package.decode)                       # tiny-model matrix and SmolLM2
         lossless_check(my_package.decode, models=["tiny_llama"], options={"max_draft_tokens": 4})
 
-The fixture is `replicate.lossless.check` (`replicate.gate`): it fails the test with the first divergence
+The fixture is `replicate.lossless.check` (`replicate.lossless.gate`): it fails the test with the first divergence
 (case, position, both tokens, the full model's top-2 logit margin there) as an AssertionError.
 """
 
@@ -20,12 +20,12 @@ from collections.abc import Callable
 
 import pytest
 
-from replicate.gate import LosslessError, check
+from replicate.lossless.gate import LosslessError, check
 
 __all__ = ["LosslessError", "lossless_check"]
 
 
 @pytest.fixture
 def lossless_check() -> Callable[..., object]:
-    """`check(decoder, models=..., options=..., kind=...)` from `replicate.gate`."""
+    """`check(decoder, models=..., options=..., kind=...)` from `replicate.lossless.gate`."""
     return check

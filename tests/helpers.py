@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from replicate.lossless_matrix import TINY_SIZES, tiny_model
+from replicate.lossless.reference import TinyModel, tiny_model
 
-__all__ = ["TINY_SIZES", "tiny_model"]
+__all__ = ["TinyModel", "tiny_model"]
 
 
 def config_bootstrap():

@@ -298,10 +298,10 @@ def test_numerics_refuses_bad_options_before_loading(capsys, monkeypatch, argv, 
     (".", "must be a directory holding custom_generate/generate.py"),
 ])  # fmt: skip
 def test_lossless_decoder_is_checked_before_the_gate_runs(capsys, monkeypatch, decoder, message):
-    import replicate.lossless
+    import replicate.lossless.cli
 
-    monkeypatch.setattr(replicate.lossless, "check", lambda *a, **k: pytest.fail("the gate ran"))
-    assert message in failing(capsys, replicate.lossless.main, ["--decoder", decoder])
+    monkeypatch.setattr(replicate.lossless.cli, "check", lambda *a, **k: pytest.fail("the gate ran"))
+    assert message in failing(capsys, replicate.lossless.cli.main, ["--decoder", decoder])
 
 
 @pytest.mark.parametrize("argv,message", [

@@ -21,8 +21,9 @@ from replicate.core.kv_cache import KV_CACHES, make_cache
 from replicate.core.models import load_model
 from replicate.core.sampling import SamplingConfig
 from replicate.core.skipping import SkipPlan, decoder_layers, skip_sublayers
-from replicate.lossless_matrix import adaptive, reference_tokens
-from tests.helpers import tiny_model
+from replicate.lossless.matrix import adaptive
+from replicate.lossless.reference import reference_tokens
+from tests.helpers import TinyModel, tiny_model
 
 PLAN = SkipPlan((1, 3), (2,))
 DEVICE_MAP = {
@@ -42,7 +43,7 @@ def _save_checkpoint(directory) -> torch.nn.Module:
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    model = tiny_model(4, 4, 2, 320, "sdpa", PLAN, seed=5)
+    model = tiny_model(TinyModel(4, 4, 2, 320, "sdpa", PLAN.attention, PLAN.mlp), seed=5)
     model.save_pretrained(directory)
     vocabulary = {f"t{i}": i for i in range(320)}
     word_level = Tokenizer(models.WordLevel(vocabulary, unk_token="t0"))

@@ -28,7 +28,7 @@ from replicate.lossless import fails_lossless
 from replicate.records import DecodeRecord, DecodeResult, SampleRecord
 from replicate.run.metrics import divergence_counts, divergence_verdict, post_eos_tokens, unit_in_last_place
 from replicate.schema import ConfigError
-from tests.helpers import tiny_model
+from tests.helpers import TinyModel, tiny_model
 from tests.test_lossless import reference_tokens
 
 TEXT_SAMPLING = SamplingConfig(temperature=0.2, top_p=0.85)  # the paper's sampled text rows
@@ -38,7 +38,7 @@ PLAN = SkipPlan((1,), (2,))
 def peaked_tiny_model():
     """A tiny model whose logits are spread enough that T=0.2 makes the draft's choice near certain while the
     raw softmax stays unsure: where the two confidences part."""
-    model = tiny_model(4, 4, 2, 300, "eager", PLAN)
+    model = tiny_model(TinyModel(4, 4, 2, 300, "eager", PLAN.attention, PLAN.mlp))
     with torch.no_grad():
         model.lm_head.weight.mul_(40.0)
     return model
@@ -121,7 +121,7 @@ def test_exact_ties_pick_the_first_index_like_generate():
 
 def test_a_model_full_of_exact_ties_decodes_like_generate():
     """lm_head rows paired (row 2i+1 = row 2i): every step is an exact tie between two tokens."""
-    model = tiny_model(4, 4, 2, 320, "sdpa", PLAN, seed=5)
+    model = tiny_model(TinyModel(4, 4, 2, 320, "sdpa", PLAN.attention, PLAN.mlp), seed=5)
     with torch.no_grad():
         model.lm_head.weight[1::2] = model.lm_head.weight[0::2]
     prompt = torch.tensor([[256, 10, 20, 30]])
@@ -153,7 +153,10 @@ def test_post_eos_tokens_counts_what_the_authors_block_would_have_kept():
 
 
 def test_post_eos_tokens_on_a_real_decode_with_a_drafted_eos():
-    model, prompt = tiny_model(4, 4, 2, 320, "eager", PLAN, seed=11), torch.tensor([[256, 65, 66, 67, 68]])
+    model, prompt = (
+        tiny_model(TinyModel(4, 4, 2, 320, "eager", PLAN.attention, PLAN.mlp), seed=11),
+        torch.tensor([[256, 65, 66, 67, 68]]),
+    )
     free_run = reference_tokens(model, prompt, 12, eos=None)
     counts = []
     for position in range(1, 8):

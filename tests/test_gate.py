@@ -22,7 +22,8 @@ from replicate.core.decoding import (
 from replicate.core.draft_exit import StaticThreshold
 from replicate.core.sampling import SamplingConfig
 from replicate.core.skipping import skip_sublayers
-from replicate.gate import LosslessError, decoder_kind, divergence, reference_tokens, run_decoder, tiny_cases
+from replicate.lossless.gate import LosslessError, decoder_kind, divergence, run_decoder, tiny_cases
+from replicate.lossless.reference import reference_tokens
 
 pytest_plugins = ["replicate.testing"]
 pytestmark = pytest.mark.lossless

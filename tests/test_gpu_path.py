@@ -28,7 +28,8 @@ from replicate.core.model_config import model_config
 from replicate.core.sampling import SamplingConfig
 from replicate.core.skipping import truncate_cache
 from replicate.gpu_check.syncs import count_host_reads
-from replicate.lossless_matrix import MODELS, run_matrix, summarize_matrix
+from replicate.lossless.matrix import run_matrix, summarize_matrix
+from replicate.lossless.reference import MODELS
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 

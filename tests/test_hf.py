@@ -13,9 +13,9 @@ import replicate.hf as hf
 from replicate.core.draft_exit import AdaptiveThreshold
 from replicate.core.sampling import SamplingConfig
 from replicate.core.skipping import SkipPlan
-from replicate.gate import check
 from replicate.hf.settings import sampling_config
-from tests.helpers import tiny_model
+from replicate.lossless.gate import check
+from tests.helpers import TinyModel, tiny_model
 
 pytestmark = pytest.mark.lossless
 PLAN = SkipPlan((1,), (2,))
@@ -24,7 +24,7 @@ SKIP = {"skip_attention": [1], "skip_mlp": [2]}
 
 @pytest.fixture(scope="module")
 def model():
-    return tiny_model(4, 4, 2, 320, "sdpa", PLAN, seed=3)
+    return tiny_model(TinyModel(4, 4, 2, 320, "sdpa", PLAN.attention, PLAN.mlp), seed=3)
 
 
 @pytest.fixture

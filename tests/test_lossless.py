@@ -16,8 +16,9 @@ from replicate.core.draft_exit import StaticThreshold
 from replicate.core.kv_cache import KV_CACHES
 from replicate.core.sampling import SamplingConfig
 from replicate.core.skipping import SkipPlan
-from replicate.lossless_matrix import MODELS, adaptive, reference_tokens, run_matrix
-from tests.helpers import tiny_model
+from replicate.lossless.matrix import adaptive, run_matrix
+from replicate.lossless.reference import MODELS, reference_tokens
+from tests.helpers import TinyModel, tiny_model
 
 pytestmark = pytest.mark.lossless
 GREEDY = SamplingConfig()
@@ -28,7 +29,7 @@ GREEDY = SamplingConfig()
     "spec", MODELS, ids=lambda spec: f"L{spec[0]}-{spec[4]}-skip{len(spec[5])}+{len(spec[6])}"
 )
 def test_every_method_matches_generate(spec, kv_cache):
-    """The matrix of `replicate.lossless_matrix` (also run on the GPU by gpu-check) on one model, fp32 on CPU:
+    """The matrix of `replicate.lossless.matrix` (also run on the GPU by gpu-check) on one model, fp32 on CPU:
     autoregressive decoding and every self-speculative setting (fixed K 1-12, static thresholds, adaptive),
     two prompts each, token for token equal to generate; every layer's cache at the committed length."""
     cells = run_matrix(torch.float32, torch.device("cpu"), [kv_cache], models=[spec])
@@ -44,7 +45,7 @@ def test_every_method_matches_generate(spec, kv_cache):
 @pytest.mark.parametrize("max_new_tokens", [1, 2, 3, 7, 13])
 def test_max_new_tokens_reached_mid_draft(max_new_tokens):
     plan = SkipPlan((1,), (2,))
-    model = tiny_model(4, 4, 2, 320, "sdpa", plan, seed=3)
+    model = tiny_model(TinyModel(4, 4, 2, 320, "sdpa", plan.attention, plan.mlp), seed=3)
     prompt = torch.tensor([[256, 10, 20, 30]])
     expected = reference_tokens(model, prompt, max_new_tokens, eos=None)
     for kv_cache in KV_CACHES:  # the static cache holds exactly prompt + max_new_tokens positions
@@ -59,7 +60,7 @@ def test_max_new_tokens_reached_mid_draft(max_new_tokens):
 def test_eos_hit_mid_draft(eos_position):
     """Declare the token the model emits at `eos_position` to be EOS: decoding must stop right after it."""
     plan = SkipPlan((1,), (2,))
-    model = tiny_model(4, 4, 2, 320, "eager", plan, seed=11)
+    model = tiny_model(TinyModel(4, 4, 2, 320, "eager", plan.attention, plan.mlp), seed=11)
     prompt = torch.tensor([[256, 65, 66, 67, 68]])
     free_run = reference_tokens(model, prompt, 30, eos=None)
     eos = free_run[eos_position]

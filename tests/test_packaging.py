@@ -26,7 +26,7 @@ from tasks.base import SHIPPED_DATA_DIR
 from tasks.summarization import DataUnavailableError
 
 ROOT = Path(__file__).resolve().parent.parent
-FIRST_PARTY = {"replicate", "tasks", "tests"}
+FIRST_PARTY = {"replicate", "tasks", "tests", "studies"}
 # The sandbox's bootstrap runs as a script inside the sandbox and imports its sibling modules by file name.
 FIRST_PARTY |= {path.stem for path in (ROOT / "tasks" / "sandbox").glob("*.py")}
 # Declared, never imported by the project, and needed all the same: another package loads them.
@@ -136,7 +136,7 @@ EXTRA_ONLY = {"pytest": ("testing", "replicate/testing.py")}
 
 def test_every_imported_package_is_declared_and_every_declared_one_is_used(pyproject):
     declared = _declared(pyproject["project"]["dependencies"])
-    modules = _imported_modules("replicate", "tasks")
+    modules = _imported_modules("replicate", "tasks", "studies")
     for module, (extra, importer) in EXTRA_ONLY.items():
         assert modules.pop(module, set()) <= {importer}, f"{module} is imported beyond {importer}"
         assert module in _declared(pyproject["project"]["optional-dependencies"][extra])

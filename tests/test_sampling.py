@@ -110,10 +110,10 @@ def test_bad_sampling_settings_are_named(kwargs):
 def test_sampled_self_speculative_decoding_runs_both_paths_and_is_seeded():
     """End to end with temperature: valid tokens, both accept and reject happen, same seed same output."""
     from replicate.core.decoding import DecodeSettings, Speculation, self_speculative_decode
-    from tests.helpers import tiny_model
+    from tests.helpers import TinyModel, tiny_model
 
     plan = SkipPlan((1, 2), (2, 3))
-    model = tiny_model(4, 4, 2, 320, "sdpa", plan, seed=5, output_scale=0.5)
+    model = tiny_model(TinyModel(4, 4, 2, 320, "sdpa", plan.attention, plan.mlp), seed=5, output_scale=0.5)
     prompt = torch.tensor([[256, 1, 2, 3]])
     sampling = SamplingConfig(temperature=0.05, top_p=0.95)
 

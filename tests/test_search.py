@@ -15,13 +15,14 @@ from replicate.config import compose_config, options
 from replicate.core.skipping import SkipPlan
 from replicate.experiment import job_configs
 from replicate.search import compose_search_config
-from replicate.search.compare import compare_searches, main
 from replicate.search.objective import collect_dev_prompts
 from replicate.search.optimizer import STATE_FILE
-from replicate.search.run import LOG_FILE, read_trials, run_search
+from replicate.search.run import run_search
+from replicate.search.rundir import LOG_FILE, read_trials
 from replicate.search.space import SearchSpace
 from replicate.search.strategies import STRATEGIES, skip_sets, strategy_plan
 from replicate.search.sub_block_costs import measure_sub_block_costs, profile_for_plan, weight_sub_block_costs
+from studies.compare_searches import compare_searches, main
 from tasks import DataUnavailableError, load_task
 
 # A deterministic objective (weights cost model, greedy fp32 acceptance traces) so that runs can be compared.

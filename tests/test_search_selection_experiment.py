@@ -11,8 +11,8 @@ from omegaconf import OmegaConf
 from replicate.config import compose_config, options
 from replicate.search import compose_search_config
 from replicate.search.config import STRATEGIES
-from replicate.search.selection_experiment import CONFIG_FILE, evaluate_set, load_target, set_label
-from replicate.search.selection_report import describe, search_table
+from studies.selection_experiment import CONFIG_FILE, evaluate_set, load_target, set_label
+from studies.selection_report import describe, search_table
 
 
 @pytest.mark.parametrize("target", sorted(OmegaConf.load(CONFIG_FILE)))

@@ -23,7 +23,8 @@ from replicate.core.skipping import SkipPlan, skip_sublayers
 from replicate.search import compose_search_config
 from replicate.search.dev_sequences import draft_attention_mask, reference_sequences
 from replicate.search.objective import TrialEvaluator, collect_dev_prompts
-from replicate.search.run import read_trials, run_search
+from replicate.search.run import run_search
+from replicate.search.rundir import read_trials
 from replicate.search.selectors.cosine_similarity import (
     cosine_family,
     ranked_candidates,

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from replicate.core.skipping import SkipAwareCache, SkipPlan, decoder_layers, skip_sublayers, truncate_cache
-from tests.helpers import tiny_model
+from tests.helpers import TinyModel, tiny_model
 
 
 @pytest.mark.parametrize(
@@ -23,7 +23,7 @@ def test_bad_plans_are_clear_errors(plan, message):
 
 
 def test_modules_are_restored_even_on_error():
-    model = tiny_model(4, 4, 2, 320, "sdpa", SkipPlan())
+    model = tiny_model(TinyModel(4, 4, 2, 320, "sdpa"))
     before = [dict(layer._modules) for layer in decoder_layers(model)]
     with pytest.raises(RuntimeError, match="boom"), skip_sublayers(model, SkipPlan((0, 2), (1, 3))):
         assert decoder_layers(model)[0].self_attn is not before[0]["self_attn"]
@@ -32,7 +32,7 @@ def test_modules_are_restored_even_on_error():
 
 
 def test_skipping_everything_leaves_only_embedding_norm_and_head():
-    model = tiny_model(3, 4, 2, 320, "eager", SkipPlan())
+    model = tiny_model(TinyModel(3, 4, 2, 320, "eager"))
     ids = torch.tensor([[256, 5, 6, 7]])
     with torch.inference_mode(), skip_sublayers(model, SkipPlan((0, 1, 2), (0, 1, 2))):
         logits = model(ids).logits
@@ -41,7 +41,7 @@ def test_skipping_everything_leaves_only_embedding_norm_and_head():
 
 
 def test_skipped_attention_writes_no_kv_and_truncation_restores_lengths():
-    model = tiny_model(4, 4, 2, 320, "sdpa", SkipPlan())
+    model = tiny_model(TinyModel(4, 4, 2, 320, "sdpa"))
     cache = SkipAwareCache(config=model.config)
     with torch.inference_mode():
         model(torch.tensor([[256, 1, 2]]), past_key_values=cache, use_cache=True)

@@ -103,7 +103,11 @@ def damp_sublayer_outputs(model: nn.Module, plan: SkipPlan, scale: float) -> Non
             layers[i].mlp.down_proj.weight.mul_(scale)
 
 
-def _random_model(cfg: Mapping[str, Any], dtype: torch.dtype, plan: SkipPlan) -> tuple[nn.Module, Any]:
+def random_model(cfg: Mapping[str, Any], dtype: torch.dtype, plan: SkipPlan) -> tuple[nn.Module, Any]:
+    """A randomly initialised Llama (weights from `cfg["seed"]`) of the sizes in `cfg` (the keys of
+    `conf/model/tiny_llama.yaml`), with the sub-blocks of `plan` damped by `cfg["skip_output_scale"]` when
+    set, and a byte tokenizer. `replicate.lossless.reference.tiny_model` builds the lossless checks' models
+    with it."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(
@@ -207,7 +211,7 @@ def load_model(cfg: Mapping[str, Any] | ModelConfig) -> LoadedModel:
     device = resolve_device(cfg.device)
     plan = cfg.skip.plan
     if cfg.source == "random":
-        model, tokenizer = _random_model(cfg, dtype, plan)
+        model, tokenizer = random_model(cfg, dtype, plan)
         identity = {"source": "random", "seed": cfg.seed}
     elif cfg.source == "gguf":
         model, tokenizer, identity = _gguf_model(cfg, dtype)

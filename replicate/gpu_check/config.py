@@ -11,7 +11,7 @@ from replicate.config import compose_config, options
 from replicate.core.kv_cache import KV_CACHES
 from replicate.core.methods import METHODS
 from replicate.core.model_config import ATTENTION_IMPLEMENTATIONS, DTYPE_NAMES
-from replicate.lossless_matrix import MODELS
+from replicate.lossless.reference import MODELS
 from replicate.schema import FieldError, MappingAccess, at_least, build, one_of, within
 
 SECTIONS = ("lossless_float32", "host_syncs", "shapes", "end_to_end", "lossless_bfloat16", "lossless_float16")

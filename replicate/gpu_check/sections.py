@@ -18,7 +18,8 @@ from replicate.core.models import DTYPES, load_model
 from replicate.core.sampling import SamplingConfig
 from replicate.gpu_check.config import GpuCheckConfig
 from replicate.gpu_check.syncs import count_host_reads
-from replicate.lossless_matrix import MODELS, run_matrix, summarize_matrix
+from replicate.lossless.matrix import run_matrix, summarize_matrix
+from replicate.lossless.reference import MODELS
 
 # Scores play no part here; where the HumanEval sandbox's namespaces are unavailable (not root), programs
 # run with resource limits only, through the sandbox's explicit opt-in (recorded in the section).

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from replicate.records import DecodeRecord, SampleRecord
-from replicate.statistics import BootstrapConfig, bootstrap_interval, ratio_of_means
+from replicate.statistics import BootstrapConfig, bootstrap_interval, interval_list, ratio_of_means
 
 
 def decoding_metrics(
@@ -69,7 +69,7 @@ def decoding_metrics(
         metrics["samples_without_drafts"] = len(methods) - len(rates)
         if rates:
             metrics["acceptance_rate"] = float(np.mean(rates))
-            metrics["acceptance_rate_ci"] = _interval(
+            metrics["acceptance_rate_ci"] = interval_list(
                 bootstrap_interval([rates], np.mean, **bootstrap.settings())
             )
             metrics["acceptance_rate_pooled"] = sum(accepted) / sum(drafted)
@@ -83,21 +83,17 @@ def decoding_metrics(
         totals = np.array([[b.total_time, m.total_time] for b, m in zip(baselines, methods)])
         metrics.update(
             speedup=float(ratio_of_means(*per_token.T)),
-            speedup_ci=_interval(
+            speedup_ci=interval_list(
                 bootstrap_interval(per_token.T, ratio_of_means, paired=True, **bootstrap.settings())
             ),
             speedup_total_time=float(ratio_of_means(*totals.T)),  # = total / total
-            speedup_total_time_ci=_interval(
+            speedup_total_time_ci=interval_list(
                 bootstrap_interval(totals.T, ratio_of_means, paired=True, **bootstrap.settings())
             ),
             identical_fraction=float(np.mean(identical)),
             baseline_tokens_per_s=sum(b.new_tokens for b in baselines) / sum(b.total_time for b in baselines),
         )
     return metrics
-
-
-def _interval(interval: tuple[float, float] | None) -> list[float] | None:
-    return None if interval is None else list(interval)
 
 
 def sample_metrics(

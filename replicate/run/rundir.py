@@ -12,17 +12,22 @@ Every reader names the file (and line) it cannot read.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from replicate.errors import UnwritableDirectory
-from replicate.records import RecordError, RunMetrics, SampleRecord
+from replicate.records import SCHEMA_VERSION, RecordError, RunMetrics, SampleRecord
+
+if TYPE_CHECKING:
+    from replicate.config import RunConfig
+    from tasks import Task
 
 SAMPLES_FILE = "samples.jsonl"
 METRICS_FILE = "metrics.json"
@@ -163,3 +168,25 @@ def nothing_left_on_failure(run_dir: Path) -> Iterator[None]:
             for name in (CONFIG_FILE, FINGERPRINT_FILE):
                 (run_dir / name).unlink(missing_ok=True)
         raise
+
+
+# Settings that may differ between a run and its resumption: they change no sample's result.
+RESUMABLE_KEYS = (
+    "n_samples", "resume", "force", "logger", "cost_model", "warmup", "verify_cache", "paper", "divergence",
+    "bootstrap",
+)  # fmt: skip
+# What identifies the data beyond the samples themselves (their ids are compared one by one).
+_PER_SAMPLE_SELECTION = ("file", "sample_ids", "problem_ids", "n_problems")
+
+
+def run_fingerprint(config: RunConfig, task: Task) -> dict[str, Any]:
+    """The settings that decide a sample's result and the identity of the data (after `task.samples`)."""
+    settings = {key: value for key, value in config.to_dict().items() if key not in RESUMABLE_KEYS}
+    data = {key: value for key, value in task.selection().items() if key not in _PER_SAMPLE_SELECTION}
+    canonical = json.dumps({"settings": settings, "data": data}, sort_keys=True, default=str)
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "sha256": hashlib.sha256(canonical.encode()).hexdigest(),
+        "settings": settings,
+        "data": data,
+    }

@@ -14,7 +14,6 @@ data fingerprint match (`fingerprint.json`); one that holds `metrics.json` is fi
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Sequence
@@ -32,38 +31,18 @@ from replicate.core.methods import AUTOREGRESSIVE, Decoder, build_decoder
 from replicate.core.models import LoadedModel, load_model
 from replicate.core.prompts import encode_prompt
 from replicate.cost_model import cost_model_metrics, measure_cost_profile
-from replicate.records import SCHEMA_VERSION, DecodeRecord, DecodeResult, RunMetrics, SampleRecord
+from replicate.records import DecodeRecord, DecodeResult, RunMetrics, SampleRecord
 from replicate.run import rundir
 from replicate.run.environment import environment
 from replicate.run.exclusions import baseline_filter
 from replicate.run.metrics import divergence_counts, first_difference, post_eos_tokens, sample_metrics
 from replicate.run.replay import baseline_top_two
+from replicate.run.rundir import run_fingerprint
 from replicate.run.scoring import paper_compatible_scores, score_records, task_scores
 from replicate.schema import ConfigError
 from tasks import Sample, Task, load_task
 
 logger = logging.getLogger(__name__)  # under `python -m replicate`, Hydra writes it to the job log too
-
-# Settings that may differ between a run and its resumption: they change no sample's result.
-RESUMABLE_KEYS = (
-    "n_samples", "resume", "force", "logger", "cost_model", "warmup", "verify_cache", "paper", "divergence",
-    "bootstrap",
-)  # fmt: skip
-# What identifies the data beyond the samples themselves (their ids are compared one by one).
-_PER_SAMPLE_SELECTION = ("file", "sample_ids", "problem_ids", "n_problems")
-
-
-def run_fingerprint(config: RunConfig, task: Task) -> dict[str, Any]:
-    """The settings that decide a sample's result and the identity of the data (after `task.samples`)."""
-    settings = {key: value for key, value in config.to_dict().items() if key not in RESUMABLE_KEYS}
-    data = {key: value for key, value in task.selection().items() if key not in _PER_SAMPLE_SELECTION}
-    canonical = json.dumps({"settings": settings, "data": data}, sort_keys=True, default=str)
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "sha256": hashlib.sha256(canonical.encode()).hexdigest(),
-        "settings": settings,
-        "data": data,
-    }
 
 
 def _differences(previous: dict[str, Any], current: dict[str, Any]) -> list[str]:

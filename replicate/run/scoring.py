@@ -145,14 +145,13 @@ def matching_records(
     exactly the samples the run selected, under the fingerprint its metrics.json and fingerprint.json
     record, with the decoding statistics metrics.json reports."""
     from replicate.run.metrics import sample_metrics
-    from replicate.run.runner import run_fingerprint
 
     path = run_dir / rundir.SAMPLES_FILE
     fingerprint_path = run_dir / rundir.FINGERPRINT_FILE
     if not fingerprint_path.is_file():
         raise DataError(f"{fingerprint_path} is missing: the run's samples cannot be matched to its settings")
     recorded = rundir.read_json(fingerprint_path).get("sha256")
-    expected = run_fingerprint(config, task)["sha256"]
+    expected = rundir.run_fingerprint(config, task)["sha256"]
     claimed = (metrics.fingerprint or {}).get("sha256")
     if not recorded == expected == claimed:
         raise DataError(

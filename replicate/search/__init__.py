@@ -3,14 +3,15 @@
     python -m replicate.search model=smollm2_135m search=smollm2_cpu      # see docs/search.md
     python -m replicate.search model=codellama_13b search.dev_tasks=[humaneval] search.prompts_per_task=8
 
-Modules: `space` (variables <-> sub-blocks), `objective` (one decoded trial: decode the dev prompts),
-`dev_sequences` and `teacher_forced` (the teacher-forced estimate of a trial), `evaluators` (which of the two,
-and the cost profile), `sub_block_costs` (the per-sub-block cost profile of the `predicted_speedup`
-objective), `optimizer` (Bayesian optimization with exact save and restore), `run` (the search loop and its
-files), `selectors` (search.strategy other than bayesian), `outputs` (snippet, trace plot, summary),
-`accounting` (search cost), `compare` (searches against each other), `estimate_check` (the estimate against
-decoding), `selection_experiment` and `selection_report` (issue 14's comparison), `strategies` (the first /
-middle / last / random / searched sets of the paper's Table 7).
+Modules: `space` (variables <-> sub-blocks), `config` (the typed `search.*` settings), `objective` (one
+decoded trial: decode the dev prompts), `dev_sequences` and `teacher_forced` (the teacher-forced estimate of
+a trial), `evaluators` (which of the two, and the cost profile), `sub_block_costs` (the per-sub-block cost
+profile of the `predicted_speedup` objective), `optimizer` (Bayesian optimization with exact save and
+restore), `rundir` (the run directory: setup record, trial log, resume), `run` (the search loop; other
+strategies go to `selectors`), `selectors` (search.strategy other than bayesian), `outputs` (snippet, trace
+plot, summary), `accounting` (search cost), `strategies` (the first / middle / last / random / searched sets
+of the paper's Table 7). One-off studies that drive this library (comparing searches, checking the estimate,
+the selection experiment) live in the checkout's `studies/` folder.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ Where it is approximate (and why it can rank sets differently from decoding): in
 committed tokens' KV comes from the full model and the drafts after a rejected one follow the draft's own
 tokens; here the continuation's KV comes from the draft and every position is scored on the reference
 path. Greedy decoding only (the reference continuation is the full model's argmax path).
-`python -m replicate.search.estimate_check` measures how well it ranks sets against decoding.
+`python -m studies.estimate_check` measures how well it ranks sets against decoding.
 """
 
 from __future__ import annotations

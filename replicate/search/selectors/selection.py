@@ -24,7 +24,7 @@ from replicate.search.dev_sequences import DevSequence, reference_sequences
 from replicate.search.evaluators import build_evaluator, cost_profile
 from replicate.search.objective import collect_dev_prompts
 from replicate.search.outputs import SNIPPET_FILE, write_outputs
-from replicate.search.run import prepare_run_dir, search_setup
+from replicate.search.rundir import prepare_run_dir, search_setup
 from replicate.search.selectors.cosine_similarity import (
     cosine_family,
     ranked_candidates,

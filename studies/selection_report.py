@@ -1,6 +1,6 @@
-"""Markdown tables of the selection experiment (`replicate.search.selection_experiment`'s `results.json`).
+"""Markdown tables of the selection experiment (`studies.selection_experiment`'s `results.json`).
 
-python -m replicate.search.selection_report outputs/selection/smollm2_135m/results.json
+python -m studies.selection_report outputs/selection/smollm2_135m/results.json
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Issue 14's comparison: every skip-set strategy on one footing, then each found set decoded on held-out items.
 
-    python -m replicate.search.selection_experiment [--target cpu|gpu] [key=value ...]
+    python -m studies.selection_experiment [--target cpu|gpu] [key=value ...]
 
 Reads `conf/selection_experiment.yaml` (the target's block; dotted overrides apply to it) and, in
 `output_dir`:
@@ -41,8 +41,8 @@ from replicate.run.runner import encode_prompt
 from replicate.search import compose_search_config
 from replicate.search.evaluators import COSTS_FILE, cost_profile
 from replicate.search.objective import collect_dev_prompts
-from replicate.search.selection_report import markdown_tables
 from replicate.search.sub_block_costs import trace_predicted_speedup
+from studies.selection_report import markdown_tables
 
 CONFIG_FILE = CONF_DIR / "selection_experiment.yaml"
 

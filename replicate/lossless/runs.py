@@ -1,42 +1,27 @@
-"""`python -m replicate.lossless`: the lossless check of `make check-lossless`, through the real runner.
-
-`python -m replicate.lossless --decoder my_package.module:decode` gates your own decoder instead (a decode
-function, a `custom_generate` callable, or a path holding `custom_generate/generate.py`), over the tiny-model
-matrix and SmolLM2; in Python and pytest: `replicate.lossless.check(decoder)` (`replicate.gate`) and the
-`lossless_check` fixture (`pytest_plugins = ["replicate.testing"]`).
+"""The lossless check of `make check-lossless`, through the real runner.
 
 Every greedy self-speculative method (fixed K, static threshold, adaptive draft-exit) decodes a few HumanEval
-prompts on the random tiny model and on SmolLM2-135M (fp32, CPU, unless `--dtype` says otherwise), each sample
-also decoded autoregressively; the runner records whether the tokens are identical and judges each difference
+prompts on the random tiny model and on SmolLM2-135M (fp32, CPU, unless a dtype is given), each sample also
+decoded autoregressively; the runner records whether the tokens are identical and judges each difference
 (metrics.json `divergences`: a near-tie when the baseline's top-two logit margin there is within a few units
-in the last place of the dtype, else unexplained). In fp32 any difference fails the check (exit status 1); in
-bf16/fp16 an unexplained one does, and near-ties are reported. A failure names for every method its first
-failing sample, the position of the first differing token, both tokens and the baseline's margin there. Run
-directories are kept under --out for inspection.
+in the last place of the dtype, else unexplained). In fp32 any difference fails the check; in bf16/fp16 an
+unexplained one does, and near-ties are reported. A failure names for every method its first failing
+sample, the position of the first differing token, both tokens and the baseline's margin there.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-from replicate.arguments import lossless_parser
-from replicate.cli import user_errors
-from replicate.gate import LosslessError, check
-from replicate.schema import ConfigError
-
-__all__ = ["LosslessError", "check", "check_methods", "first_divergence", "main"]
 
 if TYPE_CHECKING:
     from replicate.records import SampleRecord
 
 logger = logging.getLogger(__name__)
 
-MODELS = ("tiny_llama", "smollm2_135m")
 METHODS: dict[str, list[str]] = {
     "fixed_k4": ["method=self_speculative", "method.max_draft_tokens=4", "method.threshold=0.0"],
     "static_threshold_0.5": ["method=self_speculative", "method.max_draft_tokens=12", "method.threshold=0.5"],
@@ -129,54 +114,3 @@ def check_methods(
                 f"({run_dir / 'samples.jsonl'})"
             )
     return failures
-
-
-def gate_decoder(decoder: str, models: Sequence[str]) -> int:
-    """`--decoder`: `module:callable` is imported (the current directory first), anything else is a path."""
-    import importlib
-
-    target: Any = decoder
-    if ":" in decoder and not Path(decoder).exists():
-        module_name, _, attribute = decoder.partition(":")
-        sys.path.insert(0, os.getcwd())
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as error:
-            if error.name is None or not module_name.startswith(error.name):
-                raise  # the decoder's own import failed: its traceback is the user's to read
-            raise ConfigError(
-                f"--decoder {decoder}: no module {module_name!r} importable from {os.getcwd()} (or sys.path)"
-            ) from None
-        target = getattr(module, attribute, None)
-        if not callable(target):
-            raise ConfigError(f"--decoder {decoder}: module {module_name} has no callable {attribute!r}")
-    elif not (Path(decoder) / "custom_generate" / "generate.py").is_file():
-        raise ConfigError(
-            f"--decoder {decoder}: a path must be a directory holding custom_generate/generate.py (the layout "
-            "transformers loads a custom_generate method from); or pass module:callable"
-        )
-    try:
-        summary = check(target, models)
-    except LosslessError as error:
-        print(f"NOT LOSSLESS: {error}", file=sys.stderr)
-        return 1
-    print(f"lossless: {decoder} equals model.generate on {summary.cases} cases ({summary.tokens} tokens)")
-    return 0
-
-
-@user_errors
-def main(argv: Sequence[str] | None = None) -> int:
-    args = lossless_parser().parse_args(argv)
-    if args.decoder:
-        return gate_decoder(args.decoder, args.models)
-    failures = check_methods(args.models, args.samples, args.max_new_tokens, args.out, args.dtype)
-    for failure in failures:
-        print(f"NOT LOSSLESS: {failure}", file=sys.stderr)
-    if failures:
-        return 1
-    print(f"lossless: no failing difference from autoregressive decoding on {', '.join(args.models)}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -6,7 +6,7 @@ decoded and gives each set both scores: tokens/s (the mean of its decodes, wall 
 speedup under one cost profile. It reports each search's choice with its rank under both scores, and the
 Spearman rank correlation of the two scores over the pooled sets.
 
-    python -m replicate.search.compare outputs/search/smollm2_135m/smollm2_cpu_bayesian_decoded_tokens_per_s \\
+    python -m studies.compare_searches outputs/search/smollm2_135m/smollm2_cpu_bayesian_decoded_tokens_per_s \\
         outputs/search/smollm2_135m/smollm2_cpu_bayesian_decoded_predicted_speedup [--costs <cost_profile.json>]
 
 Writes nothing unless `--output` names a JSON file; prints a Markdown summary.
@@ -26,7 +26,7 @@ from scipy.stats import spearmanr
 from replicate.core.skipping import SkipPlan
 from replicate.search.evaluators import COSTS_FILE
 from replicate.search.outputs import best_trial
-from replicate.search.run import LOG_FILE, SETUP_FILE, read_trials
+from replicate.search.rundir import LOG_FILE, SETUP_FILE, read_trials
 from replicate.search.sub_block_costs import trace_predicted_speedup
 
 

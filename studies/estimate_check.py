@@ -1,6 +1,6 @@
 """How well the teacher-forced estimate ranks skip sets against decoding, and what it saves.
 
-    python -m replicate.search.estimate_check --num-sets 60 --output outputs/estimate_check/smollm2 \\
+    python -m studies.estimate_check --num-sets 60 --output outputs/estimate_check/smollm2 \\
         model=smollm2_135m search=smollm2_cpu
 
 Draws `--num-sets` distinct random sets from the search space (`search.candidates`, sizes cycling through

@@ -1,0 +1,7 @@
+"""`python -m replicate.lossless`: see `replicate.lossless`."""
+
+import sys
+
+from replicate.lossless.cli import main
+
+sys.exit(main())

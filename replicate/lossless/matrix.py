@@ -1,0 +1,141 @@
+"""The lossless matrix: every greedy method against `model.generate(do_sample=False)` on the tiny models.
+
+One definition, run in two places: `tests/test_lossless.py` demands token identity on every cell in fp32 on
+the CPU, and `python -m replicate.gpu_check` runs the same cells on the GPU in fp32 (identity demanded) and in
+bf16, where a multi-token verification pass and one-token decoding use different kernels, so near-ties may
+flip: there every divergence is reported with the reference's top-two logit margin at the first differing
+token (near 0: a numerical near-tie; large: a bug).
+
+Models: `replicate.lossless.reference.MODELS`. Methods (`method_settings`): fixed K = 1..12, static
+thresholds 0.3-1.0, and two adaptive draft-exit settings; plus autoregressive decoding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+
+from replicate.core.decoding import (
+    DecodeSettings,
+    Speculation,
+    autoregressive_decode,
+    self_speculative_decode,
+)
+from replicate.core.draft_exit import AdaptiveThreshold, DraftExit, StaticThreshold
+from replicate.core.sampling import SamplingConfig
+from replicate.lossless.reference import MODELS, TinyModel, reference_tokens, tiny_model, top_two_margin
+from replicate.records import DecodeResult
+from replicate.run.metrics import first_difference
+
+GREEDY = SamplingConfig()
+# (max_draft_tokens, static threshold); threshold 0 drafts exactly K (the no-sync path)
+DRAFT_SETTINGS = [(1, 0.0), (2, 0.0), (4, 0.3), (6, 0.0), (12, 0.0), (12, 0.5), (8, 1.0)]
+# (max_draft_tokens, initial threshold, target acceptance) of the adaptive draft-exit cells
+ADAPTIVE_SETTINGS = [(12, 0.6, 0.8), (5, 0.9, 0.5)]
+
+
+def adaptive(initial: float = 0.6, target: float = 0.8) -> AdaptiveThreshold:
+    return AdaptiveThreshold(initial, target, 0.01, 0.5, 0.9, reset_per_sample=False)
+
+
+def method_settings() -> list[tuple[str, int, Callable[[], DraftExit]]]:
+    """(label, max_draft_tokens, fresh draft-exit rule) of every self-speculative cell."""
+    cells = [
+        (f"K={k},threshold={threshold}", k, lambda threshold=threshold: StaticThreshold(threshold))
+        for k, threshold in DRAFT_SETTINGS
+    ]
+    cells += [
+        (f"adaptive,K={k},gamma0={initial},alpha={target}", k, lambda i=initial, t=target: adaptive(i, t))
+        for k, initial, target in ADAPTIVE_SETTINGS
+    ]
+    return cells
+
+
+@dataclass
+class Cell:
+    """One decode of the matrix and how it compares with generate's tokens."""
+
+    model: str
+    prompt: int
+    method: str
+    kv_cache: str
+    identical: bool
+    new_tokens: int
+    first_difference: int | None
+    reference_margin: float | None
+    cache_lengths_ok: bool
+    drafted: int
+    accepted: int
+
+
+@dataclass(frozen=True)
+class _Prompt:
+    """One prompt of one matrix model and generate's tokens for it."""
+
+    spec: TinyModel
+    model: torch.nn.Module
+    prompt_ids: torch.Tensor
+    seed: int
+    expected: list[int]
+
+    def cell(self, method: str, kv_cache: str, result: DecodeResult) -> dict[str, Any]:
+        position = first_difference(result.tokens, self.expected)
+        margin = None
+        if position is not None and position < len(self.expected):
+            margin = top_two_margin(self.model, self.prompt_ids, self.expected[:position])
+        cell = Cell(
+            self.spec.label, self.seed, method, kv_cache, position is None, len(result.tokens), position, margin,
+            result.cache_lengths_ok, sum(result.drafted), sum(result.accepted),
+        )  # fmt: skip
+        return asdict(cell)
+
+
+def _prompts(
+    spec: TinyModel, dtype: torch.dtype, device: torch.device, num_prompts: int, max_new_tokens: int
+):
+    model = tiny_model(spec, spec.layers * 7 + spec.vocab, dtype=dtype, device=device)
+    for prompt_seed in range(num_prompts):
+        generator = torch.Generator().manual_seed(prompt_seed)
+        prompt = torch.randint(0, spec.vocab, (1, 5 + 6 * prompt_seed), generator=generator).to(device)
+        expected = reference_tokens(model, prompt, max_new_tokens)
+        yield _Prompt(spec, model, prompt, prompt_seed, expected)
+
+
+def run_matrix(
+    dtype: torch.dtype,
+    device: torch.device,
+    kv_caches: Sequence[str],
+    num_prompts: int = 2,
+    max_new_tokens: int = 40,
+    models: Sequence[TinyModel] = tuple(MODELS),
+) -> list[dict[str, Any]]:
+    """Decode every cell; returns one `Cell` (as a dict) per decode, identical or not."""
+    cells: list[dict[str, Any]] = []
+    for spec in models:
+        for prompt in _prompts(TinyModel(*spec), dtype, device, num_prompts, max_new_tokens):
+            for kv_cache in kv_caches:
+                settings = DecodeSettings(max_new_tokens, GREEDY, frozenset(), kv_cache)
+                result = autoregressive_decode(prompt.model, prompt.prompt_ids, settings)
+                cells.append(prompt.cell("autoregressive", kv_cache, result))
+                for method, max_draft_tokens, draft_exit in method_settings():
+                    speculation = Speculation(
+                        prompt.spec.plan, max_draft_tokens, draft_exit(), check_cache=True
+                    )
+                    result = self_speculative_decode(prompt.model, prompt.prompt_ids, settings, speculation)
+                    cells.append(prompt.cell(method, kv_cache, result))
+    return cells
+
+
+def summarize_matrix(cells: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Identity rate and every divergence (with its margin) of a matrix run."""
+    divergent = [cell for cell in cells if not cell["identical"] or not cell["cache_lengths_ok"]]
+    return {
+        "decodes": len(cells),
+        "identical": sum(cell["identical"] for cell in cells),
+        "identity_rate": sum(cell["identical"] for cell in cells) / len(cells) if cells else None,
+        "cache_lengths_ok": all(cell["cache_lengths_ok"] for cell in cells),
+        "divergences": divergent,
+    }
