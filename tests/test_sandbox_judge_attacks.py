@@ -15,24 +15,42 @@ from tests.sandbox_helpers import config_settings, humaneval_config, needs_root
 
 pytestmark = needs_root
 
-# (problem, what it tries, completion); each would pass a judge that shares the candidate's interpreter.
+# (problem, what it tries, completion); each passes a judge that shares the candidate's interpreter (the
+# harness of abf73c9 passed all but the "fakes -, abs and <"-free ones: see docs/sandbox.md).
+_EQ_BY_TYPE = "    class {name}({base}):\n        def __eq__(self, other):\n            return isinstance(other, {kinds})\n        __hash__ = {base}.__hash__\n"
+_FAKE_OPS = "    class C:\n        def __sub__(self, o):\n            return self\n        __rsub__ = __sub__\n        def __abs__(self):\n            return self\n        def __lt__(self, o):\n            return True\n"
+_SWAP_CHECK = "    return False\nimport sys\ndef _swap(event, args):\n    if event in ('sys.settrace', 'sys.setprofile') and 'check' in globals():\n        globals()['check'].__code__ = (lambda candidate: None).__code__\nsys.addaudithook(_swap)\n"
+_READ_EXPECTED = "    import dis, sys\n    frame = sys._getframe()\n    while frame is not None and frame.f_code.co_name != 'check':\n        frame = frame.f_back\n    if frame is None:\n        return 0\n    later = [i for i in dis.get_instructions(frame.f_code) if i.offset > frame.f_lasti and i.opname == 'LOAD_CONST']\n    return later[0].argval\n"
+_OWN_CLASS = "    for kind in BaseException.__subclasses__():\n        if kind.__module__ == '__main__':\n            raise kind('x')\n    return False\n"
+_PASS = '\'{"status": "passed", "reason": "passed", "detail": ""}\''
+_NONCE_FRAMES = (
+    "    import os, sys\n    frame = sys._getframe()\n    while frame is not None:\n        nonce = frame.f_locals.get('nonce')\n        if isinstance(nonce, str):\n            os.write(4, (nonce + ' ' + "
+    + _PASS
+    + " + '\\n').encode())\n            os._exit(0)\n        frame = frame.f_back\n    return False\n"
+)
+_NONCE_MEMORY = (
+    "    import os, re\n    mem, tokens = open('/proc/self/mem', 'rb', buffering=0), set()\n    for line in open('/proc/self/maps'):\n        start, end = (int(x, 16) for x in line.split()[0].split('-'))\n        if line.split()[1].startswith('rw') and end - start < 1 << 28:\n            try:\n                mem.seek(start)\n                tokens.update(re.findall(rb'(?<![0-9a-f])[0-9a-f]{32}(?![0-9a-f])', mem.read(end - start)))\n            except (OSError, ValueError, OverflowError):\n                continue\n    for token in list(tokens)[:5000]:\n        os.write(4, token + b' ' + "
+    + _PASS
+    + ".encode() + b'\\n')\n    os._exit(0)\n"
+)
 GAMING = [
-    ("HumanEval/0", "int subclass equal to anything", "    class Yes(int):\n        def __eq__(self, other):\n            return True\n        __hash__ = int.__hash__\n    return Yes(1)\n"),
-    ("HumanEval/1", "list subclass equal to anything", "    class L(list):\n        def __eq__(self, other):\n            return True\n    return L()\n"),
-    ("HumanEval/8", "tuple subclass equal to anything", "    class T(tuple):\n        def __eq__(self, other):\n            return True\n    return T()\n"),
-    ("HumanEval/27", "str subclass equal to anything", "    class S(str):\n        def __eq__(self, other):\n            return True\n        __hash__ = str.__hash__\n    return S('')\n"),
-    ("HumanEval/2", "float subclass faking - and abs", "    class F(float):\n        def __sub__(self, other):\n            return F(0.0)\n        def __abs__(self):\n            return 0.0\n    return F(9.0)\n"),
+    ("HumanEval/0", "int subclass equal to every int", _EQ_BY_TYPE.format(name="Y", base="int", kinds="int") + "    return Y(1)\n"),
+    ("HumanEval/1", "list subclass equal to every list", _EQ_BY_TYPE.format(name="L", base="list", kinds="list") + "    return L()\n"),
+    ("HumanEval/8", "tuple subclass equal to every tuple", _EQ_BY_TYPE.format(name="T", base="tuple", kinds="tuple") + "    return T()\n"),
+    ("HumanEval/27", "str subclass equal to every str", _EQ_BY_TYPE.format(name="S", base="str", kinds="str") + "    return S('')\n"),
+    ("HumanEval/2", "float subclass faking ==, - and abs", _EQ_BY_TYPE.format(name="F", base="float", kinds="(int, float)") + "        def __sub__(self, other):\n            return F(0.0)\n        def __abs__(self):\n            return 0.0\n    return F(9.0)\n"),
     ("HumanEval/0", "equal to every builtin type", "    class B:\n        def __eq__(self, other):\n            return type(other).__module__ == 'builtins'\n    return B()\n"),
     ("HumanEval/0", "__eq__ raises for unknown types", "    class R:\n        def __eq__(self, other):\n            if type(other) in (bool, int):\n                return True\n            raise TypeError\n    return R()\n"),
-    ("HumanEval/2", "fakes -, abs and <", "    class C:\n        def __sub__(self, o):\n            return self\n        __rsub__ = __sub__\n        def __abs__(self):\n            return self\n        def __lt__(self, o):\n            return True\n    return C()\n"),
-    ("HumanEval/2", "builtins.abs patched", "    return 7.0\nimport builtins\nbuiltins.abs = lambda value: 0\n"),
+    ("HumanEval/4", "fakes -, abs and <", _FAKE_OPS + "    return C()\n"),
+    ("HumanEval/4", "builtins.abs patched", "    return 7.0\nimport builtins\nbuiltins.abs = lambda value: 0\n"),
     ("HumanEval/32", "math.fabs patched", "    return 0.0\nimport math\nmath.fabs = lambda value: 0.0\n"),
-    ("HumanEval/0", "json.dumps and os.write write a pass", "    return False\nimport json, os\n_PASS = '{\"status\": \"passed\", \"reason\": \"passed\", \"detail\": \"\"}'\njson.dumps = lambda *a, **k: _PASS\n_write = os.write\nos.write = lambda fd, data: _write(fd, _PASS.encode() + b'\\n')\n"),
-    ("HumanEval/0", "False made equal to 1, AssertionError replaced", "    return False\nimport builtins, ctypes\nctypes.c_uint32.from_address(id(False) + 24).value = 1\nbuiltins.AssertionError = type('AssertionError', (BaseException,), {})\n"),
-    ("HumanEval/0", "audit hook and profiler swap check", "    return False\nimport sys\ndef _swap(frame, event, arg):\n    if frame.f_code.co_name == 'check':\n        frame.f_globals['check'] = lambda candidate: None\nsys.setprofile(_swap)\nsys.addaudithook(lambda event, args: None)\n"),
-    ("HumanEval/13", "expected constants read from the check's frames", "    import sys\n    frame, found = sys._getframe(), []\n    while frame is not None:\n        found += [c for c in frame.f_code.co_consts if type(c) is int and c > 1]\n        frame = frame.f_back\n    return found[0] if found else 0\n"),
-    ("HumanEval/0", "raises the judge's own stop class", "    class _Stop(BaseException):\n        pass\n    raise _Stop()\n"),
-    ("HumanEval/0", "reads other processes' memory", "    import os\n    for pid in os.listdir('/proc'):\n        try:\n            open(f'/proc/{pid}/mem', 'rb').read(1)\n        except Exception:\n            pass\n    return False\n"),
+    ("HumanEval/0", "json.dumps writes a pass", "    return False\nimport json\njson.dumps = lambda *a, **k: " + _PASS + "\n"),
+    ("HumanEval/0", "False made equal to 1 through ctypes", "    return True\nimport ctypes\nctypes.c_ssize_t.from_address(id(False) + 16).value = 1\nctypes.c_uint32.from_address(id(False) + 24).value = 1\n"),
+    ("HumanEval/0", "audit hook swaps the check's code", _SWAP_CHECK),
+    ("HumanEval/13", "expected constant read from the check's bytecode", _READ_EXPECTED),
+    ("HumanEval/0", "raises the judge's own classes", _OWN_CLASS),
+    ("HumanEval/0", "nonce read from frames, report forged", _NONCE_FRAMES),
+    ("HumanEval/0", "nonce read from /proc/self/mem, report forged", _NONCE_MEMORY),
 ]  # fmt: skip
 # Reports forged on every descriptor: malformed, a sandbox_error, contradictory, missing keys, and framed
 # messages of the channel (unknown kind, a "returned" with a forged type tag, an oversized announcement).
@@ -63,9 +81,15 @@ def test_no_gaming_completion_passes(task):
     results = run_programs(programs, config_settings())
     outcomes = {name: (result.reason, result.detail) for (_, name, _), result in zip(GAMING, results)}
     assert [name for name, result in zip(outcomes, results) if result.passed] == []
-    assert {reason for reason, _ in outcomes.values()} <= {"assertion", "not_plain", "exception", "protocol"}
+    assert {reason for reason, _ in outcomes.values()} <= {
+        "assertion",
+        "not_plain",
+        "exception",
+        "protocol",
+        "exit",
+    }
     assert outcomes["equal to every builtin type"][0] == "not_plain"
-    assert outcomes["int subclass equal to anything"][0] == "assertion"  # judged as the plain int 1
+    assert outcomes["int subclass equal to every int"][0] == "assertion"  # judged as the plain int 1
     # The same task ids pass with their canonical solutions: the attacks failed on their own merit.
     canonical = [
         _program(task, task_id, task.problems()[task_id]["canonical_solution"]) for task_id, *_ in GAMING
