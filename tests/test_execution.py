@@ -26,6 +26,7 @@ from tasks.sandbox import (
     run_program,
     run_programs,
     uids,
+    verdicts,
 )
 from tests.sandbox_helpers import (
     config_settings,
@@ -183,7 +184,7 @@ def test_results_are_classified_from_the_reports():
     )
 
     def classify(status_lines, report_lines=()):
-        return harness.classify(status_lines, list(report_lines), False, 0.1, True, "", settings)
+        return verdicts.classify(status_lines, list(report_lines), False, 0.1, True, "", settings)
 
     passed = ended % (candidate % (0, 0.1))
     assert classify([passed], ['{"status": "passed", "reason": "passed", "detail": ""}']).passed

@@ -6,7 +6,8 @@
 - judge.py: runs the check in a process of its own and decides the verdict; candidate.py: runs the
   completion in another and serves the judge's calls; channel.py: the plain data between them (stdlib only);
 - seccomp.py: the system call filter of both;
-- uids.py: a uid of its own for every running check; settings.py: settings and results.
+- verdicts.py: the result of one run from its reports; uids.py: a uid of its own for every running
+  process; settings.py: settings and results.
 """
 
 from .harness import missing_requirement, run_program, unsandboxed_reason
