@@ -50,6 +50,7 @@ GAMING = [
     ("HumanEval/13", "expected constant read from the check's bytecode", _READ_EXPECTED),
     ("HumanEval/0", "raises the judge's own classes", _OWN_CLASS),
     ("HumanEval/0", "nonce read from frames, report forged", _NONCE_FRAMES),
+    ("HumanEval/0", "kills every process it can", "    import os\n    for pid in range(1, 400):\n        if pid != os.getpid():\n            try:\n                os.kill(pid, 9)\n            except OSError:\n                pass\n    return False\n"),
     ("HumanEval/0", "nonce read from /proc/self/mem, report forged", _NONCE_MEMORY),
 ]  # fmt: skip
 # Reports forged on every descriptor: malformed, a sandbox_error, contradictory, missing keys, and framed
@@ -159,14 +160,14 @@ def shm():
 attempt('memfd', memfd)
 attempt('shm', shm)
 libc = ctypes.CDLL(None, use_errno=True)
-for label, number, args in [('inotify', 294, (0,)), ('userns', 272, (0x10000000,)), ('io_uring', 425, (8, 0))]:
+for label, number, args in [('inotify', 294, (0,)), ('userns', 272, (0x10000000,)), ('io_uring', 425, (8, 0)), ('ptrace', 101, (16, 1, 0, 0))]:
     result = libc.syscall(number, *args)
     print(label, 'ok' if result >= 0 else errno.errorcode[ctypes.get_errno()])
 print('nofile', resource.getrlimit(resource.RLIMIT_NOFILE)[1])
 """
     result = run_program_output(program, config_settings(memory_limit_mb=1024))
     assert result == {
-        "memfd": "EPERM", "shm": "ENOSPC", "inotify": "EPERM", "userns": "EPERM", "io_uring": "EPERM",
+        "memfd": "EPERM", "shm": "ENOSPC", "inotify": "EPERM", "userns": "EPERM", "io_uring": "EPERM", "ptrace": "EPERM",
         "nofile": "64",
     }  # fmt: skip
 
