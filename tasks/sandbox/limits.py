@@ -108,7 +108,7 @@ def become_program(plan: dict, role: dict, layout: dict[int, int], parent: int) 
     python = plan["python"]
     env = dict(PROGRAM_ENV, HOME=role["workdir"])
     try:
-        os.execve(python, [python, "-I", role["script"]], env)
+        os.execve(python, [python, *role["flags"], role["script"]], env)
     except OSError as error:
         if error.errno == errno.EAGAIN:
             raise OSError(
