@@ -4,6 +4,7 @@ forged reports, and kernel state carried between checks. None may pass, escape, 
 
 from __future__ import annotations
 
+import ast
 import ctypes
 import errno
 
@@ -110,7 +111,7 @@ def test_one_hostile_sample_never_costs_the_batch(task):
 
 
 KEYRING = """
-import ctypes, sys
+import ctypes, os
 libc = ctypes.CDLL(None, use_errno=True)
 libc.syscall.restype = ctypes.c_long
 found = []
@@ -119,7 +120,7 @@ for keyring in (-4, -3, -5):  # the user, session and user-session keyrings
     found.append((key, ctypes.get_errno()))  # KEYCTL_SEARCH for an earlier check's key
     added = libc.syscall(ctypes.c_long(248), b"user", b"leak-{tag}", b"secret", 6, ctypes.c_long(keyring))
     found.append((added, ctypes.get_errno()))
-print(found)
+print((os.getuid(), found))
 """
 
 
@@ -127,8 +128,12 @@ def test_no_keyring_channel_between_checks():
     tag = "i19"
     settings = config_settings(workers=1)  # the second check gets the first one's uid
     first, second = run_programs([KEYRING.format(tag=tag)] * 2, settings)
-    for result in (first, second):
-        assert result.passed and eval(result.output) == [(-1, errno.EPERM)] * 6
+    (first_uid, first_found), (second_uid, second_found) = (
+        ast.literal_eval(first.output),
+        ast.literal_eval(second.output),
+    )
+    assert first.passed and second.passed and first_uid == second_uid
+    assert first_found == second_found == [(-1, errno.EPERM)] * 6
     # On the host the same calls work (so the check above can fail): add, find, revoke.
     libc = ctypes.CDLL(None, use_errno=True)
     libc.syscall.restype = ctypes.c_long
