@@ -13,6 +13,7 @@ exactly one well-formed line of the judge's is a failure with reason `protocol`,
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import os
@@ -98,7 +99,9 @@ def unsandboxed_reason(settings: SandboxSettings) -> str | None:
         if settings not in _availability:
             if missing is None:
                 try:
-                    probe = _run(Program("pass\n"), settings, sandboxed=True, cancel=None)
+                    # A generous wall clock: this probes the protections, not the machine's load.
+                    patient = dataclasses.replace(settings, timeout_s=max(settings.timeout_s, 60.0))
+                    probe = _run(Program("pass\n"), patient, sandboxed=True, cancel=None)
                     if not probe.passed:
                         missing = f"a working sandbox (a probe program failed: {probe.detail})"
                 except SandboxUnavailableError as error:
