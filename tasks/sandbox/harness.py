@@ -1,20 +1,22 @@
 """The harness side: start a sandbox per program, wait for it, and turn what came back into a result.
 
 Each program runs through the bootstrap (bootstrap.py, a fresh `python -I -S` process, stdlib only), which
-builds the sandbox and execs the runner (runner.py) under the configured interpreter. The harness hands
-over three descriptors: the job (a memfd holding the source, the entry point and a fresh random nonce),
-the result pipe (where only the runner reports, prefixed by the nonce) and the status pipe (where only the
-bootstrap and the init report, never inherited by the program). A result is "passed" only when the result
-pipe holds the runner's pass report with this run's nonce; everything else is a failure with its reason.
+builds the sandbox and starts two processes under the configured interpreter, each as a uid of its own:
+the candidate (candidate.py: the prompt and the completion) and the judge (judge.py: the prompt's code and
+the check), which calls the candidate's function over two pipes carrying plain data only. The harness
+hands over four descriptors: the judge's job and the candidate's job (memfds), the result pipe (where only
+the judge reports its verdict; the candidate's process never holds it) and the status pipe (where only the
+bootstrap and the init report). A result is "passed" only when the judge says so; a verdict that is not
+exactly one well-formed line of the judge's is a failure with reason `protocol`, never an exception.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import os
-import secrets
 import shutil
 import signal
 import subprocess
@@ -22,17 +24,17 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Any
 
-from . import rootfs, syscalls, uids
+from . import channel, rootfs, seccomp, syscalls, uids
 from .settings import ExecutionResult, Program, SandboxSettings, SandboxUnavailableError
+from .verdicts import OPT_IN_HINT as _OPT_IN_HINT
+from .verdicts import SETUP_GRACE_S, classify
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
-BOOTSTRAP, RUNNER = os.path.join(_HERE, "bootstrap.py"), os.path.join(_HERE, "runner.py")
-SETUP_GRACE_S = 10.0  # beyond timeout_s, for building the sandbox; past it the harness kills it itself
+BOOTSTRAP = os.path.join(_HERE, "bootstrap.py")
+SCRIPTS = {name: os.path.join(_HERE, f"{name}.py") for name in ("judge", "candidate", "channel")}
 _POLL_S = 0.05
 _BOOTSTRAP_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
-_SIGNAL_REASONS = {signal.SIGXCPU: "cpu_time", signal.SIGXFSZ: "file_size"}
 _OUTPUT_TAIL = 2000
 
 
@@ -46,6 +48,8 @@ def missing_requirement() -> str | None:
             "and UTS namespaces and switches each program to a uid of its own"
         )
     machine = os.uname().machine
+    if machine not in seccomp.ARCHITECTURES:
+        return f"a seccomp system call table for the {machine} architecture (known: {sorted(seccomp.ARCHITECTURES)})"
     if machine not in syscalls.PIVOT_ROOT_SYSCALL:
         return f"pivot_root support for the {machine} architecture (known: {sorted(syscalls.PIVOT_ROOT_SYSCALL)})"
     return None
@@ -79,10 +83,6 @@ def interpreter(python: str | None) -> tuple[str, tuple[str, ...]]:
 
 _availability: dict[SandboxSettings, str | None] = {}
 _availability_lock = threading.Lock()
-_OPT_IN_HINT = (
-    "run as root on a machine that allows namespaces, or set execution.allow_unsandboxed: true to run "
-    "programs with resource limits only (each result then records sandboxed: false)"
-)
 
 
 def unsandboxed_reason(settings: SandboxSettings) -> str | None:
@@ -99,7 +99,9 @@ def unsandboxed_reason(settings: SandboxSettings) -> str | None:
         if settings not in _availability:
             if missing is None:
                 try:
-                    probe = _run(Program("pass\n"), settings, sandboxed=True, cancel=None)
+                    # A generous wall clock: this probes the protections, not the machine's load.
+                    patient = dataclasses.replace(settings, timeout_s=max(settings.timeout_s, 60.0))
+                    probe = _run(Program("pass\n"), patient, sandboxed=True, cancel=None)
                     if not probe.passed:
                         missing = f"a working sandbox (a probe program failed: {probe.detail})"
                 except SandboxUnavailableError as error:
@@ -126,9 +128,9 @@ def _checked_uid_range(settings: SandboxSettings) -> None:
 def _run(program: Program, settings: SandboxSettings, sandboxed: bool, cancel) -> ExecutionResult:
     if sandboxed or os.geteuid() == 0:  # root runs every program as a uid of its own, sandboxed or not
         _checked_uid_range(settings)
-        with uids.dedicated_uid(settings) as uid:
-            return _execute(program, settings, sandboxed, uid, cancel)
-    return _execute(program, settings, sandboxed, None, cancel)
+        with uids.dedicated_uid(settings) as candidate_uid, uids.dedicated_uid(settings) as judge_uid:
+            return _execute(program, settings, sandboxed, (candidate_uid, judge_uid), cancel)
+    return _execute(program, settings, sandboxed, (None, None), cancel)
 
 
 def _hidden_paths(prefixes: tuple[str, ...]) -> list[str]:
@@ -145,19 +147,24 @@ def _hidden_paths(prefixes: tuple[str, ...]) -> list[str]:
     )
 
 
-def _execute(program: Program, settings: SandboxSettings, sandboxed: bool, uid, cancel) -> ExecutionResult:
+def _job(content: dict) -> int:
+    fd = os.memfd_create("sandbox-job", os.MFD_CLOEXEC)  # in memory: nothing on disk to find
+    with open(fd, "wb", closefd=False) as handle:
+        handle.write(channel.encode(content))
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
+
+def _execute(
+    program: Program, settings: SandboxSettings, sandboxed: bool, uid_pair, cancel
+) -> ExecutionResult:
     python, prefixes = interpreter(settings.python)
-    nonce = secrets.token_hex(16)
-    job = os.memfd_create("sandbox-job", os.MFD_CLOEXEC)  # in memory: nothing on disk to find
-    with open(job, "wb", closefd=False) as handle:
-        handle.write(
-            json.dumps(
-                {"nonce": nonce, "source": program.source, "entry_point": program.entry_point}
-            ).encode()
-        )
-    os.lseek(job, 0, os.SEEK_SET)
-    result_read, result_write = os.pipe()
-    status_read, status_write = os.pipe()
+    fds = {  # the candidate's job never holds the check, the judge's never the completion
+        "candidate_job": _job({"source": program.source, "entry_point": program.entry_point}),
+        "judge_job": _job({"judge": program.judge, "entry_point": program.entry_point}),
+    }
+    result_read, fds["result"] = os.pipe()
+    status_read, fds["status"] = os.pipe()
     workdir = None if sandboxed else tempfile.mkdtemp(prefix="sandbox-")
     limits = {name: getattr(settings, name) for name in ("timeout_s", "cpu_time_limit_s", "memory_limit_mb")}
     limits |= {
@@ -166,11 +173,11 @@ def _execute(program: Program, settings: SandboxSettings, sandboxed: bool, uid, 
     plan = {
         "harness_pid": os.getpid(),
         "sandboxed": sandboxed,
-        "fds": {"job": job, "result": result_write, "status": status_write},
+        "fds": fds,
         "python": python,
         "python_prefixes": list(prefixes),
-        "runner": RUNNER,
-        "uid": uid,
+        "scripts": dict(SCRIPTS),
+        "uids": {"candidate": uid_pair[0], "judge": uid_pair[1]},
         "workdir": workdir,
         "limits": limits,
         "hidden_paths": _hidden_paths(prefixes),  # checked from inside
@@ -186,23 +193,21 @@ def _execute(program: Program, settings: SandboxSettings, sandboxed: bool, uid, 
                 env=dict(_BOOTSTRAP_ENV),
                 cwd="/",
                 start_new_session=True,  # Ctrl-C in the terminal reaches the harness, which ends the sandbox
-                pass_fds=(job, result_write, status_write),
+                pass_fds=tuple(fds.values()),
             )
-            for fd in (job, result_write, status_write):
-                os.close(fd)
-            job = result_write = status_write = -1
+            for name in list(fds):
+                os.close(fds.pop(name))
             overdue = _wait(process, settings.timeout_s + SETUP_GRACE_S, cancel)
             duration = time.monotonic() - start
             status_lines, report_lines = _drain(status_read), _drain(result_read)
             output.seek(max(0, output.seek(0, os.SEEK_END) - 4 * _OUTPUT_TAIL))  # up to max_file_size_mb
             text = output.read().decode("utf-8", "replace")[-_OUTPUT_TAIL:]
     finally:
-        for fd in (job, result_write, status_write, result_read, status_read):
-            if fd >= 0:
-                os.close(fd)
+        for fd in (*fds.values(), result_read, status_read):
+            os.close(fd)
         if workdir is not None:
             shutil.rmtree(workdir, ignore_errors=True)
-    return classify(status_lines, report_lines, nonce, overdue, duration, sandboxed, text, settings)
+    return classify(status_lines, report_lines, overdue, duration, sandboxed, text, settings)
 
 
 def _wait(process: subprocess.Popen, limit_s: float, cancel) -> bool:
@@ -240,54 +245,3 @@ def _drain(fd: int) -> list[str]:
         while chunk := os.read(fd, 65536):
             chunks.append(chunk)
     return b"".join(chunks).decode("utf-8", "replace").splitlines()
-
-
-def _events(status_lines: list[str]) -> list[dict[str, Any]]:
-    events = []
-    for line in status_lines:
-        with contextlib.suppress(ValueError):
-            events.append(json.loads(line))
-    return events
-
-
-def classify(
-    status_lines, report_lines, nonce, overdue, duration, sandboxed, output, settings
-) -> ExecutionResult:
-    """The result of one run, from what the bootstrap and the runner reported."""
-    result = functools.partial(ExecutionResult, duration_s=duration, sandboxed=sandboxed, output=output)
-    events = _events(status_lines)
-    errors = [event for event in events if event.get("event") == "error"]
-    if errors and errors[0].get("stage") == "setup":
-        raise SandboxUnavailableError(
-            f"the sandbox could not be set up: {errors[0].get('message')}; {_OPT_IN_HINT}"
-        )
-    if errors:
-        return result("sandbox_error", "sandbox_error", f"the sandbox failed: {errors[0].get('message')}")
-    if overdue:
-        detail = f"the sandbox did not end within timeout_s + {SETUP_GRACE_S} s; the harness killed it"
-        return result("sandbox_error", "sandbox_error", detail)
-    ended = next((event for event in events if event.get("event") == "ended"), None)
-    if ended is None:
-        return result(
-            "sandbox_error", "sandbox_error", f"the sandbox ended without a report: {output[-300:]!r}"
-        )
-    prefix = nonce + " "
-    report = next((line[len(prefix) :] for line in report_lines if line.startswith(prefix)), None)
-    if report is not None:  # the runner's own verdict, made after the check returned or raised
-        verdict = json.loads(report)
-        return result(
-            verdict["status"], verdict["reason"], verdict["detail"], exception=verdict.get("exception")
-        )
-    if ended["timed_out"]:
-        return result("failed", "timeout", f"wall-clock limit of {settings.timeout_s} s")
-    status = ended["wait_status"]
-    if os.WIFSIGNALED(status):
-        number = os.WTERMSIG(status)
-        name = signal.Signals(number).name if number in signal.Signals._value2member_map_ else str(number)
-        reason = _SIGNAL_REASONS.get(number, "signal")
-        if number == signal.SIGKILL and ended["cpu_s"] >= settings.cpu_time_limit_s:
-            reason = "cpu_time"  # the hard RLIMIT_CPU, one second after an ignored SIGXCPU
-        return result("failed", reason, f"killed by {name} before the check completed", signal=name)
-    code = os.WEXITSTATUS(status)
-    detail = f"exit status {code} before the check completed (no report from the runner)"
-    return result("failed", "exit", detail, exit_status=code)

@@ -6,6 +6,7 @@ any of the program's code exists; every step either takes effect or raises.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -13,11 +14,13 @@ import resource
 import signal
 
 if __package__:  # imported by the harness as tasks.sandbox.limits
-    from . import syscalls
+    from . import seccomp, syscalls
 else:  # imported by the bootstrap script, which puts this directory first on sys.path
+    import seccomp
     import syscalls
 
-JOB_FD, RESULT_FD, STATUS_FD = 3, 4, 5  # where the runner finds the job and reports (runner.py)
+STATUS_FD = 9  # where the bootstrap's status pipe waits, closed on exec; the layout's descriptors lie below
+MAX_OPEN_FILES = 64  # RLIMIT_NOFILE: few pipes and sockets, hence little kernel memory outside RLIMIT_AS
 PROGRAM_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "TMPDIR": "/tmp", "LANG": "C.UTF-8"}
 
 
@@ -35,6 +38,7 @@ def program_limits(limits: dict, with_nproc: bool) -> dict[int, tuple[int, int]]
         resource.RLIMIT_AS: lowered(resource.RLIMIT_AS, limits["memory_limit_mb"] * mb),
         resource.RLIMIT_FSIZE: lowered(resource.RLIMIT_FSIZE, limits["max_file_size_mb"] * mb),
         resource.RLIMIT_CORE: 0,
+        resource.RLIMIT_NOFILE: lowered(resource.RLIMIT_NOFILE, MAX_OPEN_FILES),
     }
     result = {which: (value, value) for which, value in result.items()}
     # CPU: SIGXCPU at the soft limit, SIGKILL one second later for a program that ignores SIGXCPU.
@@ -50,12 +54,18 @@ def program_limits(limits: dict, with_nproc: bool) -> dict[int, tuple[int, int]]
     return result
 
 
-def _place_fds(job: int, result: int, status: int) -> None:
-    """job -> 3 and result -> 4 (inherited by the runner), status -> 5 (closed on exec); close the rest."""
-    moved = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10) for fd in (job, result, status)]
-    os.dup2(moved[0], JOB_FD, inheritable=True)
-    os.dup2(moved[1], RESULT_FD, inheritable=True)
-    os.dup2(moved[2], STATUS_FD, inheritable=False)
+def _place_fds(layout: dict[int, int], status: int) -> None:
+    """Each layout source onto its target descriptor (inherited by the script), the status pipe onto
+    STATUS_FD (closed on exec); close the rest; stdin from /dev/null."""
+    moved = {target: fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, STATUS_FD + 1) for target, fd in layout.items()}
+    moved_status = fcntl.fcntl(status, fcntl.F_DUPFD_CLOEXEC, STATUS_FD + 1)
+    for target, fd in moved.items():
+        os.dup2(fd, target, inheritable=True)
+    os.dup2(moved_status, STATUS_FD, inheritable=False)
+    for fd in range(3, STATUS_FD):
+        if fd not in layout:
+            with contextlib.suppress(OSError):
+                os.close(fd)
     os.closerange(STATUS_FD + 1, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
     devnull = os.open("/dev/null", os.O_RDONLY)
     os.dup2(devnull, 0)
@@ -75,27 +85,30 @@ def _drop_privileges(uid: int) -> None:
     raise OSError("root privileges could be regained after the switch to the program's uid")
 
 
-def become_program(plan: dict, fds: dict, workdir: str, runner: str, parent: int) -> None:
-    """In the forked child: set everything up and exec the runner. Never returns; raises OSError with a
-    message naming what failed."""
+def become_program(plan: dict, role: dict, layout: dict[int, int], parent: int) -> None:
+    """In the forked child: set everything up and exec `role["script"]` (the judge or the candidate) in
+    `role["workdir"]` as `role["uid"]`. Never returns; raises OSError with a message naming what failed
+    (after the status pipe moved to STATUS_FD, plan["fds"]["status"] says so)."""
     os.setsid()  # its own session and process group, apart from the bootstrap's
-    _place_fds(fds["job"], fds["result"], fds["status"])
+    _place_fds(layout, plan["fds"]["status"])
+    plan["fds"]["status"] = STATUS_FD
     signal.pthread_sigmask(signal.SIG_SETMASK, [])  # exec keeps the signal mask
-    os.chdir(workdir)
-    uid = plan["uid"]
+    os.chdir(role["workdir"])
+    uid = role["uid"]
     for which, (soft, hard) in program_limits(plan["limits"], with_nproc=uid is not None).items():
         resource.setrlimit(which, (soft, hard))
     syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1)  # setuid binaries and file capabilities stay inert
     if uid is not None:
         _drop_privileges(uid)
+    seccomp.install()  # kept across exec and by every fork
     # After the uid switch, which clears it: die with the init (or, unsandboxed, the bootstrap).
     syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent:
         raise OSError("the sandbox's watcher died before the program started")
     python = plan["python"]
-    env = dict(PROGRAM_ENV, HOME=workdir)
+    env = dict(PROGRAM_ENV, HOME=role["workdir"])
     try:
-        os.execve(python, [python, "-I", runner], env)
+        os.execve(python, [python, *role["flags"], role["script"]], env)
     except OSError as error:
         if error.errno == errno.EAGAIN:
             raise OSError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from collections.abc import Sequence
@@ -32,6 +33,7 @@ def run_programs(programs: Sequence[Program | str], settings: SandboxSettings) -
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+PROBE_TIMEOUT_S = 60.0
 PROBE = """\
 import json, os, resource, socket, sys
 limits = {name: resource.getrlimit(getattr(resource, name))
@@ -50,7 +52,11 @@ def describe_sandbox(settings: SandboxSettings) -> dict[str, Any]:
     """Run a probe program and report which protections are in force (for the run record). Raises
     SandboxUnavailableError when the sandbox is required but cannot run here."""
     reason = unsandboxed_reason(settings)
-    result = run_program(PROBE, settings)
+    # The probe checks protections, not speed: on a loaded machine, three interpreter starts may take longer
+    # than a program's timeout_s (the CPU time limit still applies).
+    result = run_program(
+        PROBE, dataclasses.replace(settings, timeout_s=max(settings.timeout_s, PROBE_TIMEOUT_S))
+    )
     if not result.passed:
         raise SandboxUnavailableError(f"the sandbox probe did not pass: {result.reason}: {result.detail}")
     return {

@@ -11,9 +11,10 @@ The new root is a small tmpfs, read-only once built, holding:
 - /etc with stand-ins: passwd and group naming only root and the program's uid, hosts, nsswitch.conf, and
   the dynamic loader's cache (library paths only), so no other user or host detail is visible;
 - /dev with null, zero, full, random and urandom, and a private size-limited tmpfs on /dev/shm;
-- /tmp: a private size-limited tmpfs owned by the program's uid, its working directory;
-- /proc: the new PID namespace's own, with other users' processes hidden (hidepid=2);
-- /sandbox/runner.py: the runner, copied, read-only.
+- /tmp: a private size-limited tmpfs owned by the candidate's uid, its working directory;
+- /proc: the new PID namespace's own, with other users' processes hidden (hidepid=2): the candidate sees
+  neither the init nor the judge;
+- /sandbox/: judge.py, candidate.py and channel.py, copied, read-only.
 Then pivot_root moves into it and the old root is detached: the host's filesystem is unreachable.
 """
 
@@ -31,7 +32,7 @@ else:  # imported by the bootstrap script, which puts this directory first on sy
 # the host's /tmp from this namespace, so whatever build_root takes from under /tmp (a checkout or an
 # interpreter there, as in a CI clone) is read or opened before it is mounted.
 NEW_ROOT = "/tmp"
-RUNNER_PATH = "/sandbox/runner.py"
+JUDGE_PATH, CANDIDATE_PATH = "/sandbox/judge.py", "/sandbox/candidate.py"
 SYSTEM_DIRECTORIES = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 DEVICES = ("null", "zero", "full", "random", "urandom")
 HOSTNAME = "sandbox"
@@ -80,13 +81,15 @@ def build_root(plan: dict) -> None:
     syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
     limit_ipc(plan["limits"]["memory_limit_mb"])
     syscalls.sethostname(HOSTNAME)
-    with open(plan["runner"], "rb") as handle:
-        runner_source = handle.read()
+    scripts = {}
+    for name, path in plan["scripts"].items():  # read before NEW_ROOT's tmpfs may cover them (a CI clone)
+        with open(path, "rb") as handle:
+            scripts[name] = handle.read()
     # O_PATH handles keep each prefix reachable (bound through /proc/self/fd) once NEW_ROOT's tmpfs covers it.
     handles = {prefix: os.open(prefix, os.O_PATH | os.O_DIRECTORY) for prefix in plan["python_prefixes"]}
     try:
         _tmpfs(NEW_ROOT, 4, "mode=0755")
-        _fill_root(plan, runner_source, handles)
+        _fill_root(plan, scripts, handles)
     finally:
         for handle in handles.values():
             os.close(handle)
@@ -99,8 +102,9 @@ def build_root(plan: dict) -> None:
     _verify(plan)
 
 
-def _fill_root(plan: dict, runner_source: bytes, handles: dict[str, int]) -> None:
-    limits, uid = plan["limits"], plan["uid"]
+def _fill_root(plan: dict, scripts: dict[str, bytes], handles: dict[str, int]) -> None:
+    limits, uids = plan["limits"], plan["uids"]
+    uid = uids["candidate"]
     mounted: list[str] = []
     for directory in SYSTEM_DIRECTORIES:
         if os.path.islink(directory):
@@ -114,7 +118,7 @@ def _fill_root(plan: dict, runner_source: bytes, handles: dict[str, int]) -> Non
             os.makedirs(_inside(prefix), 0o755, exist_ok=True)
             _bind(f"/proc/self/fd/{handles[prefix]}", _inside(prefix), _RO_BIND)
             mounted.append(prefix)
-    _make_etc(uid)
+    _make_etc(uid, uids["judge"])
     _make_dev(limits["private_tmp_size_mb"])
     os.mkdir(_inside("/tmp"))
     owner = "" if uid is None else f",uid={uid},gid={uid}"
@@ -123,16 +127,20 @@ def _fill_root(plan: dict, runner_source: bytes, handles: dict[str, int]) -> Non
     proc_flags = syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC
     syscalls.mount("proc", _inside("/proc"), "proc", proc_flags, "hidepid=2")
     os.mkdir(_inside("/sandbox"), 0o755)
-    _write(_inside(RUNNER_PATH), runner_source)
+    for name, source in scripts.items():
+        _write(_inside(f"/sandbox/{name}.py"), source)
 
 
-def _make_etc(uid: int | None) -> None:
+def _make_etc(uid: int | None, judge_uid: int | None) -> None:
     os.mkdir(_inside("/etc"), 0o755)
     users = "root:x:0:0:root:/nonexistent:/usr/sbin/nologin\n"
     groups = "root:x:0:\n"
     if uid is not None:
         users += f"sandbox:x:{uid}:{uid}:sandbox:/tmp:/usr/sbin/nologin\n"
         groups += f"sandbox:x:{uid}:\n"
+    if judge_uid is not None:
+        users += f"judge:x:{judge_uid}:{judge_uid}:judge:/nonexistent:/usr/sbin/nologin\n"
+        groups += f"judge:x:{judge_uid}:\n"
     _write(_inside("/etc/passwd"), users)
     _write(_inside("/etc/group"), groups)
     _write(_inside("/etc/hosts"), f"127.0.0.1 localhost {HOSTNAME}\n::1 localhost\n")

@@ -11,11 +11,12 @@ from replicate.errors import MissingResource
 
 # Every reason an ExecutionResult can carry, with what it means (the machine-readable part of a result).
 REASONS = {
-    "passed": "the check (or the script) ran to its end and the runner reported so with the run's nonce",
+    "passed": "the check (or the script) ran to its end: the judge's verdict",
     "assertion": "an assertion of the check failed",
     "exception": "the program, the check or the candidate raised an exception (see `exception`)",
-    "always_equal": "the candidate returned an object that claims to equal an unrelated object",
-    "exit": "the program ended (exit status, SystemExit, os._exit, exec, exit hook) before the check completed",
+    "not_plain": "the candidate returned a value that is not plain data (or too large or deep to cross)",
+    "protocol": "the candidate's process broke the channel's protocol, or the judge ended without a verdict",
+    "exit": "the candidate's process ended (exit status, SystemExit, os._exit, exec) before the check completed",
     "timeout": "the wall-clock limit (timeout_s) was reached",
     "cpu_time": "the CPU time limit (RLIMIT_CPU) was reached",
     "memory": "the memory limit (RLIMIT_AS) was reached (MemoryError)",
@@ -36,12 +37,21 @@ class SandboxError(RuntimeError):
 
 @dataclass(frozen=True)
 class Program:
-    """Source to run. With an entry point: the source defines `check` and the entry point, and the program
-    passes only when `check(<entry point>)`, called by the runner, returns. Without: a script that passes
-    when it runs to its end."""
+    """Source to run. With an entry point: `source` (untrusted: the prompt and the completion) defines the
+    entry point and runs in the candidate's process; `judge` (trusted: the prompt's code and the test)
+    defines `check` and runs in the judge's process, and the program passes only when `check(<stand-in for
+    the entry point>)` returns there. Without: `source` is a script that passes when it runs to its end."""
 
     source: str
     entry_point: str | None = None
+    judge: str | None = None
+
+    def __post_init__(self):
+        if (self.entry_point is None) != (self.judge is None):
+            raise ValueError(
+                f"Program: an entry point ({self.entry_point!r}) needs the judge's code defining check, and "
+                "a script (no entry point) takes none"
+            )
 
 
 @dataclass(frozen=True)
@@ -128,8 +138,8 @@ class SandboxSettings:
             raise ValueError(
                 f"execution.uid_base + uid_slots = {self.uid_base + self.uid_slots} exceeds 2**32 - 2"
             )
-        if self.uid_slots < self.workers:
-            raise ValueError(f"execution.uid_slots={self.uid_slots} must be >= workers={self.workers}")
+        if self.uid_slots < 2 * self.workers:  # the judge and the candidate each hold one
+            raise ValueError(f"execution.uid_slots={self.uid_slots} must be >= 2 * workers={self.workers}")
         if self.python is not None and not (isinstance(self.python, str) and self.python.startswith("/")):
             raise ValueError(f"execution.python={self.python!r}: expected an absolute path or null")
         if not isinstance(self.allow_unsandboxed, bool):

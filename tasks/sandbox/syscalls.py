@@ -86,3 +86,8 @@ def prctl(option: int, value: int) -> None:
 def sethostname(name: str) -> None:
     encoded = name.encode()
     _check(_lib().sethostname(encoded, len(encoded)), f"sethostname({name!r})")
+
+
+def prctl_pointer(option: int, value: int, pointer: int) -> None:
+    """prctl with a pointer as its third argument (PR_SET_SECCOMP)."""
+    _check(_lib().prctl(option, value, pointer, 0, 0), f"prctl({option}, {value}, <pointer>)")
