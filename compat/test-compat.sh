@@ -9,6 +9,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=offline
+# Torch's OpenMP threads sleep instead of spinning while they wait: on a shared, overloaded 2-core machine two
+# spinning threads stall each other (2026-12-06, load average 20: 2 of these tests in 13 minutes spinning,
+# 9 in 90 s passive). Results do not depend on it.
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 venv=${COMPAT_VENV:-.venv-compat}
 python=${COMPAT_PYTHON:-python3}
 py="$venv/bin/python"
