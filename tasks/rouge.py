@@ -13,7 +13,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from rouge_score import rouge_scorer
 
 from replicate.statistics import bootstrap_interval
 
@@ -22,6 +21,10 @@ class RougeF1:
     """F1 of the configured ROUGE types for one (reference, prediction) pair."""
 
     def __init__(self, rouge_types: Sequence[str], use_stemmer: bool):
+        # Imported here, not at the top: `tasks` is imported by every config (replicate.config), and rouge_score
+        # pulls in nltk and scikit-learn; the GPU check, which scores nothing, runs on a machine without them.
+        from rouge_score import rouge_scorer
+
         self.rouge_types = list(rouge_types)
         self._scorer = rouge_scorer.RougeScorer(self.rouge_types, use_stemmer=use_stemmer)
 

@@ -286,8 +286,8 @@ def test_gpu_check_config_is_typed_and_checked():
     assert cfg.shapes.shapes["llama2_13b"].num_hidden_layers == 40  # the paper's skip set applies
     full, _ = gpu_check_config()
     assert full.device == "cuda" and full.shapes.shapes["llama2_13b"].hidden_size == 5120
-    with pytest.raises(ConfigError, match="lossless.dtypes"):
-        gpu_check_config(["lossless.dtypes=[float64]"])
+    with pytest.raises(ConfigError, match="sections"):
+        gpu_check_config(["sections=[lossless_float64]"])
     with pytest.raises(ConfigError, match="end_to_end.methods"):
         gpu_check_config(["end_to_end.methods=[autoregressive]"])
 

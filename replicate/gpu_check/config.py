@@ -14,19 +14,19 @@ from replicate.core.model_config import ATTENTION_IMPLEMENTATIONS, DTYPE_NAMES
 from replicate.lossless.reference import MODELS
 from replicate.schema import FieldError, MappingAccess, at_least, build, one_of, within
 
-SECTIONS = ("lossless_float32", "host_syncs", "shapes", "end_to_end", "lossless_bfloat16", "lossless_float16")
+# Every section the check knows; `sections` in the config picks which run and in what order.
+SECTIONS = ("lossless_float32", "lossless_bfloat16", "lossless_float16", "shapes", "host_syncs", "end_to_end")
 
 
 @dataclass(frozen=True)
 class LosslessSection(MappingAccess):
-    dtypes: tuple[str, ...]
+    """The lossless matrix, run once per `lossless_<dtype>` entry of `sections`."""
+
     models: tuple[int, ...] | None
     num_prompts: int
     max_new_tokens: int
 
     def __post_init__(self):
-        for dtype in self.dtypes:
-            one_of("dtypes", dtype, DTYPE_NAMES)
         if self.models is not None:
             for index in self.models:
                 within("models", index, 0, len(MODELS) - 1)
@@ -80,6 +80,7 @@ class EndToEndSection(MappingAccess):
 class GpuCheckConfig(MappingAccess):
     output_dir: str
     device: str
+    sections: tuple[str, ...]
     budget_s: float
     estimates_s: dict[str, float]
     seed: int
@@ -93,6 +94,14 @@ class GpuCheckConfig(MappingAccess):
 
     def __post_init__(self):
         one_of("device", self.device.split(":")[0], ("cuda", "cpu"))
+        if not self.sections:
+            raise FieldError(
+                "sections", list(self.sections), f"names no section; sections: {', '.join(SECTIONS)}"
+            )
+        for name in self.sections:
+            one_of("sections", name, SECTIONS)
+        if len(set(self.sections)) != len(self.sections):
+            raise FieldError("sections", list(self.sections), "names a section twice; each runs once")
         at_least("budget_s", self.budget_s, 1)
         unknown = set(self.estimates_s) - set(SECTIONS)
         if unknown:

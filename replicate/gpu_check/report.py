@@ -193,9 +193,18 @@ def write_report(results: dict[str, Any], path: Path) -> None:
         else "GPU check REHEARSAL (CPU, tiny shapes: not a GPU result)"
     )
     lines = [f"# {title}: {env.get('gpu') or env.get('device')}, {env.get('date')}", ""]
-    lines.append(f"**{'PASSED' if results['passed'] else 'NOT PASSED'}** in {results['wall_s']:.0f} s "
+    if results["complete"]:
+        verdict = "PASSED" if results["passed"] else "NOT PASSED"
+    else:  # rewritten after every section: a run cut off (by its lease, say) keeps what finished
+        verdict = f"INCOMPLETE (not yet run: {', '.join(results['pending'])}; cut off, or still running)"
+    lines.append(f"**{verdict}** after {results['wall_s']:.0f} s "
                  f"(budget {results['settings']['budget_s']} s). How to read this report: docs/gpu.md.")  # fmt: skip
     lines.append("")
+    if results["not_selected"]:
+        lines.append(
+            f"Sections not selected for this run (`sections`): {', '.join(results['not_selected'])}."
+        )
+        lines.append("")
     lines += _table(
         ["check", "result", "detail"],
         [[label, _verdict(check["passed"]), check["detail"]] for label, check in results["checks"].items()],

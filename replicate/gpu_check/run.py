@@ -1,4 +1,5 @@
-"""Running the GPU check: every section in order under one time budget, then results.json and report.md.
+"""Running the GPU check: the sections of `sections` in that order under one time budget; results.json and
+report.md are rewritten as soon as each section ends, so a run cut off by its lease keeps what finished.
 
 A section that raises is recorded as failed (with its error) and the check goes on with the next one; a
 section whose estimate (`estimates_s`, generous) no longer fits in what is left of `budget_s` is recorded as
@@ -18,7 +19,7 @@ from typing import Any
 import torch
 
 from replicate.errors import MissingResource
-from replicate.gpu_check.config import GpuCheckConfig
+from replicate.gpu_check.config import SECTIONS, GpuCheckConfig
 from replicate.gpu_check.environment import gpu_environment
 from replicate.gpu_check.report import write_report
 from replicate.gpu_check.sections import (
@@ -79,8 +80,49 @@ def _section(
     print(f"gpu-check: {name} {section['status']} in {section['wall_s']:.1f} s", flush=True)
 
 
+def _plan(cfg: GpuCheckConfig, device: torch.device, output_dir: Path) -> dict[str, Callable[[], dict]]:
+    """Every section the check knows, by name; `cfg.sections` picks which run and in what order."""
+    plan: dict[str, Callable[[], dict]] = {
+        f"lossless_{dtype}": lambda dtype=dtype: lossless_section(cfg, device, dtype)
+        for dtype in ("float32", "bfloat16", "float16")
+    }
+    plan["shapes"] = lambda: shapes_section(cfg)
+    plan["host_syncs"] = lambda: host_sync_section(cfg, device)
+    plan["end_to_end"] = lambda: end_to_end_section(cfg, device, output_dir)
+    assert set(plan) == set(SECTIONS), "a section without a function, or a function without a section"
+    return plan
+
+
+def _conclude(results: dict[str, Any], cfg: GpuCheckConfig, wall_s: float, complete: bool) -> None:
+    """Checks so far and the verdict. An incomplete result (written after each section, so that a run cut
+    off by its lease still returns what finished) has no verdict: `passed` is None."""
+    checks = {
+        label: check
+        for section in results["sections"].values()
+        for label, check in section.get("checks", {}).items()
+    }
+    if complete:
+        checks[f"the check ended within its budget of {cfg.budget_s:.0f} s"] = {
+            "passed": wall_s <= cfg.budget_s,
+            "detail": f"{wall_s:.0f} s",
+        }
+    results["wall_s"] = wall_s
+    results["complete"] = complete
+    results["pending"] = [name for name in cfg.sections if name not in results["sections"]]
+    results["checks"] = checks
+    incomplete = [name for name, section in results["sections"].items() if section["status"] != "ok"]
+    failed = [label for label, check in checks.items() if check["passed"] is False]
+    results["passed"] = (not incomplete and not failed) if complete else None
+
+
+def _write(results: dict[str, Any], output_dir: Path) -> None:
+    write_atomic(output_dir / "results.json", json.dumps(results, indent=2, default=str) + "\n")
+    write_report(results, output_dir / "report.md")
+
+
 def run_check(cfg: GpuCheckConfig, settings: dict[str, Any], rehearse: bool) -> tuple[dict[str, Any], int]:
-    """Run every section; write results.json and report.md to cfg.output_dir. Returns (results, exit status)."""
+    """Run the sections of `cfg.sections` in order; results.json and report.md in cfg.output_dir are rewritten
+    after the environment and after every section. Returns (results, exit status)."""
     started = time.perf_counter()
     device = require_check_device(cfg, rehearse)
     if cfg.threads is not None:
@@ -90,49 +132,29 @@ def run_check(cfg: GpuCheckConfig, settings: dict[str, Any], rehearse: bool) -> 
     results: dict[str, Any] = {
         "rehearsal": rehearse,
         "settings": settings,
+        "not_selected": [name for name in SECTIONS if name not in cfg.sections],
         "environment": gpu_environment(device, cfg.attention),
         "sections": {},
     }
-    budget = cfg.budget_s
-    plan: list[tuple[str, Callable[[], dict]]] = []
-    if "float32" in cfg.lossless.dtypes:
-        plan.append(("lossless_float32", lambda: lossless_section(cfg, device, "float32")))
-    plan.append(("host_syncs", lambda: host_sync_section(cfg, device)))
-    plan.append(("shapes", lambda: shapes_section(cfg)))
-    plan.append(("end_to_end", lambda: end_to_end_section(cfg, device, output_dir)))
-    plan += [
-        (f"lossless_{dtype}", lambda dtype=dtype: lossless_section(cfg, device, dtype))
-        for dtype in cfg.lossless.dtypes
-        if dtype != "float32"
-    ]
-    for name, function in plan:
-        _section(results, name, started, budget, function, cfg.estimates_s.get(name, 0.0))
+    _conclude(results, cfg, time.perf_counter() - started, complete=False)
+    _write(results, output_dir)
+    plan = _plan(cfg, device, output_dir)
+    for name in cfg.sections:
+        _section(results, name, started, cfg.budget_s, plan[name], cfg.estimates_s.get(name, 0.0))
         if device.type == "cuda":
             torch.cuda.empty_cache()
-    wall_s = time.perf_counter() - started
-    checks = {
-        label: check
-        for section in results["sections"].values()
-        for label, check in section.get("checks", {}).items()
-    }
-    checks[f"the check ended within its budget of {budget:.0f} s"] = {
-        "passed": wall_s <= budget,
-        "detail": f"{wall_s:.0f} s",
-    }
-    results["wall_s"] = wall_s
-    results["checks"] = checks
-    incomplete = [name for name, section in results["sections"].items() if section["status"] != "ok"]
-    failed = [label for label, check in checks.items() if check["passed"] is False]
-    results["passed"] = not incomplete and not failed
-    write_atomic(output_dir / "results.json", json.dumps(results, indent=2, default=str) + "\n")
-    write_report(results, output_dir / "report.md")
+        last = name == cfg.sections[-1]
+        _conclude(results, cfg, time.perf_counter() - started, complete=last)
+        _write(results, output_dir)
+    checks = results["checks"]
     print(
-        f"gpu-check: {'PASSED' if results['passed'] else 'NOT PASSED'} in {wall_s:.0f} s; {output_dir}/report.md"
+        f"gpu-check: {'PASSED' if results['passed'] else 'NOT PASSED'} in {results['wall_s']:.0f} s; "
+        f"{output_dir}/report.md"
     )
-    for name in incomplete:
-        print(
-            f"  section {name}: {results['sections'][name]['status']}: {results['sections'][name].get('error') or results['sections'][name].get('reason')}"
-        )
-    for label in failed:
-        print(f"  check failed: {label}: {checks[label]['detail']}")
+    for name, section in results["sections"].items():
+        if section["status"] != "ok":
+            print(f"  section {name}: {section['status']}: {section.get('error') or section.get('reason')}")
+    for label, check in checks.items():
+        if check["passed"] is False:
+            print(f"  check failed: {label}: {check['detail']}")
     return results, 0 if results["passed"] else 1
