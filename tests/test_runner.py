@@ -174,7 +174,7 @@ def test_scores_come_after_decoding_with_their_reason(tmp_path):
         for role in ("method", "baseline"):
             detail = record[role]["score_detail"]
             assert record[role]["scores"] == {"passed": float(detail["status"] == "passed")}
-            assert detail["reason"] in {"passed", "assertion", "exception", "exit", "timeout", "always_equal"}
+            assert detail["reason"] in {"passed", "assertion", "exception", "exit", "timeout", "not_plain"}
             assert detail["sandboxed"] is True
     scoring = json.loads((tmp_path / "metrics.json").read_text())["scoring"]
     assert scoring["sandboxed"] is True and scoring["observed"]
