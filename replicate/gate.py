@@ -117,7 +117,7 @@ def _tiny(layers: int, heads: int, kv_heads: int, vocab: int, attention: str, pl
     cfg = {
         "hidden_size": 64, "intermediate_size": 128, "max_position_embeddings": 512, "vocab_size": vocab,
         "num_hidden_layers": layers, "num_attention_heads": heads, "num_key_value_heads": kv_heads,
-        "attn_implementation": attention, "seed": seed, "skip_output_scale": 0.1,
+        "attn_implementation": attention, "seed": seed, "skip_output_scale": 0.1, "architecture": "llama",
     }  # fmt: skip
     model, _ = _random_model(cfg, torch.float32, plan)
     return model.eval()

@@ -41,6 +41,12 @@ MODELS = [
     (6, 4, 2, 320, "eager", (0, 1, 2, 3, 4, 5), (0, 1, 2, 3, 4)),
     (8, 4, 2, 400, "sdpa", (0, 1, 2, 3, 4, 5, 6, 7), (0, 1, 2, 3, 4, 5, 6, 7)),
 ]
+# Tiny random Qwen2s (q/k/v biases drawn at random), same tuple layout: run_matrix(..., architecture="qwen2")
+QWEN2_MODELS = [
+    (2, 4, 2, 320, "sdpa", (0,), (1,)),
+    (4, 4, 1, 400, "eager", (1, 3), (0,)),
+    (6, 6, 2, 512, "sdpa", (0, 1, 2, 3, 4, 5), (0, 2, 4)),
+]
 # (max_draft_tokens, static threshold); threshold 0 drafts exactly K (the no-sync path)
 DRAFT_SETTINGS = [(1, 0.0), (2, 0.0), (4, 0.3), (6, 0.0), (12, 0.0), (12, 0.5), (8, 1.0)]
 # (max_draft_tokens, initial threshold, target acceptance) of the adaptive draft-exit cells
@@ -75,6 +81,7 @@ def tiny_model(
     output_scale: float = 0.1,
     dtype: torch.dtype = torch.float32,
     device: torch.device | str = "cpu",
+    architecture: str = "llama",
 ) -> nn.Module:
     """A random Llama whose skipped sub-blocks are damped (so drafts are accepted sometimes); built in fp32
     and then cast, so the fp32 and bf16 matrices decode the same weights up to rounding."""
@@ -87,6 +94,7 @@ def tiny_model(
         "attn_implementation": attention,
         "seed": seed,
         "skip_output_scale": output_scale,
+        "architecture": architecture,
     }
     model, _ = _random_model(cfg, torch.float32, plan)
     return model.to(device=device, dtype=dtype).eval()
@@ -162,16 +170,22 @@ def run_matrix(
     num_prompts: int = 2,
     max_new_tokens: int = 40,
     models: Sequence[tuple] = tuple(MODELS),
+    architecture: str = "llama",
 ) -> list[dict[str, Any]]:
-    """Decode every cell; returns one `Cell` (as a dict) per decode, identical or not."""
+    """Decode every cell; returns one `Cell` (as a dict) per decode, identical or not. `architecture`:
+    llama (`MODELS`) or qwen2 (`QWEN2_MODELS`)."""
     cells: list[dict[str, Any]] = []
     for layers, heads, kv_heads, vocab, attention, skip_attention, skip_mlp in models:
         plan = SkipPlan(skip_attention, skip_mlp)
         seed = layers * 7 + vocab
-        model = tiny_model(layers, heads, kv_heads, vocab, attention, plan, seed, dtype=dtype, device=device)
+        model = tiny_model(
+            layers, heads, kv_heads, vocab, attention, plan, seed, dtype=dtype, device=device,
+            architecture=architecture,
+        )  # fmt: skip
         label = (
             f"L{layers}-H{heads}/{kv_heads}-V{vocab}-{attention}-skip{list(skip_attention)}/{list(skip_mlp)}"
         )
+        label = label if architecture == "llama" else f"{architecture}-{label}"
         for prompt_seed in range(num_prompts):
             generator = torch.Generator().manual_seed(prompt_seed)
             prompt = torch.randint(0, vocab, (1, 5 + 6 * prompt_seed), generator=generator).to(device)
