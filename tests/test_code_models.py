@@ -138,8 +138,9 @@ def _tiny_gemma3():
 def test_gemma3_is_refused_by_name():
     """Gemma 3's post-sub-block norms sit inside the residual branch: a Llama-style skip would be wrong."""
     model = _tiny_gemma3()
-    with pytest.raises(UnsupportedArchitectureError, match="gemma3.*post_feedforward_layernorm"), skip_sublayers(
-        model, SkipPlan((0,), (1,))
+    with (
+        pytest.raises(UnsupportedArchitectureError, match="gemma3.*post_feedforward_layernorm"),
+        skip_sublayers(model, SkipPlan((0,), (1,))),
     ):
         pass
     for name in ("gemma3", "gemma3_text", "gemma2", "mistral"):
@@ -239,3 +240,35 @@ def test_qwen2_5_coder_0_5b_greedy_identity_on_humaneval():
         )  # fmt: skip
         assert result.tokens == expected
         assert sum(result.accepted) > 0
+
+
+def test_implied_paper_profile_from_table3_by_hand():
+    """Paper Table 3 rows K=2 (r 0.924, S 1.37) and K=8 (r 0.748, S 1.36) alone give the cycle costs
+    (2 * 0.924 + 1) / 1.37 = 2.0788 and (8 * 0.748 + 1) / 1.36 = 5.1353 full steps: d = (5.1353 - 2.0788) / 6
+    = 0.5094, v = 2.0788 - 2 d = 1.0600; the four-row fit must agree to a few thousandths."""
+    from replicate.report.table2_cpu import implied_paper_profile
+
+    profile = implied_paper_profile()
+    assert abs(profile["draft_step_s"] - 0.5094) < 0.003
+    assert abs(profile["verify_s"][0] - 1.0600) < 0.006
+    assert len(profile["verify_s"]) == 13 and profile["max_relative_residual"] < 0.01
+
+
+def test_table2_cpu_experiment_jobs():
+    from omegaconf import OmegaConf
+
+    from replicate.config import run_config
+    from replicate.experiment import job_configs
+
+    jobs = job_configs("table2_cpu")
+    methods = [OmegaConf.to_container(job.method, resolve=True) for job in jobs]
+    cpu_k = jobs[0].experiment.cpu_k
+    assert [(m["name"], m["max_draft_tokens"]) for m in methods] == [
+        ("adaptive_draft_exit", 12),
+        ("adaptive_draft_exit", cpu_k),
+        ("self_speculative", cpu_k),
+    ]
+    for job in jobs:
+        config = run_config(job)  # typed: every method node has exactly its method's keys
+        assert config.model.name == "qwen2_5_coder_0_5b" and config.task.name == "humaneval"
+        assert job.cost_model.enabled and job.sampling.temperature == 0.0
