@@ -272,3 +272,16 @@ def test_table2_cpu_experiment_jobs():
         config = run_config(job)  # typed: every method node has exactly its method's keys
         assert config.model.name == "qwen2_5_coder_0_5b" and config.task.name == "humaneval"
         assert job.cost_model.enabled and job.sampling.temperature == 0.0
+
+
+def test_pick_k_by_hand():
+    """p = 0.5: K = 1 accepts 0.5 drafts per cycle (r = 0.5), K = 2 accepts 0.5 + 0.25 (r = 0.375). With a
+    draft step of 0.5 and verify passes of 1 full step: K = 1 gives (0.5 + 1) / (0.5 + 1) = 1.0, K = 2 gives
+    (0.75 + 1) / (1 + 1) = 0.875."""
+    from replicate.bench.pick_k import acceptance_at, speedup_by_k
+
+    assert acceptance_at(0.5, 2) == pytest.approx(0.375) and acceptance_at(1.0, 5) == 1.0
+    profile = {"full_step_s": 1.0, "draft_step_s": 0.5, "verify_s": [1.0, 1.0, 1.0]}
+    assert speedup_by_k(profile, 0.5, 2) == pytest.approx({1: 1.0, 2: 0.875})
+    with pytest.raises(ValueError, match="agreement"):
+        acceptance_at(1.5, 2)
