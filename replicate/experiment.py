@@ -128,7 +128,9 @@ def missing_requirements(configs: Sequence[DictConfig]) -> list[str]:
     what to do. Only cheap checks (no model is loaded, no dataset downloaded)."""
     import torch
 
+    from replicate.core.gguf_parts import require_gguf_parts
     from replicate.core.methods import method_config
+    from replicate.core.model_config import model_config
     from replicate.core.models import gguf_path
     from tasks import SandboxSettings, SandboxUnavailableError, describe_sandbox, load_task
     from tasks.summarization import hub_is_offline
@@ -159,6 +161,11 @@ def missing_requirements(configs: Sequence[DictConfig]) -> list[str]:
                     gguf_path(model.gguf_package, model.gguf_file)
                 except FileNotFoundError as error:
                     problems.append(f"model {model.name}: {error}")
+            elif model.source == "gguf_parts":
+                try:
+                    require_gguf_parts(model_config(model))
+                except FileNotFoundError as error:
+                    problems.append(str(error))
         if method_config(cfg.method).drafts and not (model.skip.attention or model.skip.mlp):
             key = ("skip", model.name)
             if key not in seen:

