@@ -152,7 +152,9 @@ def test_the_decode_loop_drafts_under_the_threshold_the_rule_gives_after_each_cy
     model = tiny_model(2, 4, 2, 320, "eager", plan, seed=5, output_scale=0.3)
     with torch.no_grad():
         model.lm_head.weight.mul_(8.0)  # draft confidences spread around the threshold
-    rule = adaptive_rule(max_draft_tokens=4, target_acceptance=0.7, initial_threshold=0.05, threshold_step=0.05)
+    rule = adaptive_rule(
+        max_draft_tokens=4, target_acceptance=0.7, initial_threshold=0.05, threshold_step=0.05
+    )
     prompt = torch.tensor([[256, 7, 8, 9]])
     gamma = 0.05
     for _ in range(2):  # two samples: gamma carries over, ema restarts
@@ -188,11 +190,15 @@ def test_the_draft_exit_comparison_is_strict_below_the_threshold():
         probs = torch.softmax(model(prompt).logits[0, -1].float(), dim=-1)
     assert float(probs.max()) == 1.0  # the fixture does saturate
     expected = autoregressive_decode(model, prompt, 21, SamplingConfig(), frozenset()).tokens
-    at_one = self_speculative_decode(model, prompt, 21, SamplingConfig(), frozenset(), plan, 4, StaticThreshold(1.0))
+    at_one = self_speculative_decode(
+        model, prompt, 21, SamplingConfig(), frozenset(), plan, 4, StaticThreshold(1.0)
+    )
     # 20 tokens after the prefill: cycles draft min(4, budget - 1): 4, 4, ... until the budget is nearly spent
     assert at_one.tokens == expected
     assert at_one.drafted[0] == 4 and max(at_one.drafted) == 4
-    at_zero = self_speculative_decode(model, prompt, 21, SamplingConfig(), frozenset(), plan, 4, StaticThreshold(0.0))
+    at_zero = self_speculative_decode(
+        model, prompt, 21, SamplingConfig(), frozenset(), plan, 4, StaticThreshold(0.0)
+    )
     assert at_one.drafted == at_zero.drafted and at_one.accepted == at_zero.accepted
 
 
@@ -224,7 +230,9 @@ def sequence_law(model, prompt: torch.Tensor, length: int) -> dict[tuple[int, ..
         longer = {}
         for prefix, probability in laws.items():
             with torch.no_grad():
-                logits = model(torch.cat([prompt, torch.tensor([prefix], dtype=torch.long)], dim=1)).logits[0, -1]
+                logits = model(torch.cat([prompt, torch.tensor([prefix], dtype=torch.long)], dim=1)).logits[
+                    0, -1
+                ]
             law = reference_law(logits)
             for token in np.flatnonzero(law):
                 longer[(*prefix, int(token))] = probability * law[token]
@@ -371,7 +379,11 @@ def test_speedup_is_the_ratio_of_mean_times_per_token_not_the_mean_of_ratios():
 
 def test_the_baseline_is_its_own_reference():
     metrics = decoding_metrics(BASELINE, None, None, True, BOOTSTRAP)
-    assert (metrics["speedup"], metrics["speedup_total_time"], metrics["identical_fraction"]) == (1.0, 1.0, 1.0)
+    assert (metrics["speedup"], metrics["speedup_total_time"], metrics["identical_fraction"]) == (
+        1.0,
+        1.0,
+        1.0,
+    )
     assert metrics["acceptance_rate"] is None and metrics["mean_accepted_length"] == pytest.approx(15 / 15)
 
 
@@ -437,7 +449,9 @@ def test_pass_at_k_is_the_closed_form(monkeypatch):
     for k in (1, 10):
         expected = sum(closed_form(12, c, k) for c in correct.values()) / len(correct)
         assert result["pass@k"][f"pass@{k}"] == pytest.approx(float(expected))
-    assert result["score"] == pytest.approx(17 / 24) and result["n_problems"] == 4 and result["n_samples"] == 48
+    assert (
+        result["score"] == pytest.approx(17 / 24) and result["n_problems"] == 4 and result["n_samples"] == 48
+    )
 
 
 def test_the_chi_square_helper_rejects_a_wrong_law():

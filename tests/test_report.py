@@ -176,8 +176,12 @@ def test_report_matches_the_golden_file(sweep):
     text = (sweep / "report.md").read_text()
     if os.environ.get("UPDATE_GOLDEN") and text != GOLDEN.read_text():
         GOLDEN.write_text(text)
-        pytest.fail(f"{GOLDEN} rewritten: review `git diff {GOLDEN}`, commit it, then rerun without UPDATE_GOLDEN")
-    assert text == GOLDEN.read_text(), f"the report differs from {GOLDEN} (UPDATE_GOLDEN=1 rewrites it for review)"
+        pytest.fail(
+            f"{GOLDEN} rewritten: review `git diff {GOLDEN}`, commit it, then rerun without UPDATE_GOLDEN"
+        )
+    assert text == GOLDEN.read_text(), (
+        f"the report differs from {GOLDEN} (UPDATE_GOLDEN=1 rewrites it for review)"
+    )
 
 
 def test_the_golden_report_holds_the_hand_written_values():
@@ -189,7 +193,13 @@ def test_the_golden_report_holds_the_hand_written_values():
     assert "| 1.480 / 1.572 / -0.092 |" in row and "incomplete / 1.429" in row
     stats = next(line for line in golden.splitlines() if line.startswith("| llama2_13b | 0 | cnndm | ok |"))
     cells = [cell.strip() for cell in stats.strip("|").split("|")]
-    assert cells[4:9] == ["2", "1.480 [1.380, 1.580]", "1.470 [1.370, 1.570]", "0.900 [0.850, 0.920]", "0.900"]
+    assert cells[4:9] == [
+        "2",
+        "1.480 [1.380, 1.580]",
+        "1.470 [1.370, 1.570]",
+        "0.900 [0.850, 0.920]",
+        "0.900",
+    ]
     assert cells[9] == "3.250" and cells[16] == "0.550" and cells[-1] == "table1/llama2_13b/cnndm_t0.0"
     assert "| llama2_13b | 0.2 | cnndm | missing |" in golden  # a missing run is marked missing, never 0
 
