@@ -21,7 +21,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from replicate.core.decoding import autoregressive_decode, forward, self_speculative_decode
+from replicate.core.decoding import (
+    DecodeSettings,
+    Speculation,
+    autoregressive_decode,
+    forward,
+    self_speculative_decode,
+)
 from replicate.core.draft_exit import AdaptiveThreshold, DraftExit, StaticThreshold
 from replicate.core.kv_cache import make_cache
 from replicate.core.models import _random_model
@@ -178,15 +184,12 @@ def run_matrix(
             expected = reference_tokens(model, prompt, max_new_tokens, eos=None)
             where = (model, prompt, expected, label, prompt_seed)
             for kv_cache in kv_caches:
-                result = autoregressive_decode(
-                    model, prompt, max_new_tokens, GREEDY, frozenset(), kv_cache=kv_cache
-                )
+                settings = DecodeSettings(max_new_tokens, GREEDY, frozenset(), kv_cache)
+                result = autoregressive_decode(model, prompt, settings)
                 cells.append(_cell(*where, "autoregressive", kv_cache, result))
                 for method, max_draft_tokens, draft_exit in method_settings():
-                    result = self_speculative_decode(
-                        model, prompt, max_new_tokens, GREEDY, frozenset(), plan, max_draft_tokens, draft_exit(),
-                        check_cache=True, kv_cache=kv_cache,
-                    )  # fmt: skip
+                    speculation = Speculation(plan, max_draft_tokens, draft_exit(), check_cache=True)
+                    result = self_speculative_decode(model, prompt, settings, speculation)
                     cells.append(_cell(*where, method, kv_cache, result))
     return cells
 

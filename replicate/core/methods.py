@@ -19,7 +19,12 @@ from typing import Any, ClassVar, Literal
 
 import torch
 
-from replicate.core.decoding import autoregressive_decode, self_speculative_decode
+from replicate.core.decoding import (
+    DecodeSettings,
+    Speculation,
+    autoregressive_decode,
+    self_speculative_decode,
+)
 from replicate.core.draft_exit import AdaptiveThreshold, DraftExit, StaticThreshold
 from replicate.core.models import LoadedModel
 from replicate.core.sampling import SamplingConfig
@@ -139,25 +144,18 @@ class Decoder:
         self, prompt_ids: torch.Tensor, max_new_tokens: int, generator: torch.Generator
     ) -> DecodeResult:
         """Decode `prompt_ids` (1, seq) on the model's device; see `replicate.core.decoding`."""
-        common = dict(
-            model=self.loaded.model,
-            prompt_ids=prompt_ids,
-            max_new_tokens=max_new_tokens,
-            sampling=self.sampling,
-            eos_token_ids=self.loaded.eos_token_ids,
-            generator=generator,
-            kv_cache=self.loaded.kv_cache,
-        )
+        loaded = self.loaded
+        settings = DecodeSettings(max_new_tokens, self.sampling, loaded.eos_token_ids, loaded.kv_cache)
         if not self.config.drafts:
-            return autoregressive_decode(**common)
-        return self_speculative_decode(
-            **common,
-            plan=self.loaded.plan,
-            max_draft_tokens=self.config.max_draft_tokens,
-            draft_exit=self.draft_exit,
-            check_cache=self.check_cache,
-            draft_confidence=self.config.draft_confidence,
+            return autoregressive_decode(loaded.model, prompt_ids, settings, generator)
+        speculation = Speculation(
+            loaded.plan,
+            self.config.max_draft_tokens,
+            self.draft_exit,
+            self.config.draft_confidence,
+            self.check_cache,
         )
+        return self_speculative_decode(loaded.model, prompt_ids, settings, speculation, generator)
 
     def state_dict(self) -> dict[str, Any]:
         """The state carried to the next prompt (JSON-ready; empty for methods that carry none)."""
