@@ -29,7 +29,12 @@ import torch
 from omegaconf import OmegaConf
 from rouge_score import rouge_scorer
 
-from replicate.core.decoding import autoregressive_decode, self_speculative_decode
+from replicate.core.decoding import (
+    DecodeSettings,
+    Speculation,
+    autoregressive_decode,
+    self_speculative_decode,
+)
 from replicate.core.draft_exit import StaticThreshold
 from replicate.core.methods import build_draft_exit
 from replicate.core.sampling import SamplingConfig
@@ -41,6 +46,18 @@ from tasks import Sample, load_task
 from tests.helpers import tiny_model
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
+
+
+def speculative(model, prompt, max_new_tokens, sampling, plan, max_draft_tokens, draft_exit, seed=None):
+    """self_speculative_decode with no EOS, the cache checked after every cycle, a seeded generator if given."""
+    generator = None if seed is None else torch.Generator().manual_seed(seed)
+    return self_speculative_decode(
+        model,
+        prompt,
+        DecodeSettings(max_new_tokens, sampling),
+        Speculation(plan, max_draft_tokens, draft_exit, check_cache=True),
+        generator,
+    )
 
 
 # ---------------------------------------------------------------- the adaptive draft-exit threshold
@@ -158,9 +175,7 @@ def test_the_decode_loop_drafts_under_the_threshold_the_rule_gives_after_each_cy
     prompt = torch.tensor([[256, 7, 8, 9]])
     gamma = 0.05
     for _ in range(2):  # two samples: gamma carries over, ema restarts
-        result = self_speculative_decode(
-            model, prompt, 24, SamplingConfig(), frozenset(), plan, 4, rule, check_cache=True
-        )
+        result = speculative(model, prompt, 24, SamplingConfig(), plan, 4, rule)
         ema = 0.0
         for threshold, drafted, accepted in zip(result.thresholds, result.drafted, result.accepted):
             assert threshold == pytest.approx(gamma, abs=1e-12)
@@ -189,16 +204,12 @@ def test_the_draft_exit_comparison_is_strict_below_the_threshold():
     with torch.no_grad():
         probs = torch.softmax(model(prompt).logits[0, -1].float(), dim=-1)
     assert float(probs.max()) == 1.0  # the fixture does saturate
-    expected = autoregressive_decode(model, prompt, 21, SamplingConfig(), frozenset()).tokens
-    at_one = self_speculative_decode(
-        model, prompt, 21, SamplingConfig(), frozenset(), plan, 4, StaticThreshold(1.0)
-    )
+    expected = autoregressive_decode(model, prompt, DecodeSettings(21)).tokens
+    at_one = speculative(model, prompt, 21, SamplingConfig(), plan, 4, StaticThreshold(1.0))
     # 20 tokens after the prefill: cycles draft min(4, budget - 1): 4, 4, ... until the budget is nearly spent
     assert at_one.tokens == expected
     assert at_one.drafted[0] == 4 and max(at_one.drafted) == 4
-    at_zero = self_speculative_decode(
-        model, prompt, 21, SamplingConfig(), frozenset(), plan, 4, StaticThreshold(0.0)
-    )
+    at_zero = speculative(model, prompt, 21, SamplingConfig(), plan, 4, StaticThreshold(0.0))
     assert at_one.drafted == at_zero.drafted and at_one.accepted == at_zero.accepted
 
 
@@ -290,10 +301,7 @@ def test_speculative_sampling_commits_the_autoregressive_sampler_law_over_four_p
     counts: dict[tuple[int, ...], int] = {}
     accepted_all = rejected = 0
     for seed in range(trials):
-        result = self_speculative_decode(
-            model, SAMPLING_PROMPT, length, SAMPLING, frozenset(), plan, 2, StaticThreshold(0.0),
-            torch.Generator().manual_seed(seed),
-        )  # fmt: skip
+        result = speculative(model, SAMPLING_PROMPT, length, SAMPLING, plan, 2, StaticThreshold(0.0), seed)
         key = tuple(result.tokens)
         counts[key] = counts.get(key, 0) + 1
         accepted_all += result.accepted[0] == result.drafted[0] == 2
@@ -312,10 +320,9 @@ def test_the_bonus_token_comes_from_the_row_after_the_last_draft(sampling_model)
     law = sequence_law(model, SAMPLING_PROMPT, length)
     counts: dict[tuple[int, ...], int] = {}
     for seed in range(trials):
-        result = self_speculative_decode(
-            model, SAMPLING_PROMPT, length, SAMPLING, frozenset(), nothing, 1, StaticThreshold(0.0),
-            torch.Generator().manual_seed(10_000 + seed),
-        )  # fmt: skip
+        result = speculative(
+            model, SAMPLING_PROMPT, length, SAMPLING, nothing, 1, StaticThreshold(0.0), 10_000 + seed
+        )
         assert result.drafted == result.accepted == [1]
         counts[tuple(result.tokens)] = counts.get(tuple(result.tokens), 0) + 1
     assert chi_square_p_value(counts, law, trials) > 1e-4
@@ -328,10 +335,7 @@ def test_the_draft_law_in_acceptance_is_the_law_the_drafts_were_drawn_from(sampl
     model, _ = sampling_model
     nothing = SkipPlan((), ())
     for seed in range(3):
-        result = self_speculative_decode(
-            model, SAMPLING_PROMPT, 60, SAMPLING, frozenset(), nothing, 4, StaticThreshold(0.0),
-            torch.Generator().manual_seed(seed),
-        )  # fmt: skip
+        result = speculative(model, SAMPLING_PROMPT, 60, SAMPLING, nothing, 4, StaticThreshold(0.0), seed)
         assert sum(result.drafted) >= 44 and result.accepted == result.drafted, seed
 
 
