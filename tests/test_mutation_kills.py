@@ -117,3 +117,32 @@ def test_draft_exit_thresholds_are_probabilities_bounds_included():
     for bad in (1.5, -0.1, float("nan"), float("inf")):
         with pytest.raises(ValueError, match=rf"^threshold must be in \[0, 1\], got {bad}$"):
             StaticThreshold(bad)
+
+
+def test_adaptive_threshold_settings_are_checked_naming_each():
+    from replicate.core.draft_exit import AdaptiveThreshold
+
+    def rule(**changes):
+        settings = dict(initial_threshold=0.6, target_acceptance=0.8, threshold_step=0.01, acceptance_ema=0.5)
+        return AdaptiveThreshold(**{**settings, "threshold_ema": 0.9, "reset_per_sample": False, **changes})
+
+    assert rule(threshold_step=0.0).threshold == 0.6  # a step of 0 keeps gamma fixed: allowed
+    with pytest.raises(ValueError, match=r"^initial_threshold must be in \[0, 1\], got 1.5$"):
+        rule(initial_threshold=1.5)
+    for step in (-0.01, float("inf")):
+        with pytest.raises(ValueError, match=rf"^threshold_step must be a finite number >= 0, got {step}$"):
+            rule(threshold_step=step)
+
+
+def test_run_metrics_of_no_sample_and_of_one_sample():
+    from replicate.records import DecodeRecord, DecodeResult
+    from replicate.run.metrics import decoding_metrics
+
+    config = BootstrapConfig(resamples=100, confidence=0.9, seed=0)
+    with pytest.raises(ValueError, match=r"^no samples were decoded; nothing to summarize$"):
+        decoding_metrics([], None, None, False, config)
+    one = DecodeRecord.from_result(DecodeResult([1, 2, 3, 4], 0.1, 1.0, 2, 3, [3], [2]))
+    metrics = decoding_metrics([one], [one], [True], False, config)
+    # one sample: the values, and no interval (a bootstrap needs two observations)
+    assert metrics["acceptance_rate"] == pytest.approx(2 / 3) and metrics["speedup"] == 1.0
+    assert metrics["acceptance_rate_ci"] is None and metrics["speedup_ci"] is None
