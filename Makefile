@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export WANDB_MODE ?= offline
 
-.PHONY: help setup test test-slow lint format demo check-lossless lossless-runs check-install bench
+.PHONY: help setup test test-slow slow-tests mutation lint format demo check-lossless lossless-runs check-install bench
 
 help:  ## list targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -30,6 +30,18 @@ test: setup  ## run the default test suite (offline, CPU, < 10 minutes)
 
 test-slow: setup  ## run the slow tests too (not the code-model ones: make test-code-models)
 	$(PY) -m pytest -q -m "not code_model"
+
+slow-tests: setup  ## only the slow tests (CI runs them in a step of their own after make test)
+	$(PY) -m pytest -q -m "slow and not gpu and not code_model"
+
+# Mutation testing (docs/testing.md): mutmut mutates the modules that define results ([tool.mutmut] in
+# pyproject.toml: only_mutate) and runs the fast tests that cover them on each mutant, then .ci/mutation-report
+# writes the score table into docs/testing.md. Not part of CI (about an hour on 2 idle cores). MUTANTS="names"
+# reruns only those mutants (globs allowed, e.g. MUTANTS="replicate.statistics*").
+MUTATION_JOBS ?= 2
+mutation: setup  ## mutation testing of the result-defining modules; report into docs/testing.md [MUTANTS=globs]
+	OMP_NUM_THREADS=1 $(PY) -m mutmut run --max-children $(MUTATION_JOBS) $(MUTANTS)
+	$(PY) .ci/mutation-report
 
 check-lossless: setup  ## fail at the first sample where a greedy method differs from autoregressive decoding
 	$(PY) -m pytest -q -m lossless tests/test_lossless.py
