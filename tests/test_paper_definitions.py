@@ -43,7 +43,7 @@ from replicate.records import DecodeRecord, DecodeResult
 from replicate.run.metrics import decoding_metrics, first_difference
 from replicate.statistics import BootstrapConfig
 from tasks import Sample, load_task
-from tests.helpers import tiny_model
+from tests.helpers import TinyModel, tiny_model
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 
@@ -166,7 +166,7 @@ def test_the_decode_loop_drafts_under_the_threshold_the_rule_gives_after_each_cy
     """Through self_speculative_decode: cycle i drafts under gamma_i, and gamma_(i+1) is the authors' update of
     gamma_i with cycle i's drafted and accepted counts and K (not the cycle's budget-capped draft length)."""
     plan = SkipPlan((1,), (0,))
-    model = tiny_model(2, 4, 2, 320, "eager", plan, seed=5, output_scale=0.3)
+    model = tiny_model(TinyModel(2, 4, 2, 320, "eager", plan.attention, plan.mlp), seed=5, output_scale=0.3)
     with torch.no_grad():
         model.lm_head.weight.mul_(8.0)  # draft confidences spread around the threshold
     rule = adaptive_rule(
@@ -189,7 +189,7 @@ def test_the_decode_loop_drafts_under_the_threshold_the_rule_gives_after_each_cy
 def saturated_model(plan: SkipPlan):
     """A tiny model whose output layer is scaled up so far that every softmax saturates: the top probability is
     exactly 1.0 in float32 (top-two margins of about 100 and more), for the full model and for the draft."""
-    model = tiny_model(4, 4, 2, 320, "eager", plan, seed=7)
+    model = tiny_model(TinyModel(4, 4, 2, 320, "eager", plan.attention, plan.mlp), seed=7)
     with torch.no_grad():
         model.lm_head.weight.mul_(1e5)
     return model
@@ -271,7 +271,7 @@ def chi_square_p_value(observed: dict, expected_law: dict, trials: int) -> float
 @pytest.fixture(scope="module")
 def sampling_model():
     plan = SkipPlan((1,), (0,))
-    model = tiny_model(2, 4, 2, 258, "eager", plan, seed=3, output_scale=0.5)
+    model = tiny_model(TinyModel(2, 4, 2, 258, "eager", plan.attention, plan.mlp), seed=3, output_scale=0.5)
     with torch.no_grad():
         model.lm_head.weight.mul_(8.0)  # a few likely tokens per position, none certain
     return model, plan
