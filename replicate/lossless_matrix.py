@@ -9,7 +9,9 @@ token (near 0: a numerical near-tie; large: a bug).
 Models (`MODELS`): depths 2-8, full and grouped-query attention, vocabularies 258-1000, eager and SDPA
 attention, skip sets from empty to everything; the skipped sub-blocks' output projections are damped so
 that drafts are accepted sometimes and rejected sometimes. Methods (`method_settings`): fixed K = 1..12,
-static thresholds 0.3-1.0, and two adaptive draft-exit settings; plus autoregressive decoding.
+static thresholds 0.3-1.0, and two adaptive draft-exit settings; plus autoregressive decoding; and the methods
+beyond the paper (`new_method_settings`): prompt lookup, hybrid n-gram / layer-skipped drafting and on-the-fly
+skip-set selection, each in several settings (the last two on both KV caches like the rest).
 """
 
 from __future__ import annotations
@@ -61,6 +63,49 @@ def method_settings() -> list[tuple[str, int, Callable[[], DraftExit]]]:
         (f"adaptive,K={k},gamma0={initial},alpha={target}", k, lambda i=initial, t=target: adaptive(i, t))
         for k, initial, target in ADAPTIVE_SETTINGS
     ]
+    return cells
+
+
+# prompt_lookup: (max_draft_tokens, max_matching_ngram_size)
+PROMPT_LOOKUP_SETTINGS = [(10, 2), (3, 1), (4, 3)]
+# hybrid: (max_draft_tokens, ngram_draft_tokens, initial threshold, target acceptance)
+HYBRID_SETTINGS = [(12, 10, 0.6, 0.8), (4, 3, 0.9, 0.5)]
+# on_the_fly: (max_draft_tokens, static threshold, skip fraction); 8 search cycles, 2 candidates, window 16
+ON_THE_FLY_SETTINGS = [(6, 0.0, 0.25), (12, 0.5, 0.5)]
+NewMethodDecode = Callable[[nn.Module, torch.Tensor, int, SkipPlan, str], DecodeResult]
+
+
+def new_method_settings() -> list[tuple[str, NewMethodDecode]]:
+    """(label, decode(model, prompt, max_new_tokens, plan, kv_cache)) of every cell of the methods beyond
+    the paper, greedy, with the cache check on."""
+    from replicate.methods.hybrid import hybrid_decode
+    from replicate.methods.on_the_fly import SkipSetSearch, on_the_fly_decode
+    from replicate.methods.prompt_lookup import prompt_lookup_decode
+
+    none: frozenset[int] = frozenset()
+    cells: list[tuple[str, NewMethodDecode]] = []
+    for k, n in PROMPT_LOOKUP_SETTINGS:
+        cells.append((
+            f"prompt_lookup,K={k},ngram={n}",
+            lambda model, prompt, tokens, plan, kv, k=k, n=n: prompt_lookup_decode(
+                model, prompt, tokens, GREEDY, none, k, n, kv_cache=kv, check_cache=True
+            ),
+        ))  # fmt: skip
+    for k, ngram_k, initial, target in HYBRID_SETTINGS:
+        cells.append((
+            f"hybrid,K={k},ngram_K={ngram_k},gamma0={initial},alpha={target}",
+            lambda model, prompt, tokens, plan, kv, k=k, g=ngram_k, i=initial, t=target: hybrid_decode(
+                model, prompt, tokens, GREEDY, none, plan, k, g, 2, adaptive(i, t), check_cache=True, kv_cache=kv
+            ),
+        ))  # fmt: skip
+    for k, threshold, fraction in ON_THE_FLY_SETTINGS:
+        cells.append((
+            f"on_the_fly,K={k},threshold={threshold},skip_fraction={fraction}",
+            lambda model, prompt, tokens, plan, kv, k=k, th=threshold, f=fraction: on_the_fly_decode(
+                model, prompt, tokens, GREEDY, none, k, SkipSetSearch(th, f, 8, 2, 16, 0), check_cache=True,
+                kv_cache=kv,
+            ),
+        ))  # fmt: skip
     return cells
 
 
@@ -141,6 +186,7 @@ class Cell:
     cache_lengths_ok: bool
     drafted: int
     accepted: int
+    ngram_cycles: int = 0
 
 
 def _cell(model, prompt, expected, label, prompt_seed, method, kv_cache, result: DecodeResult) -> dict:
@@ -150,7 +196,7 @@ def _cell(model, prompt, expected, label, prompt_seed, method, kv_cache, result:
         margin = reference_margin(model, prompt, expected, position)
     cell = Cell(
         label, prompt_seed, method, kv_cache, position is None, len(result.tokens), position, margin,
-        result.cache_lengths_ok, sum(result.drafted), sum(result.accepted),
+        result.cache_lengths_ok, sum(result.drafted), sum(result.accepted), result.draft_sources.count("ngram"),
     )  # fmt: skip
     return asdict(cell)
 
@@ -187,6 +233,9 @@ def run_matrix(
                         model, prompt, max_new_tokens, GREEDY, frozenset(), plan, max_draft_tokens, draft_exit(),
                         check_cache=True, kv_cache=kv_cache,
                     )  # fmt: skip
+                    cells.append(_cell(*where, method, kv_cache, result))
+                for method, decode in new_method_settings():
+                    result = decode(model, prompt, max_new_tokens, plan, kv_cache)
                     cells.append(_cell(*where, method, kv_cache, result))
     return cells
 

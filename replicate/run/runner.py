@@ -36,7 +36,13 @@ from replicate.records import SCHEMA_VERSION, DecodeRecord, DecodeResult, RunMet
 from replicate.run import rundir
 from replicate.run.environment import environment
 from replicate.run.exclusions import baseline_filter
-from replicate.run.metrics import divergence_counts, first_difference, post_eos_tokens, sample_metrics
+from replicate.run.metrics import (
+    divergence_counts,
+    draft_source_counts,
+    first_difference,
+    post_eos_tokens,
+    sample_metrics,
+)
 from replicate.run.replay import baseline_top_two
 from replicate.run.scoring import paper_compatible_scores, score_records, task_scores
 from tasks import Sample, Task, load_task
@@ -100,7 +106,7 @@ def _decode_record(loaded: LoadedModel, task: Task, sample: Sample, result: Deco
     the first generated token and its prediction); it is scored after decoding (`replicate.run.scoring`)."""
     text = loaded.decode(result.tokens)
     record = DecodeRecord.from_result(result, text, task.postprocess(text, sample))
-    record.post_eos_tokens = post_eos_tokens(result.tokens, result.accepted)
+    record.post_eos_tokens = post_eos_tokens(result.tokens, result.accepted, result.prefill_cycle)
     if task.cfg["paper_postprocess"]:
         record.paper_text = loaded.decode(result.tokens[1:])
         record.paper_prediction = task.paper_prediction(record.paper_text, sample)
@@ -197,6 +203,7 @@ def summarize(
         ),
         post_eos_tokens=None if None in post_eos else sum(post_eos),
         paper_compatible=paper_compatible_scores(task, samples, kept),
+        draft_sources=draft_source_counts([record.method for record in kept]),
     )
 
 
@@ -239,7 +246,8 @@ def run(cfg: DictConfig | RunConfig, run_dir: Path) -> RunMetrics:
         warm = [(role, decoder.detached_copy()) for role, decoder in decoders]
         decode_sample(warm, warmup_ids, config.warmup.max_new_tokens, config.seed, 0)
     cost_profile = None
-    if config.cost_model.enabled:  # the device's price of each kind of pass, once, on a warm model
+    not_applicable = config.method.cost_model_not_applicable if config.cost_model.enabled else None
+    if config.cost_model.enabled and not_applicable is None:  # each kind of pass priced once, warm
         cost = config.cost_model
         max_draft_tokens = method.max_draft_tokens or 0
         cost_profile = measure_cost_profile(
@@ -272,6 +280,7 @@ def run(cfg: DictConfig | RunConfig, run_dir: Path) -> RunMetrics:
         metrics.cost_model = cost_model_metrics(
             [r.method for r in records], baselines, cost_profile, bootstrap=config.bootstrap
         )
+    metrics.cost_model_not_applicable = not_applicable
     rundir.write_metrics(run_dir, metrics)
     print(format_table([metrics]))
     print(f"results: {run_dir}")
