@@ -16,7 +16,12 @@ from typing import Any
 import torch
 
 from replicate.config import compose_config, options
-from replicate.core.decoding import autoregressive_decode, self_speculative_decode
+from replicate.core.decoding import (
+    DecodeSettings,
+    Speculation,
+    autoregressive_decode,
+    self_speculative_decode,
+)
 from replicate.core.methods import Decoder, build_decoder, method_config
 from replicate.core.models import LoadedModel, load_model
 from replicate.core.prompts import encode_prompt
@@ -28,11 +33,13 @@ from replicate.schema import ConfigError, build, plain
 __all__ = [
     "ConfigError",
     "DecodeResult",
+    "DecodeSettings",
     "Decoder",
     "Generation",
     "LoadedModel",
     "SamplingConfig",
     "SkipPlan",
+    "Speculation",
     "autoregressive_decode",
     "generate",
     "load",

@@ -23,7 +23,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from replicate.core.decoding import autoregressive_decode, forward, self_speculative_decode
+from replicate.core.decoding import (
+    DecodeSettings,
+    Speculation,
+    autoregressive_decode,
+    forward,
+    self_speculative_decode,
+)
 from replicate.core.draft_exit import AdaptiveThreshold, DraftExit, StaticThreshold
 from replicate.core.kv_cache import make_cache
 from replicate.core.models import _random_model
@@ -78,32 +84,36 @@ NewMethodDecode = Callable[[nn.Module, torch.Tensor, int, SkipPlan, str], Decode
 def new_method_settings() -> list[tuple[str, NewMethodDecode]]:
     """(label, decode(model, prompt, max_new_tokens, plan, kv_cache)) of every cell of the methods beyond
     the paper, greedy, with the cache check on."""
+    from replicate.core.ngram import NgramSettings
     from replicate.methods.hybrid import hybrid_decode
-    from replicate.methods.on_the_fly import SkipSetSearch, on_the_fly_decode
+    from replicate.methods.on_the_fly import OnTheFly, SkipSetSearch, on_the_fly_decode
     from replicate.methods.prompt_lookup import prompt_lookup_decode
 
-    none: frozenset[int] = frozenset()
+    def settings(tokens: int, kv_cache: str) -> DecodeSettings:
+        return DecodeSettings(tokens, GREEDY, frozenset(), kv_cache)
+
     cells: list[tuple[str, NewMethodDecode]] = []
     for k, n in PROMPT_LOOKUP_SETTINGS:
         cells.append((
             f"prompt_lookup,K={k},ngram={n}",
             lambda model, prompt, tokens, plan, kv, k=k, n=n: prompt_lookup_decode(
-                model, prompt, tokens, GREEDY, none, k, n, kv_cache=kv, check_cache=True
+                model, prompt, settings(tokens, kv), NgramSettings(k, n), check_cache=True
             ),
         ))  # fmt: skip
     for k, ngram_k, initial, target in HYBRID_SETTINGS:
         cells.append((
             f"hybrid,K={k},ngram_K={ngram_k},gamma0={initial},alpha={target}",
             lambda model, prompt, tokens, plan, kv, k=k, g=ngram_k, i=initial, t=target: hybrid_decode(
-                model, prompt, tokens, GREEDY, none, plan, k, g, 2, adaptive(i, t), check_cache=True, kv_cache=kv
+                model, prompt, settings(tokens, kv), Speculation(plan, k, adaptive(i, t), check_cache=True),
+                NgramSettings(g, 2),
             ),
         ))  # fmt: skip
     for k, threshold, fraction in ON_THE_FLY_SETTINGS:
         cells.append((
             f"on_the_fly,K={k},threshold={threshold},skip_fraction={fraction}",
             lambda model, prompt, tokens, plan, kv, k=k, th=threshold, f=fraction: on_the_fly_decode(
-                model, prompt, tokens, GREEDY, none, k, SkipSetSearch(th, f, 8, 2, 16, 0), check_cache=True,
-                kv_cache=kv,
+                model, prompt, settings(tokens, kv),
+                OnTheFly(SkipSetSearch(th, f, 8, 2, 16, 0), k, check_cache=True),
             ),
         ))  # fmt: skip
     return cells
@@ -224,15 +234,12 @@ def run_matrix(
             expected = reference_tokens(model, prompt, max_new_tokens, eos=None)
             where = (model, prompt, expected, label, prompt_seed)
             for kv_cache in kv_caches:
-                result = autoregressive_decode(
-                    model, prompt, max_new_tokens, GREEDY, frozenset(), kv_cache=kv_cache
-                )
+                settings = DecodeSettings(max_new_tokens, GREEDY, frozenset(), kv_cache)
+                result = autoregressive_decode(model, prompt, settings)
                 cells.append(_cell(*where, "autoregressive", kv_cache, result))
                 for method, max_draft_tokens, draft_exit in method_settings():
-                    result = self_speculative_decode(
-                        model, prompt, max_new_tokens, GREEDY, frozenset(), plan, max_draft_tokens, draft_exit(),
-                        check_cache=True, kv_cache=kv_cache,
-                    )  # fmt: skip
+                    speculation = Speculation(plan, max_draft_tokens, draft_exit(), check_cache=True)
+                    result = self_speculative_decode(model, prompt, settings, speculation)
                     cells.append(_cell(*where, method, kv_cache, result))
                 for method, decode in new_method_settings():
                     result = decode(model, prompt, max_new_tokens, plan, kv_cache)

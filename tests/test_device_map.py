@@ -9,7 +9,13 @@ import pytest
 import torch
 
 from replicate.config import compose_config
-from replicate.core.decoding import autoregressive_decode, forward, self_speculative_decode
+from replicate.core.decoding import (
+    DecodeSettings,
+    Speculation,
+    autoregressive_decode,
+    forward,
+    self_speculative_decode,
+)
 from replicate.core.draft_exit import StaticThreshold
 from replicate.core.kv_cache import KV_CACHES, make_cache
 from replicate.core.models import load_model
@@ -102,7 +108,7 @@ def test_lossless_through_the_hooks(dispatched, kv_cache):
     expected = reference_tokens(plain, prompt, 16, eos=None)
     assert reference_tokens(loaded.model, prompt, 16, eos=None) == expected
     assert (
-        autoregressive_decode(loaded.model, prompt, 16, greedy, frozenset(), kv_cache=kv_cache).tokens
+        autoregressive_decode(loaded.model, prompt, DecodeSettings(16, greedy, frozenset(), kv_cache)).tokens
         == expected
     )
     accepted = 0
@@ -111,10 +117,9 @@ def test_lossless_through_the_hooks(dispatched, kv_cache):
         (12, StaticThreshold(0.5)),
         (12, adaptive()),
     ):
-        result = self_speculative_decode(
-            loaded.model, prompt, 16, greedy, frozenset(), PLAN, max_draft_tokens, draft_exit,
-            check_cache=True, kv_cache=kv_cache,
-        )  # fmt: skip
+        settings = DecodeSettings(16, greedy, frozenset(), kv_cache)
+        speculation = Speculation(PLAN, max_draft_tokens, draft_exit, check_cache=True)
+        result = self_speculative_decode(loaded.model, prompt, settings, speculation)
         assert result.tokens == expected and result.cache_lengths_ok, (max_draft_tokens, draft_exit)
         accepted += sum(result.accepted)
     assert accepted > 0  # the draft path ran through the hooks and agreed sometimes

@@ -9,7 +9,12 @@ import pytest
 import torch
 
 from replicate.config import compose_config, run_config
-from replicate.core.decoding import autoregressive_decode, self_speculative_decode
+from replicate.core.decoding import (
+    DecodeSettings,
+    Speculation,
+    autoregressive_decode,
+    self_speculative_decode,
+)
 from replicate.core.draft_exit import StaticThreshold
 from replicate.core.sampling import (
     SamplingConfig,
@@ -66,8 +71,8 @@ def test_at_temperature_0_2_the_two_confidences_give_different_draft_lengths():
     drafted = {}
     for mode in ("paper", "processed"):
         result = self_speculative_decode(
-            model, prompt, 24, TEXT_SAMPLING, frozenset(), PLAN, 8, StaticThreshold(0.5),
-            torch.Generator().manual_seed(0), draft_confidence=mode,
+            model, prompt, DecodeSettings(24, TEXT_SAMPLING), Speculation(PLAN, 8, StaticThreshold(0.5), mode),
+            torch.Generator().manual_seed(0),
         )  # fmt: skip
         drafted[mode] = result.drafted
     mean = {mode: sum(lengths) / len(lengths) for mode, lengths in drafted.items()}
@@ -80,16 +85,8 @@ def test_greedy_drafting_is_the_same_under_both_confidences_and_equals_generate(
     expected = reference_tokens(model, prompt, 24, eos=None)
     results = [
         self_speculative_decode(
-            model,
-            prompt,
-            24,
-            SamplingConfig(),
-            frozenset(),
-            PLAN,
-            8,
-            StaticThreshold(threshold),
-            draft_confidence=mode,
-        )  # fmt: skip
+            model, prompt, DecodeSettings(24), Speculation(PLAN, 8, StaticThreshold(threshold), mode)
+        )
         for threshold in (0.3, 0.7)
         for mode in ("paper", "processed")
     ]
@@ -134,10 +131,10 @@ def test_a_model_full_of_exact_ties_decodes_like_generate():
     assert top % 2 == 0 and logits[top] == logits[top + 1]  # the tie is exact
     expected = reference_tokens(model, prompt, 16, eos=None)
     assert all(token % 2 == 0 for token in expected)
-    assert autoregressive_decode(model, prompt, 16, SamplingConfig(), frozenset()).tokens == expected
+    assert autoregressive_decode(model, prompt, DecodeSettings(16)).tokens == expected
     for threshold in (0.0, 0.5):
         result = self_speculative_decode(
-            model, prompt, 16, SamplingConfig(), frozenset(), PLAN, 6, StaticThreshold(threshold)
+            model, prompt, DecodeSettings(16), Speculation(PLAN, 6, StaticThreshold(threshold))
         )
         assert result.tokens == expected
 
@@ -161,9 +158,8 @@ def test_post_eos_tokens_on_a_real_decode_with_a_drafted_eos():
     counts = []
     for position in range(1, 8):
         eos = free_run[position]
-        result = self_speculative_decode(
-            model, prompt, 12, SamplingConfig(), frozenset({eos}), PLAN, 12, StaticThreshold(0.0)
-        )
+        settings = DecodeSettings(12, SamplingConfig(), frozenset({eos}))
+        result = self_speculative_decode(model, prompt, settings, Speculation(PLAN, 12, StaticThreshold(0.0)))
         cycles_committed = 1 + sum(a + 1 for a in result.accepted)
         drafted_eos_accepted = result.drafted[-1] == result.accepted[-1] and result.tokens[-1] == eos
         counts.append(post_eos_tokens(result.tokens, result.accepted))
@@ -222,7 +218,7 @@ def test_the_margin_replays_the_baseline_at_the_right_position():
 
     loaded = load_model(compose_config(["model=tiny_llama"]).model)
     prompt = torch.tensor([loaded.encode("def f(x):")])
-    tokens = autoregressive_decode(loaded.model, prompt, 6, SamplingConfig(), frozenset()).tokens
+    tokens = autoregressive_decode(loaded.model, prompt, DecodeSettings(6)).tokens
     with torch.no_grad():  # one pass over everything: fp32 agrees with the replay to rounding
         logits = loaded.model(torch.cat([prompt, torch.tensor([tokens])], dim=1)).logits[0].float()
     for position in (0, 3, 5):

@@ -4,7 +4,6 @@ divergence, named with its position, both tokens and the full model's logit marg
 
 from __future__ import annotations
 
-import functools
 import itertools
 from pathlib import Path
 
@@ -14,7 +13,12 @@ import yaml
 
 import replicate.hf as hf
 from replicate import lossless
-from replicate.core.decoding import autoregressive_decode, self_speculative_decode
+from replicate.core.decoding import (
+    DecodeSettings,
+    Speculation,
+    autoregressive_decode,
+    self_speculative_decode,
+)
 from replicate.core.draft_exit import StaticThreshold
 from replicate.core.sampling import SamplingConfig
 from replicate.core.skipping import skip_sublayers
@@ -29,13 +33,13 @@ def unverified_drafts(model, prompt_ids, max_new_tokens, eos_token_ids, plan):
     """Broken on purpose: keeps the draft model's tokens without verifying them."""
     with skip_sublayers(model, plan):
         return autoregressive_decode(
-            model, prompt_ids, max_new_tokens, SamplingConfig(), eos_token_ids
+            model, prompt_ids, DecodeSettings(max_new_tokens, eos_token_ids=eos_token_ids)
         ).tokens
 
 
 def ignores_eos(model, prompt_ids, max_new_tokens, eos_token_ids):
     """Broken on purpose: never stops at EOS."""
-    return autoregressive_decode(model, prompt_ids, max_new_tokens, SamplingConfig(), frozenset()).tokens
+    return autoregressive_decode(model, prompt_ids, DecodeSettings(max_new_tokens)).tokens
 
 
 def test_a_correct_decoder_passes_the_tiny_matrix(lossless_check):
@@ -52,7 +56,13 @@ def test_a_correct_decoder_passes_the_tiny_matrix(lossless_check):
 
 def test_a_correct_decode_function_passes():
     """A plain decode function (the core loop), on the EOS and budget cases and the first matrix models."""
-    decoder = functools.partial(self_speculative_decode, max_draft_tokens=4, draft_exit=StaticThreshold(0.0))
+
+    def decoder(model, prompt_ids, max_new_tokens, eos_token_ids, plan):
+        settings = DecodeSettings(max_new_tokens, SamplingConfig(), eos_token_ids)
+        return self_speculative_decode(
+            model, prompt_ids, settings, Speculation(plan, 4, StaticThreshold(0.0))
+        )
+
     for case in itertools.islice(tiny_cases(), 10):
         expected = reference_tokens(case.model, case.prompt_ids, case.max_new_tokens, case.eos_token_ids)
         tokens, result = run_decoder(decoder, "decode", case, {})

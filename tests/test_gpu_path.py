@@ -21,7 +21,7 @@ from replicate.bench.profiles import free_device_memory
 from replicate.config import ConfigError, compose_config
 from replicate.core import passes
 from replicate.core.attention import attention_implementation, installed
-from replicate.core.decoding import self_speculative_decode, synchronize
+from replicate.core.decoding import DecodeSettings, Speculation, self_speculative_decode, synchronize
 from replicate.core.draft_exit import StaticThreshold
 from replicate.core.kv_cache import CacheCapacityError, PreallocatedLayer, StaticSkipAwareCache, make_cache
 from replicate.core.model_config import model_config
@@ -183,10 +183,10 @@ def test_fixed_length_drafting_reads_the_host_once_per_cycle():
     reads = {}
     for threshold in (0.0, 0.5):
         with count_host_reads(torch.device("cpu")) as counts:
+            settings = DecodeSettings(32, SamplingConfig(), loaded.eos_token_ids)
             result = self_speculative_decode(
-                loaded.model, prompt, 32, SamplingConfig(), loaded.eos_token_ids, loaded.plan, 4,
-                StaticThreshold(threshold),
-            )  # fmt: skip
+                loaded.model, prompt, settings, Speculation(loaded.plan, 4, StaticThreshold(threshold))
+            )
         reads[threshold] = (counts.python_reads, len(result.drafted), sum(result.drafted))
     reads_fixed, cycles_fixed, _ = reads[0.0]
     assert reads_fixed == cycles_fixed + 1

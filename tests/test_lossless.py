@@ -6,7 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from replicate.core.decoding import autoregressive_decode, self_speculative_decode
+from replicate.core.decoding import (
+    DecodeSettings,
+    Speculation,
+    autoregressive_decode,
+    self_speculative_decode,
+)
 from replicate.core.draft_exit import StaticThreshold
 from replicate.core.kv_cache import KV_CACHES
 from replicate.core.sampling import SamplingConfig
@@ -51,9 +56,8 @@ def test_max_new_tokens_reached_mid_draft(max_new_tokens):
     expected = reference_tokens(model, prompt, max_new_tokens, eos=None)
     for kv_cache in KV_CACHES:  # the static cache holds exactly prompt + max_new_tokens positions
         for draft_exit in (StaticThreshold(0.0), adaptive()):
-            result = self_speculative_decode(
-                model, prompt, max_new_tokens, GREEDY, frozenset(), plan, 12, draft_exit, kv_cache=kv_cache
-            )
+            settings = DecodeSettings(max_new_tokens, GREEDY, frozenset(), kv_cache)
+            result = self_speculative_decode(model, prompt, settings, Speculation(plan, 12, draft_exit))
             assert result.tokens == expected
             assert sum(result.drafted) <= max_new_tokens  # never drafts past the budget
 
@@ -68,16 +72,19 @@ def test_eos_hit_mid_draft(eos_position):
     eos = free_run[eos_position]
     expected = reference_tokens(model, prompt, 30, eos=eos)
     assert expected[-1] == eos and len(expected) <= eos_position + 1
-    assert autoregressive_decode(model, prompt, 30, GREEDY, frozenset({eos})).tokens == expected
+    assert (
+        autoregressive_decode(model, prompt, DecodeSettings(30, GREEDY, frozenset({eos}))).tokens == expected
+    )
     for kv_cache in KV_CACHES:
         for max_draft_tokens in (1, 4, 12):
             # Threshold 0 drafts past an EOS on the device and drops the drafts after it once read; 0.5
             # stops drafting at it. Both must stop decoding right after the EOS.
             for threshold in (0.0, 0.5):
-                result = self_speculative_decode(
-                    model, prompt, 30, GREEDY, frozenset({eos}), plan, max_draft_tokens,
-                    StaticThreshold(threshold), kv_cache=kv_cache, check_cache=True,
-                )  # fmt: skip
+                settings = DecodeSettings(30, GREEDY, frozenset({eos}), kv_cache)
+                speculation = Speculation(
+                    plan, max_draft_tokens, StaticThreshold(threshold), check_cache=True
+                )
+                result = self_speculative_decode(model, prompt, settings, speculation)
                 assert result.tokens == expected, (kv_cache, max_draft_tokens, threshold)
                 assert all(drafted <= max_draft_tokens for drafted in result.drafted)
 
@@ -92,9 +99,8 @@ def test_smollm2_real_prompts(smollm2, humaneval_prompts):
         cells = [(12, adaptive(0.6, 0.9), "dynamic"), (4, StaticThreshold(0.0), "dynamic")]
         cells.append((4, StaticThreshold(0.0), "static"))
         for max_draft_tokens, draft_exit, kv_cache in cells:
-            result = self_speculative_decode(
-                model, prompt, 48, GREEDY, smollm2.eos_token_ids, plan, max_draft_tokens, draft_exit,
-                check_cache=True, kv_cache=kv_cache,
-            )  # fmt: skip
+            settings = DecodeSettings(48, GREEDY, smollm2.eos_token_ids, kv_cache)
+            speculation = Speculation(plan, max_draft_tokens, draft_exit, check_cache=True)
+            result = self_speculative_decode(model, prompt, settings, speculation)
             assert result.tokens == expected, (max_draft_tokens, kv_cache)
             assert result.cache_lengths_ok

@@ -14,14 +14,15 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from transformers.generation.candidate_generator import PromptLookupCandidateGenerator
 
 from replicate.config import compose_config
+from replicate.core.decoding import DecodeSettings, Speculation
 from replicate.core.methods import METHODS, MethodTraits, load_method_modules, method_config, register_method
-from replicate.core.ngram import ngram_draft
+from replicate.core.ngram import NgramSettings, ngram_draft
 from replicate.core.sampling import SamplingConfig
 from replicate.core.skipping import SkipPlan
 from replicate.lossless_matrix import adaptive, reference_tokens, tiny_model
 from replicate.methods import prompt_lookup as prompt_lookup_module
 from replicate.methods.hybrid import choose_draft, hybrid_decode
-from replicate.methods.on_the_fly import SkipSetSearch, neighbour, on_the_fly_decode, score_plans
+from replicate.methods.on_the_fly import OnTheFly, SkipSetSearch, neighbour, on_the_fly_decode, score_plans
 from replicate.methods.prompt_lookup import prompt_lookup_decode
 from replicate.methods.transformers_prompt_lookup import trace_from_passes
 from replicate.paths import CONF_DIR
@@ -86,7 +87,7 @@ def test_ngram_draft_equals_transformers_candidate_generator():
     ],
 )
 def test_hybrid_choice_by_hand(context, budget, expected):
-    assert choose_draft(context, budget, 4, 2, frozenset({0})) == expected
+    assert choose_draft(context, budget, NgramSettings(4, 2), frozenset({0})) == expected
 
 
 def test_hybrid_records_its_choice_per_cycle():
@@ -95,7 +96,8 @@ def test_hybrid_records_its_choice_per_cycle():
     plan = SkipPlan((1,), (2,))
     model = tiny_model(4, 4, 2, 320, "sdpa", plan, seed=3)
     prompt = torch.tensor([[9, 4, 7, 9, 4, 11, 12]])
-    result = hybrid_decode(model, prompt, 40, GREEDY, NO_EOS, plan, 6, 5, 2, adaptive(), check_cache=True)
+    speculation = Speculation(plan, 6, adaptive(), check_cache=True)
+    result = hybrid_decode(model, prompt, DecodeSettings(40), speculation, NgramSettings(5, 2))
     assert result.tokens == reference_tokens(model, prompt, 40, None)
     assert {"ngram", "model"} <= set(result.draft_sources)
     committed, context = 1, prompt[0].tolist() + result.tokens
@@ -134,10 +136,10 @@ def _count_and_generate(model, prompt, max_new_tokens, num_tokens, ngram, eos):
         )  # fmt: skip
         library = (output[0, prompt.shape[1] :].tolist(), list(passes))
         passes.clear()
+        settings = DecodeSettings(max_new_tokens, GREEDY, frozenset() if eos is None else frozenset({eos}))
         ours = prompt_lookup_decode(
-            model, prompt, max_new_tokens, GREEDY, frozenset() if eos is None else frozenset({eos}), num_tokens,
-            ngram, check_cache=True,
-        )  # fmt: skip
+            model, prompt, settings, NgramSettings(num_tokens, ngram), check_cache=True
+        )
         return library, ours, list(passes)
     finally:
         handle.remove()
@@ -225,11 +227,14 @@ SAMPLED = SamplingConfig(temperature=1.0)
 def _decoders(model):
     prompt = torch.tensor([PROMPT])
     plan = SkipPlan((0,), (1,))
+    two, three = DecodeSettings(2, SAMPLED), DecodeSettings(3, SAMPLED)
     return {
-        "prompt_lookup": lambda g: prompt_lookup_decode(model, prompt, 2, SAMPLED, NO_EOS, 4, 2, generator=g),
-        "hybrid": lambda g: hybrid_decode(model, prompt, 3, SAMPLED, NO_EOS, plan, 4, 4, 2, adaptive(), g),
+        "prompt_lookup": lambda g: prompt_lookup_decode(model, prompt, two, NgramSettings(4, 2), g),
+        "hybrid": lambda g: hybrid_decode(
+            model, prompt, three, Speculation(plan, 4, adaptive()), NgramSettings(4, 2), g
+        ),
         "on_the_fly": lambda g: on_the_fly_decode(
-            model, prompt, 3, SAMPLED, NO_EOS, 4, SkipSetSearch(0.0, 0.5, 4, 1, 4, 0), g
+            model, prompt, three, OnTheFly(SkipSetSearch(0.0, 0.5, 4, 1, 4, 0), 4), g
         ),
     }
 

@@ -10,8 +10,7 @@ import torch
 
 import replicate
 from replicate.config import compose_config
-from replicate.core.decoding import autoregressive_decode
-from replicate.core.sampling import SamplingConfig
+from replicate.core.decoding import DecodeSettings, autoregressive_decode
 from replicate.records import SCHEMA_VERSION
 from replicate.run.runner import run
 from replicate.schema import ConfigError
@@ -93,9 +92,7 @@ def test_skip_id_out_of_range_is_named(tmp_path):
 def test_batch_size_above_one_is_refused():
     loaded = replicate.load("tiny_llama")
     with pytest.raises(ValueError, match=r"batch size must be 1.*\(2, 3\)"):
-        autoregressive_decode(
-            loaded.model, torch.zeros(2, 3, dtype=torch.long), 4, SamplingConfig(), frozenset()
-        )
+        autoregressive_decode(loaded.model, torch.zeros(2, 3, dtype=torch.long), DecodeSettings(4))
 
 
 def test_python_api():

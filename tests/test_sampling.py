@@ -109,7 +109,7 @@ def test_bad_sampling_settings_are_named(kwargs):
 
 def test_sampled_self_speculative_decoding_runs_both_paths_and_is_seeded():
     """End to end with temperature: valid tokens, both accept and reject happen, same seed same output."""
-    from replicate.core.decoding import self_speculative_decode
+    from replicate.core.decoding import DecodeSettings, Speculation, self_speculative_decode
     from tests.helpers import tiny_model
 
     plan = SkipPlan((1, 2), (2, 3))
@@ -119,18 +119,8 @@ def test_sampled_self_speculative_decoding_runs_both_paths_and_is_seeded():
 
     def decode(seed):
         generator = torch.Generator().manual_seed(seed)
-        return self_speculative_decode(
-            model,
-            prompt,
-            40,
-            sampling,
-            frozenset(),
-            plan,
-            6,
-            StaticThreshold(0.0),
-            generator,
-            check_cache=True,
-        )
+        speculation = Speculation(plan, 6, StaticThreshold(0.0), check_cache=True)
+        return self_speculative_decode(model, prompt, DecodeSettings(40, sampling), speculation, generator)
 
     first, again = decode(0), decode(0)
     assert first.tokens == again.tokens and len(first.tokens) == 40

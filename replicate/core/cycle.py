@@ -12,6 +12,8 @@ Two paths, chosen per cycle (the decoded tokens are the same either way):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
@@ -29,62 +31,87 @@ from replicate.core.sampling import (
 from replicate.core.skipping import SkipPlan, skip_sublayers, truncate_cache
 
 
+@dataclass(frozen=True)
+class CycleSettings:
+    """What stays fixed across one decode's cycles. `draft_confidence`: `paper` | `processed`, what the
+    draft-exit threshold is compared with (`replicate.core.sampling.drafted_token_confidence`)."""
+
+    plan: SkipPlan
+    sampling: SamplingConfig
+    eos_token_ids: frozenset[int]
+    draft_confidence: str
+    generator: torch.Generator | None
+
+
+@dataclass(frozen=True)
+class CycleStart:
+    """Where a cycle starts and how far it may draft: the last committed token, on the host and as
+    `last_ids` (1, 1) on the model's device; `committed_length`, the positions the cache holds (every
+    committed token but the last); at most `num_to_draft` drafts, drafting stopping at a draft confidence
+    under `threshold`."""
+
+    last_token: int
+    last_ids: torch.Tensor
+    committed_length: int
+    num_to_draft: int
+    threshold: float
+
+
+@dataclass(frozen=True)
+class CycleResult:
+    """What a cycle decided: the drafts it kept, how many the full model accepted, the full model's own next
+    token (also as `next_ids` (1, 1) on the device) and the draft passes it ran."""
+
+    draft_tokens: list[int]
+    num_accepted: int
+    next_token: int
+    next_ids: torch.Tensor
+    draft_passes: int
+
+
 def _draft(
-    model: nn.Module,
-    plan: SkipPlan,
-    cache: KVCache,
-    last_token: int,
-    committed_length: int,
-    num_to_draft: int,
-    threshold: float,
-    sampling: SamplingConfig,
-    eos_token_ids: frozenset[int],
-    generator: torch.Generator | None,
-    device: torch.device,
-    draft_confidence: str,
+    model: nn.Module, cache: KVCache, settings: CycleSettings, start: CycleStart
 ) -> tuple[list[int], list[torch.Tensor]]:
-    """Up to `num_to_draft` tokens from the draft model (the sub-blocks of `plan` skipped), fed one at a time
-    after `last_token` at position `committed_length`. Stops after EOS or after a token whose draft
-    confidence (`drafted_token_confidence` in mode `draft_confidence`) is below `threshold`; that token is
-    still returned and verified. Returns the draft tokens and their draft distributions (each (vocab,))."""
+    """Up to `start.num_to_draft` tokens from the draft model (the sub-blocks of `settings.plan` skipped),
+    fed one at a time after the last committed token. Stops after EOS or after a token whose draft
+    confidence is below `start.threshold`; that token is still returned and verified. Returns the draft
+    tokens and their draft distributions (each (vocab,))."""
+    sampling, device = settings.sampling, start.last_ids.device
     draft_tokens: list[int] = []
     draft_probs: list[torch.Tensor] = []
-    with skip_sublayers(model, plan):
-        next_token = last_token
-        while len(draft_tokens) < num_to_draft:
+    with skip_sublayers(model, settings.plan):
+        next_token = start.last_token
+        while len(draft_tokens) < start.num_to_draft:
             token_ids = torch.tensor([[next_token]], device=device)
-            logits = forward(model, token_ids, cache, committed_length + len(draft_tokens), last_only=True)
+            position = start.committed_length + len(draft_tokens)
+            logits = forward(model, token_ids, cache, position, last_only=True)
             probs = logits_to_probs(logits, sampling)
-            next_token = int(choose_tokens(logits, sampling, generator, probs)[0])
+            next_token = int(choose_tokens(logits, sampling, settings.generator, probs)[0])
             draft_tokens.append(next_token)
             draft_probs.append(probs[0])
             # One host sync per draft token is inherent here: whether to go on depends on this token.
-            if next_token in eos_token_ids:
+            if next_token in settings.eos_token_ids:
                 break
-            if drafted_token_confidence(logits, probs, next_token, sampling, draft_confidence) < threshold:
+            confidence = drafted_token_confidence(
+                logits, probs, next_token, sampling, settings.draft_confidence
+            )
+            if confidence < start.threshold:
                 break
     return draft_tokens, draft_probs
 
 
-def _draft_on_device(
-    model: nn.Module,
-    plan: SkipPlan,
-    cache: KVCache,
-    last_ids: torch.Tensor,
-    committed_length: int,
-    num_to_draft: int,
-) -> torch.Tensor:
-    """Exactly `num_to_draft` greedy draft tokens (threshold 0), each fed back from the device: nothing is
-    read by the host, so the device runs the passes back to back. `last_ids`: (1, 1) on the model's device.
-    Returns the drafts (num_to_draft,) on the device. An EOS among them is dealt with once they are read
-    (`_cut_after_eos`); the positions drafted past it are truncated before verification."""
-    if num_to_draft == 0:  # the token budget leaves room only for the verifier's own token
-        return last_ids.new_empty((0,))
+def _draft_on_device(model: nn.Module, cache: KVCache, plan: SkipPlan, start: CycleStart) -> torch.Tensor:
+    """Exactly `start.num_to_draft` greedy draft tokens (threshold 0), each fed back from the device:
+    nothing is read by the host, so the device runs the passes back to back. Returns the drafts
+    (num_to_draft,) on the device. An EOS among them is dealt with once they are read (`_cut_after_eos`);
+    the positions drafted past it are truncated before verification."""
+    if start.num_to_draft == 0:  # the token budget leaves room only for the verifier's own token
+        return start.last_ids.new_empty((0,))
     drafts: list[torch.Tensor] = []
     with skip_sublayers(model, plan):
-        next_ids = last_ids
-        for index in range(num_to_draft):
-            logits = forward(model, next_ids, cache, committed_length + index, last_only=True)
+        next_ids = start.last_ids
+        for index in range(start.num_to_draft):
+            logits = forward(model, next_ids, cache, start.committed_length + index, last_only=True)
             chosen = logits.argmax(dim=-1)  # (1,); greedy needs no softmax (no draft confidence is read)
             drafts.append(chosen)
             next_ids = chosen.view(1, 1)
@@ -102,19 +129,17 @@ def _cut_after_eos(draft_tokens: list[int], eos_token_ids: frozenset[int]) -> in
 def _verify(
     model: nn.Module,
     cache: KVCache,
-    last_token: int,
-    committed_length: int,
+    settings: CycleSettings,
+    start: CycleStart,
     draft_tokens: list[int],
     draft_probs: list[torch.Tensor],
-    sampling: SamplingConfig,
-    generator: torch.Generator | None,
-    device: torch.device,
 ) -> tuple[int, int]:
-    """One full-model pass over [last_token, drafts...] from the cache as it was before drafting.
+    """One full-model pass over [last token, drafts...] from the cache as it was before drafting.
     Returns (number of drafts accepted, the full model's own next token); the cache keeps the KV of the
     last committed token and the accepted drafts."""
+    sampling, device, committed_length = settings.sampling, start.last_ids.device, start.committed_length
     truncate_cache(cache, committed_length)
-    verify_ids = torch.tensor([[last_token, *draft_tokens]], device=device)
+    verify_ids = torch.tensor([[start.last_token, *draft_tokens]], device=device)
     target_logits = forward(model, verify_ids, cache, committed_length, last_only=False)
     if sampling.greedy:
         num_accepted, next_token = greedy_acceptance(draft_tokens, target_logits)
@@ -122,26 +147,22 @@ def _verify(
         drafts = torch.tensor(draft_tokens, device=device, dtype=torch.long)
         target_probs = logits_to_probs(target_logits, sampling)
         stacked = torch.stack(draft_probs) if draft_probs else target_probs[:0]
-        num_accepted, next_token = speculative_acceptance(drafts, stacked, target_probs, generator)
+        num_accepted, next_token = speculative_acceptance(drafts, stacked, target_probs, settings.generator)
     # The next token's KV is written when it is fed at the start of the next cycle.
     truncate_cache(cache, committed_length + 1 + num_accepted)
     return num_accepted, next_token
 
 
 def _verify_greedy_on_device(
-    model: nn.Module,
-    cache: KVCache,
-    last_ids: torch.Tensor,
-    committed_length: int,
-    drafts: torch.Tensor,
-    eos_token_ids: frozenset[int],
-) -> tuple[list[int], int, int, torch.Tensor]:
-    """Greedy verification of device-side drafts (K,) after `last_ids` (1, 1), with one host sync for the
-    whole cycle: drafts and the verifier's argmax tokens are read together. The drafts kept are those up to
-    the first EOS; since the verifier is causal, its tokens at those positions do not depend on the drafts
-    after it. Returns (drafts kept, number accepted, next token, next token as (1, 1) on the device)."""
+    model: nn.Module, cache: KVCache, start: CycleStart, drafts: torch.Tensor, eos_token_ids: frozenset[int]
+) -> CycleResult:
+    """Greedy verification of device-side drafts (K,) after `start.last_ids` (1, 1), with one host sync for
+    the whole cycle: drafts and the verifier's argmax tokens are read together. The drafts kept are those up
+    to the first EOS; since the verifier is causal, its tokens at those positions do not depend on the drafts
+    after it. `draft_passes` is K (the passes run, kept or not)."""
+    committed_length = start.committed_length
     truncate_cache(cache, committed_length)
-    verify_ids = torch.cat([last_ids.view(1), drafts]).unsqueeze(0)
+    verify_ids = torch.cat([start.last_ids.view(1), drafts]).unsqueeze(0)
     target_ids = forward(model, verify_ids, cache, committed_length, last_only=False).argmax(dim=-1)
     both = torch.cat([drafts, target_ids]).tolist()  # the cycle's one host sync
     num_drafts = drafts.shape[0]
@@ -149,40 +170,18 @@ def _verify_greedy_on_device(
     num_accepted = accepted_prefix(draft_tokens, both[num_drafts:])
     truncate_cache(cache, committed_length + 1 + num_accepted)
     next_token = both[num_drafts + num_accepted]
-    return draft_tokens, num_accepted, next_token, target_ids[num_accepted].view(1, 1)
+    next_ids = target_ids[num_accepted].view(1, 1)
+    return CycleResult(draft_tokens, num_accepted, next_token, next_ids, num_drafts)
 
 
-def run_cycle(
-    model: nn.Module,
-    plan: SkipPlan,
-    cache: KVCache,
-    last_token: int,
-    last_ids: torch.Tensor,
-    committed_length: int,
-    num_to_draft: int,
-    threshold: float,
-    sampling: SamplingConfig,
-    eos_token_ids: frozenset[int],
-    generator: torch.Generator | None,
-    draft_confidence: str,
-) -> tuple[list[int], int, int, torch.Tensor, int]:
-    """One draft-then-verify cycle. `draft_confidence`: `paper` | `processed`, what `threshold` is compared
-    with. Returns (drafts kept, accepted, next token, next token (1, 1) on the device, draft passes run)."""
-    device = last_ids.device
-    if threshold > 0.0 or not sampling.greedy:
+def run_cycle(model: nn.Module, cache: KVCache, settings: CycleSettings, start: CycleStart) -> CycleResult:
+    """One draft-then-verify cycle from `start`."""
+    if start.threshold > 0.0 or not settings.sampling.greedy:
         # A confidence exit reads each draft on the host as it comes. Sampling keeps this path too: it
         # stops drafting at an EOS, so the random generator is consumed exactly as in earlier versions.
-        draft_tokens, draft_probs = _draft(
-            model, plan, cache, last_token, committed_length, num_to_draft, threshold, sampling,
-            eos_token_ids, generator, device, draft_confidence,
-        )  # fmt: skip
-        num_accepted, next_token = _verify(
-            model, cache, last_token, committed_length, draft_tokens, draft_probs, sampling, generator, device
-        )
-        next_ids = torch.tensor([[next_token]], device=device)
-        return draft_tokens, num_accepted, next_token, next_ids, len(draft_tokens)
-    drafts = _draft_on_device(model, plan, cache, last_ids, committed_length, num_to_draft)
-    draft_tokens, num_accepted, next_token, next_ids = _verify_greedy_on_device(
-        model, cache, last_ids, committed_length, drafts, eos_token_ids
-    )
-    return draft_tokens, num_accepted, next_token, next_ids, num_to_draft
+        draft_tokens, draft_probs = _draft(model, cache, settings, start)
+        num_accepted, next_token = _verify(model, cache, settings, start, draft_tokens, draft_probs)
+        next_ids = torch.tensor([[next_token]], device=start.last_ids.device)
+        return CycleResult(draft_tokens, num_accepted, next_token, next_ids, len(draft_tokens))
+    drafts = _draft_on_device(model, cache, settings.plan, start)
+    return _verify_greedy_on_device(model, cache, start, drafts, settings.eos_token_ids)

@@ -24,7 +24,12 @@ from typing import Any, ClassVar, Literal
 
 import torch
 
-from replicate.core.decoding import autoregressive_decode, self_speculative_decode
+from replicate.core.decoding import (
+    DecodeSettings,
+    Speculation,
+    autoregressive_decode,
+    self_speculative_decode,
+)
 from replicate.core.draft_exit import AdaptiveThreshold, DraftExit, StaticThreshold
 from replicate.core.models import LoadedModel
 from replicate.core.sampling import SamplingConfig
@@ -89,7 +94,9 @@ class AutoregressiveConfig(MethodTraits):
     def decode(
         self, decoder: Decoder, prompt_ids: torch.Tensor, max_new_tokens: int, generator
     ) -> DecodeResult:
-        return autoregressive_decode(**decoder.common_arguments(prompt_ids, max_new_tokens, generator))
+        return autoregressive_decode(
+            decoder.loaded.model, prompt_ids, decoder.settings(max_new_tokens), generator
+        )
 
 
 def _self_speculative(
@@ -99,14 +106,15 @@ def _self_speculative(
     max_new_tokens: int,
     generator: torch.Generator,
 ) -> DecodeResult:
-    return self_speculative_decode(
-        **decoder.common_arguments(prompt_ids, max_new_tokens, generator),
-        plan=decoder.loaded.plan,
-        max_draft_tokens=config.max_draft_tokens,
-        draft_exit=decoder.draft_exit,
-        check_cache=decoder.check_cache,
-        draft_confidence=config.draft_confidence,
+    speculation = Speculation(
+        decoder.loaded.plan,
+        config.max_draft_tokens,
+        decoder.draft_exit,
+        config.draft_confidence,
+        decoder.check_cache,
     )
+    settings = decoder.settings(max_new_tokens)
+    return self_speculative_decode(decoder.loaded.model, prompt_ids, settings, speculation, generator)
 
 
 @register_method
@@ -222,19 +230,10 @@ class Decoder:
     def max_draft_tokens(self) -> int | None:
         return self.config.max_verified_drafts if self.config.drafts else None
 
-    def common_arguments(
-        self, prompt_ids: torch.Tensor, max_new_tokens: int, generator: torch.Generator
-    ) -> dict[str, Any]:
-        """The arguments every decoding loop takes."""
-        return dict(
-            model=self.loaded.model,
-            prompt_ids=prompt_ids,
-            max_new_tokens=max_new_tokens,
-            sampling=self.sampling,
-            eos_token_ids=self.loaded.eos_token_ids,
-            generator=generator,
-            kv_cache=self.loaded.kv_cache,
-        )
+    def settings(self, max_new_tokens: int) -> DecodeSettings:
+        """What every decoding loop takes besides the model, the prompt and the generator."""
+        loaded = self.loaded
+        return DecodeSettings(max_new_tokens, self.sampling, loaded.eos_token_ids, loaded.kv_cache)
 
     def __call__(
         self, prompt_ids: torch.Tensor, max_new_tokens: int, generator: torch.Generator

@@ -13,6 +13,7 @@ decoding without processors forbids none, and this project applies none.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 
 def ngram_draft(
@@ -38,3 +39,15 @@ def ngram_draft(
                     return draft[:index]
             return draft
     return []
+
+
+@dataclass(frozen=True)
+class NgramSettings:
+    """How n-gram drafts are taken: up to `max_draft_tokens` tokens (transformers' prompt_lookup_num_tokens)
+    after a match of up to `max_matching_ngram_size` tokens."""
+
+    max_draft_tokens: int
+    max_matching_ngram_size: int
+
+    def draft(self, context: Sequence[int], eos_token_ids: frozenset[int]) -> list[int]:
+        return ngram_draft(context, self.max_matching_ngram_size, self.max_draft_tokens, eos_token_ids)

@@ -12,7 +12,7 @@ import torch
 
 from replicate.bench.gpu import PAPER_ADAPTIVE, run_gpu_shapes
 from replicate.config import compose_config
-from replicate.core.decoding import self_speculative_decode
+from replicate.core.decoding import DecodeSettings, Speculation, self_speculative_decode
 from replicate.core.draft_exit import StaticThreshold
 from replicate.core.models import DTYPES, load_model
 from replicate.core.sampling import SamplingConfig
@@ -71,11 +71,13 @@ def host_sync_section(cfg: GpuCheckConfig, device: torch.device) -> dict[str, An
     rows = {}
     for label, threshold in (("fixed_length", 0.0), ("threshold", section.threshold)):
         # Warm once (first CUDA calls initialise handles and may sync), then count one decode.
-        arguments = (loaded.model, prompt, section.max_new_tokens, SamplingConfig(), loaded.eos_token_ids)
-        settings = (loaded.plan, section.max_draft_tokens, StaticThreshold(threshold))
-        self_speculative_decode(*arguments, *settings, kv_cache=loaded.kv_cache)
+        settings = DecodeSettings(
+            section.max_new_tokens, SamplingConfig(), loaded.eos_token_ids, loaded.kv_cache
+        )
+        speculation = Speculation(loaded.plan, section.max_draft_tokens, StaticThreshold(threshold))
+        self_speculative_decode(loaded.model, prompt, settings, speculation)
         with count_host_reads(device) as counts:
-            result = self_speculative_decode(*arguments, *settings, kv_cache=loaded.kv_cache)
+            result = self_speculative_decode(loaded.model, prompt, settings, speculation)
         cycles = len(result.drafted)
         rows[label] = {
             "threshold": threshold,

@@ -32,10 +32,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from replicate.core.decoding import self_speculative_decode
-from replicate.core.draft_exit import DraftExit
-from replicate.hf.settings import method_settings, sampling_config, skip_plan
-from replicate.records import DecodeResult
+from replicate.core.decoding import DecodeSettings, Speculation, self_speculative_decode
+from replicate.hf.settings import (
+    method_settings,
+    sampling_config,
+    skip_plan,
+    split_options,
+    with_option_parameters,
+)
 
 # What transformers' generate passes to a decoding method besides its own arguments; anything else is a
 # model input this loop would ignore, so it is refused.
@@ -119,33 +123,37 @@ class _Commits:
         return stop
 
 
+def _decode_settings(
+    input_ids: torch.Tensor, generation_config: Any, logits_processor: Any
+) -> DecodeSettings:
+    """The token budget, EOS ids and sampling law transformers prepared, for the decoding loop."""
+    sampling = sampling_config(generation_config, logits_processor)
+    eos = generation_config._eos_token_tensor
+    eos_token_ids = frozenset() if eos is None else frozenset(int(t) for t in eos.flatten().tolist())
+    max_new_tokens = generation_config.max_length - input_ids.shape[1]
+    if max_new_tokens < 1:
+        raise ValueError(
+            f"max_length={generation_config.max_length} leaves no room after the {input_ids.shape[1]}-token "
+            "prompt; set max_new_tokens"
+        )
+    return DecodeSettings(max_new_tokens, sampling, eos_token_ids)
+
+
+@with_option_parameters
 def self_speculative_generate(
     model: nn.Module,
     input_ids: torch.Tensor,
     logits_processor: Sequence[Any],
     stopping_criteria: Any,
     generation_config: Any,
-    method: str = "adaptive_draft_exit",
-    model_name: str | None = None,
-    skip_attention: Sequence[int] | None = None,
-    skip_mlp: Sequence[int] | None = None,
-    max_draft_tokens: int | None = None,
-    threshold: float | None = None,
-    initial_threshold: float | None = None,
-    threshold_step: float | None = None,
-    acceptance_ema: float | None = None,
-    threshold_ema: float | None = None,
-    target_acceptance: float | None = None,
-    reset_per_sample: bool | None = None,
-    draft_exit: DraftExit | None = None,
-    decode_results: list[DecodeResult] | None = None,
-    **model_kwargs: Any,
+    **kwargs: Any,
 ) -> Any:
     """Called by `model.generate(..., custom_generate=self_speculative_generate)`; returns what `generate`
     returns: `sequences` (1, prompt + new tokens), or a `GenerateDecoderOnlyOutput` holding them when
     `return_dict_in_generate`.
 
-    Keyword arguments of `generate` read here:
+    Keyword arguments of `generate` read here (`replicate.hf.settings.GenerateOptions`; the signature
+    transformers inspects names each of them, the rest of `kwargs` are model inputs):
     - skip set: `skip_attention` / `skip_mlp` (decoder layer ids), or `model_name` (a `conf/model/` name);
       a model this project configures is recognised without either (see `replicate.hf.settings`);
     - `method`: `adaptive_draft_exit` (default, the paper's) or `self_speculative` (fixed K, optional static
@@ -156,42 +164,22 @@ def self_speculative_generate(
       carries across calls, as the paper's evaluation does (a fresh rule per call otherwise);
     - `decode_results`: a list that receives this call's `DecodeResult` (drafted / accepted per cycle, times).
     """
+    options, model_kwargs = split_options(kwargs)
     _check_inputs(model, input_ids, generation_config, model_kwargs)
     call = _generate_call()
     if call.get("assistant_model") is not None:
         raise ValueError("assistant_model is not used by self-speculative generate (the model drafts itself)")
-    plan = skip_plan(model, model_name, skip_attention, skip_mlp)
-    overrides = {
-        "max_draft_tokens": max_draft_tokens, "threshold": threshold, "initial_threshold": initial_threshold,
-        "threshold_step": threshold_step, "acceptance_ema": acceptance_ema, "threshold_ema": threshold_ema,
-        "target_acceptance": target_acceptance, "reset_per_sample": reset_per_sample,
-    }  # fmt: skip
-    config, rule = method_settings(method, draft_exit, overrides)
-    sampling = sampling_config(generation_config, logits_processor)
-    eos = generation_config._eos_token_tensor
-    eos_token_ids = frozenset() if eos is None else frozenset(int(t) for t in eos.flatten().tolist())
-    max_new_tokens = generation_config.max_length - input_ids.shape[1]
-    if max_new_tokens < 1:
-        raise ValueError(
-            f"max_length={generation_config.max_length} leaves no room after the {input_ids.shape[1]}-token "
-            "prompt; set max_new_tokens"
-        )
+    plan = skip_plan(model, options.model_name, options.skip_attention, options.skip_mlp)
+    config, rule = method_settings(options.method, options.draft_exit, options.method_overrides())
+    settings = _decode_settings(input_ids, generation_config, logits_processor)
     streamer = call.get("streamer")  # generate has already put the prompt into it
-    result = self_speculative_decode(
-        model,
-        input_ids,
-        max_new_tokens,
-        sampling,
-        eos_token_ids,
-        plan,
-        config.max_draft_tokens,
-        rule,
-        on_commit=_Commits(input_ids, stopping_criteria, streamer),
-    )
+    on_commit = _Commits(input_ids, stopping_criteria, streamer)
+    speculation = Speculation(plan, config.max_draft_tokens, rule)
+    result = self_speculative_decode(model, input_ids, settings, speculation, on_commit=on_commit)
     if streamer is not None:
         streamer.end()
-    if decode_results is not None:
-        decode_results.append(result)
+    if options.decode_results is not None:
+        options.decode_results.append(result)
     new = torch.tensor([result.tokens], dtype=input_ids.dtype, device=input_ids.device)
     sequences = torch.cat([input_ids, new], dim=1)
     if generation_config.return_dict_in_generate:

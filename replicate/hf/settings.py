@@ -10,7 +10,9 @@ anything else is refused with a message saying what to pass. There is no default
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import inspect
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,8 +24,59 @@ from replicate.core.methods import MethodConfig, method_config
 from replicate.core.model_config import GgufModelConfig, HubModelConfig, ModelConfig, model_config
 from replicate.core.sampling import SamplingConfig
 from replicate.core.skipping import SkipPlan
+from replicate.records import DecodeResult
 
 DRAFTING_METHODS = ("self_speculative", "adaptive_draft_exit")
+
+
+@dataclasses.dataclass(frozen=True)
+class GenerateOptions:
+    """The keyword arguments of `generate` that `self_speculative_generate` reads (its docstring says what
+    each does). The method settings (`max_draft_tokens` ... `reset_per_sample`) default to None: the value of
+    `conf/method/<method>.yaml`."""
+
+    method: str = "adaptive_draft_exit"
+    model_name: str | None = None
+    skip_attention: Sequence[int] | None = None
+    skip_mlp: Sequence[int] | None = None
+    max_draft_tokens: int | None = None
+    threshold: float | None = None
+    initial_threshold: float | None = None
+    threshold_step: float | None = None
+    acceptance_ema: float | None = None
+    threshold_ema: float | None = None
+    target_acceptance: float | None = None
+    reset_per_sample: bool | None = None
+    draft_exit: DraftExit | None = None
+    decode_results: list[DecodeResult] | None = None
+
+    def method_overrides(self) -> dict[str, Any]:
+        """The method settings given (None: not given), by name."""
+        first, last = _FIELDS.index("max_draft_tokens"), _FIELDS.index("reset_per_sample")
+        return {name: getattr(self, name) for name in _FIELDS[first : last + 1]}
+
+
+_FIELDS = tuple(field.name for field in dataclasses.fields(GenerateOptions))
+
+
+def with_option_parameters(function: Any) -> Any:
+    """`function(..., **kwargs)` with a signature that also names every `GenerateOptions` field as a keyword
+    parameter. transformers hands a callable `custom_generate` the `generate` arguments its signature names
+    and treats any other as a model input, so the options must appear there."""
+    signature = inspect.signature(function)
+    *leading, model_kwargs = signature.parameters.values()
+    options = [
+        inspect.Parameter(field.name, inspect.Parameter.KEYWORD_ONLY, default=field.default)
+        for field in dataclasses.fields(GenerateOptions)
+    ]
+    function.__signature__ = signature.replace(parameters=[*leading, *options, model_kwargs])
+    return function
+
+
+def split_options(kwargs: dict[str, Any]) -> tuple[GenerateOptions, dict[str, Any]]:
+    """`generate`'s keyword arguments as (the options this project reads, the model inputs)."""
+    options = GenerateOptions(**{name: value for name, value in kwargs.items() if name in _FIELDS})
+    return options, {name: value for name, value in kwargs.items() if name not in _FIELDS}
 
 
 @functools.cache

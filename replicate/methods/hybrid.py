@@ -21,51 +21,54 @@ from typing import Literal
 import torch
 from torch import nn
 
-from replicate.core.cycle import run_cycle
-from replicate.core.decoding import _check_prompt, _commit, _finished
-from replicate.core.draft_exit import DraftExit
-from replicate.core.kv_cache import make_cache
+from replicate.core.cycle import CycleResult, CycleSettings, CycleStart, run_cycle
+from replicate.core.decoding import (
+    DecodeSettings,
+    Speculation,
+    _check_prompt,
+    _check_speculation,
+    _commit,
+    _finished,
+    _prefill,
+)
+from replicate.core.kv_cache import KVCache
 from replicate.core.methods import AdaptiveDraftExitConfig, Decoder, register_method
-from replicate.core.ngram import ngram_draft
+from replicate.core.ngram import NgramSettings
 from replicate.core.passes import forward, synchronize
-from replicate.core.sampling import SamplingConfig, choose_tokens, copied_draft_acceptance
-from replicate.core.skipping import SkipPlan, truncate_cache
+from replicate.core.sampling import copied_draft_acceptance
+from replicate.core.skipping import truncate_cache
 from replicate.records import DecodeResult, DraftSource
 from replicate.schema import at_least
 
 
 def _ngram_cycle(
     model: nn.Module,
-    cache,
-    last_token: int,
-    committed_length: int,
+    cache: KVCache,
+    settings: CycleSettings,
+    start: CycleStart,
     drafts: list[int],
-    sampling: SamplingConfig,
-    generator: torch.Generator | None,
-    device: torch.device,
-) -> tuple[int, int]:
-    """One full pass over [last_token, drafts...] at `committed_length`; returns (accepted, next token)
-    and leaves the cache at the new committed length."""
-    feed_ids = torch.tensor([[last_token, *drafts]], device=device)
-    target_logits = forward(model, feed_ids, cache, committed_length, last_only=False)
-    num_accepted, next_token = copied_draft_acceptance(drafts, target_logits, sampling, generator)
-    truncate_cache(cache, committed_length + 1 + num_accepted)
-    return num_accepted, next_token
+) -> CycleResult:
+    """One full pass over [last token, drafts...] at the committed length; the cache is left at the new
+    committed length."""
+    device = start.last_ids.device
+    feed_ids = torch.tensor([[start.last_token, *drafts]], device=device)
+    target_logits = forward(model, feed_ids, cache, start.committed_length, last_only=False)
+    num_accepted, next_token = copied_draft_acceptance(
+        drafts, target_logits, settings.sampling, settings.generator
+    )
+    truncate_cache(cache, start.committed_length + 1 + num_accepted)
+    return CycleResult(drafts, num_accepted, next_token, torch.tensor([[next_token]], device=device), 0)
 
 
 def choose_draft(
-    context: list[int],
-    budget: int,
-    ngram_draft_tokens: int,
-    max_matching_ngram_size: int,
-    eos_token_ids: frozenset[int],
+    context: list[int], budget: int, ngram: NgramSettings, eos_token_ids: frozenset[int]
 ) -> tuple[DraftSource, list[int]]:
     """The choice of a cycle: (`ngram`, its drafts) when the context (prompt + committed tokens) has an
     n-gram match and the token budget leaves room for a draft (`budget`: drafts the cycle may make), else
     (`model`, []) -- the layer-skipped model drafts -- or (`none`, []) when the budget is 0."""
     if budget < 1:
         return "none", []
-    drafts = ngram_draft(context, max_matching_ngram_size, ngram_draft_tokens, eos_token_ids)[:budget]
+    drafts = ngram.draft(context, eos_token_ids)[:budget]
     return ("ngram", drafts) if drafts else ("model", [])
 
 
@@ -73,66 +76,48 @@ def choose_draft(
 def hybrid_decode(
     model: nn.Module,
     prompt_ids: torch.Tensor,
-    max_new_tokens: int,
-    sampling: SamplingConfig,
-    eos_token_ids: frozenset[int],
-    plan: SkipPlan,
-    max_draft_tokens: int,
-    ngram_draft_tokens: int,
-    max_matching_ngram_size: int,
-    draft_exit: DraftExit,
+    settings: DecodeSettings,
+    speculation: Speculation,
+    ngram: NgramSettings,
     generator: torch.Generator | None = None,
-    check_cache: bool = False,
-    draft_confidence: str = "paper",
-    kv_cache: str = "dynamic",
 ) -> DecodeResult:
-    """Decode `prompt_ids` (1, seq), each cycle drafting by n-gram match if there is one, else with the
-    sub-blocks of `plan` skipped under `draft_exit`."""
-    _check_prompt(prompt_ids, max_new_tokens)
-    plan.validate(model.config.num_hidden_layers)
-    device = prompt_ids.device
-    prompt = prompt_ids[0].tolist()
-    cache = make_cache(kv_cache, model.config, len(prompt) + max_new_tokens)
+    """Decode `prompt_ids` (1, seq), each cycle drafting by n-gram match (`ngram`) if there is one, else as
+    `speculation` says (the skip plan, K, the draft-exit rule)."""
+    _check_prompt(prompt_ids, settings.max_new_tokens)
+    _check_speculation(speculation, model.config.num_hidden_layers)
+    draft_exit = speculation.draft_exit
     draft_exit.start_sample()
-    result = DecodeResult([], 0.0, 0.0, full_forwards=1)
-    synchronize(device)
-    start_time = time.perf_counter()
-    logits = forward(model, prompt_ids, cache, 0, last_only=True)
-    last_ids = choose_tokens(logits, sampling, generator).view(1, 1)
+    prompt = prompt_ids[0].tolist()
+    cache, chosen, start_time, prefill_time = _prefill(model, prompt_ids, settings, generator)
+    result = DecodeResult([], prefill_time, 0.0, full_forwards=1)
+    cycle_settings = CycleSettings(
+        speculation.plan, settings.sampling, settings.eos_token_ids, speculation.draft_confidence, generator
+    )
+    last_ids = chosen.view(1, 1)
     tokens = [int(last_ids[0, 0])]
-    synchronize(device)
-    result.prefill_time = time.perf_counter() - start_time
-
-    while not _finished(tokens, max_new_tokens, eos_token_ids):
-        committed_length = len(prompt) + len(tokens) - 1
-        budget = max_new_tokens - len(tokens) - 1  # a cycle commits its accepted drafts + one token
-        source, draft_tokens = choose_draft(
-            prompt + tokens, budget, ngram_draft_tokens, max_matching_ngram_size, eos_token_ids
-        )
+    while not _finished(tokens, settings):
+        budget = settings.max_new_tokens - len(tokens) - 1  # a cycle commits its accepted drafts + one token
+        source, drafts = choose_draft(prompt + tokens, budget, ngram, settings.eos_token_ids)
         threshold = draft_exit.threshold
+        num_to_draft = min(speculation.max_draft_tokens, budget)
+        start = CycleStart(tokens[-1], last_ids, len(prompt) + len(tokens) - 1, num_to_draft, threshold)
         if source == "ngram":
-            num_accepted, next_token = _ngram_cycle(
-                model, cache, tokens[-1], committed_length, draft_tokens, sampling, generator, device
-            )
-            last_ids = torch.tensor([[next_token]], device=device)
+            cycle = _ngram_cycle(model, cache, cycle_settings, start, drafts)
         else:
-            draft_tokens, num_accepted, next_token, last_ids, draft_passes = run_cycle(
-                model, plan, cache, tokens[-1], last_ids, committed_length, min(max_draft_tokens, budget),
-                threshold, sampling, eos_token_ids, generator, draft_confidence,
-            )  # fmt: skip
-            draft_exit.update(len(draft_tokens), num_accepted, max_draft_tokens)
-            result.draft_forwards += draft_passes
-        _commit(tokens, [*draft_tokens[:num_accepted], next_token], max_new_tokens, eos_token_ids)
+            cycle = run_cycle(model, cache, cycle_settings, start)
+            draft_exit.update(len(cycle.draft_tokens), cycle.num_accepted, speculation.max_draft_tokens)
+        _commit(tokens, [*cycle.draft_tokens[: cycle.num_accepted], cycle.next_token], settings)
+        last_ids = cycle.next_ids
+        result.draft_forwards += cycle.draft_passes
         result.full_forwards += 1
-        result.drafted.append(len(draft_tokens))
-        result.accepted.append(num_accepted)
+        result.drafted.append(len(cycle.draft_tokens))
+        result.accepted.append(cycle.num_accepted)
         result.thresholds.append(threshold)
         result.draft_sources.append(source)
-        if check_cache and not _finished(tokens, max_new_tokens, eos_token_ids):
+        if speculation.check_cache and not _finished(tokens, settings):
             expected = len(prompt) + len(tokens) - 1
             result.cache_lengths_ok &= all(length == expected for length in cache.layer_lengths())
-
-    synchronize(device)
+    synchronize(prompt_ids.device)
     result.tokens = tokens
     result.total_time = time.perf_counter() - start_time
     return result
@@ -161,13 +146,13 @@ class HybridConfig(AdaptiveDraftExitConfig):
     def decode(
         self, decoder: Decoder, prompt_ids: torch.Tensor, max_new_tokens: int, generator
     ) -> DecodeResult:
-        return hybrid_decode(
-            **decoder.common_arguments(prompt_ids, max_new_tokens, generator),
-            plan=decoder.loaded.plan,
-            max_draft_tokens=self.max_draft_tokens,
-            ngram_draft_tokens=self.ngram_draft_tokens,
-            max_matching_ngram_size=self.max_matching_ngram_size,
-            draft_exit=decoder.draft_exit,
-            check_cache=decoder.check_cache,
-            draft_confidence=self.draft_confidence,
+        speculation = Speculation(
+            decoder.loaded.plan,
+            self.max_draft_tokens,
+            decoder.draft_exit,
+            self.draft_confidence,
+            decoder.check_cache,
         )
+        ngram = NgramSettings(self.ngram_draft_tokens, self.max_matching_ngram_size)
+        settings = decoder.settings(max_new_tokens)
+        return hybrid_decode(decoder.loaded.model, prompt_ids, settings, speculation, ngram, generator)

@@ -35,12 +35,11 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import nn
 
-from replicate.core.cycle import run_cycle
-from replicate.core.decoding import _check_prompt, _commit, _finished
-from replicate.core.kv_cache import KVCache, make_cache
+from replicate.core.cycle import CycleSettings, CycleStart, run_cycle
+from replicate.core.decoding import DecodeSettings, _check_prompt, _commit, _finished, _prefill
+from replicate.core.kv_cache import KVCache
 from replicate.core.methods import Decoder, MethodTraits, register_method
 from replicate.core.passes import forward, synchronize
-from replicate.core.sampling import SamplingConfig, choose_tokens
 from replicate.core.skipping import SkipPlan, skip_sublayers, truncate_cache
 from replicate.records import DecodeResult
 from replicate.schema import at_least, within
@@ -160,58 +159,60 @@ class SkipSetSearch:
         self.searched = int(state["searched"])
 
 
+@dataclass(frozen=True)
+class OnTheFly:
+    """How the on-the-fly loop drafts: the sets of `search` (which carries them across cycles and prompts),
+    at most `max_draft_tokens` a cycle under its static threshold, `draft_confidence` as in `Speculation`,
+    `check_cache` as in `Speculation`."""
+
+    search: SkipSetSearch
+    max_draft_tokens: int
+    draft_confidence: str = "paper"
+    check_cache: bool = False
+
+
 @torch.inference_mode()
 def on_the_fly_decode(
     model: nn.Module,
     prompt_ids: torch.Tensor,
-    max_new_tokens: int,
-    sampling: SamplingConfig,
-    eos_token_ids: frozenset[int],
-    max_draft_tokens: int,
-    search: SkipSetSearch,
+    settings: DecodeSettings,
+    on_the_fly: OnTheFly,
     generator: torch.Generator | None = None,
-    check_cache: bool = False,
-    draft_confidence: str = "paper",
-    kv_cache: str = "dynamic",
 ) -> DecodeResult:
-    """The paper's loop (prefill, then draft-and-verify cycles) with the skip set of `search`, which a search
-    step may change after each cycle (see the module docstring)."""
-    _check_prompt(prompt_ids, max_new_tokens)
-    search.initial_plan(model.config.num_hidden_layers).validate(model.config.num_hidden_layers)
-    device = prompt_ids.device
+    """The paper's loop (prefill, then draft-and-verify cycles) with the skip set of `on_the_fly.search`, which
+    a search step may change after each cycle (see the module docstring)."""
+    _check_prompt(prompt_ids, settings.max_new_tokens)
+    search, num_layers = on_the_fly.search, model.config.num_hidden_layers
+    search.initial_plan(num_layers).validate(num_layers)
     prompt = prompt_ids[0].tolist()
-    cache = make_cache(kv_cache, model.config, len(prompt) + max_new_tokens)
-    result = DecodeResult([], 0.0, 0.0, full_forwards=1)
-    synchronize(device)
-    start_time = time.perf_counter()
-    logits = forward(model, prompt_ids, cache, 0, last_only=True)
-    last_ids = choose_tokens(logits, sampling, generator).view(1, 1)
+    cache, chosen, start_time, prefill_time = _prefill(model, prompt_ids, settings, generator)
+    result = DecodeResult([], prefill_time, 0.0, full_forwards=1)
+    last_ids = chosen.view(1, 1)
     tokens = [int(last_ids[0, 0])]
-    synchronize(device)
-    result.prefill_time = time.perf_counter() - start_time
-
-    while not _finished(tokens, max_new_tokens, eos_token_ids):
-        committed_length = len(prompt) + len(tokens) - 1
-        num_to_draft = min(max_draft_tokens, max_new_tokens - len(tokens) - 1)
-        draft_tokens, num_accepted, next_token, last_ids, draft_passes = run_cycle(
-            model, search.plan, cache, tokens[-1], last_ids, committed_length, num_to_draft, search.threshold,
-            sampling, eos_token_ids, generator, draft_confidence,
-        )  # fmt: skip
-        _commit(tokens, [*draft_tokens[:num_accepted], next_token], max_new_tokens, eos_token_ids)
-        result.draft_forwards += draft_passes
+    while not _finished(tokens, settings):
+        num_to_draft = min(on_the_fly.max_draft_tokens, settings.max_new_tokens - len(tokens) - 1)
+        cycle_settings = CycleSettings(
+            search.plan, settings.sampling, settings.eos_token_ids, on_the_fly.draft_confidence, generator
+        )
+        start = CycleStart(
+            tokens[-1], last_ids, len(prompt) + len(tokens) - 1, num_to_draft, search.threshold
+        )
+        cycle = run_cycle(model, cache, cycle_settings, start)
+        _commit(tokens, [*cycle.draft_tokens[: cycle.num_accepted], cycle.next_token], settings)
+        last_ids = cycle.next_ids
+        result.draft_forwards += cycle.draft_passes
         result.full_forwards += 1
-        result.drafted.append(len(draft_tokens))
-        result.accepted.append(num_accepted)
+        result.drafted.append(len(cycle.draft_tokens))
+        result.accepted.append(cycle.num_accepted)
         result.thresholds.append(search.threshold)
-        result.draft_sources.append("model" if draft_tokens else "none")
-        if _finished(tokens, max_new_tokens, eos_token_ids):
+        result.draft_sources.append("model" if cycle.draft_tokens else "none")
+        if _finished(tokens, settings):
             break
         result.search_forwards += search.search_step(model, cache, prompt + tokens, len(tokens))
-        if check_cache:
+        if on_the_fly.check_cache:
             expected = len(prompt) + len(tokens) - 1
             result.cache_lengths_ok &= all(length == expected for length in cache.layer_lengths())
-
-    synchronize(device)
+    synchronize(prompt_ids.device)
     result.tokens = tokens
     result.total_time = time.perf_counter() - start_time
     return result
@@ -258,10 +259,8 @@ class OnTheFlyConfig(MethodTraits):
     def decode(
         self, decoder: Decoder, prompt_ids: torch.Tensor, max_new_tokens: int, generator
     ) -> DecodeResult:
-        return on_the_fly_decode(
-            **decoder.common_arguments(prompt_ids, max_new_tokens, generator),
-            max_draft_tokens=self.max_draft_tokens,
-            search=decoder.draft_exit,
-            check_cache=decoder.check_cache,
-            draft_confidence=self.draft_confidence,
+        on_the_fly = OnTheFly(
+            decoder.draft_exit, self.max_draft_tokens, self.draft_confidence, decoder.check_cache
         )
+        settings = decoder.settings(max_new_tokens)
+        return on_the_fly_decode(decoder.loaded.model, prompt_ids, settings, on_the_fly, generator)

@@ -19,12 +19,12 @@ from typing import ClassVar, Literal
 import torch
 from torch import nn
 
-from replicate.core.decoding import _check_prompt, _commit, _finished
+from replicate.core.decoding import DecodeSettings, _check_prompt, _commit, _finished
 from replicate.core.kv_cache import make_cache
 from replicate.core.methods import Decoder, MethodTraits, register_method
-from replicate.core.ngram import ngram_draft
+from replicate.core.ngram import NgramSettings
 from replicate.core.passes import forward, synchronize
-from replicate.core.sampling import SamplingConfig, copied_draft_acceptance
+from replicate.core.sampling import copied_draft_acceptance
 from replicate.core.skipping import truncate_cache
 from replicate.records import DecodeResult
 from replicate.schema import at_least
@@ -34,21 +34,17 @@ from replicate.schema import at_least
 def prompt_lookup_decode(
     model: nn.Module,
     prompt_ids: torch.Tensor,
-    max_new_tokens: int,
-    sampling: SamplingConfig,
-    eos_token_ids: frozenset[int],
-    max_draft_tokens: int,
-    max_matching_ngram_size: int,
+    settings: DecodeSettings,
+    lookup: NgramSettings,
     generator: torch.Generator | None = None,
-    kv_cache: str = "dynamic",
     check_cache: bool = False,
 ) -> DecodeResult:
-    """Decode `prompt_ids` (1, seq) with n-gram drafts of up to `max_draft_tokens` tokens (transformers'
-    prompt_lookup_num_tokens) matched on up to `max_matching_ngram_size` tokens."""
-    _check_prompt(prompt_ids, max_new_tokens)
+    """Decode `prompt_ids` (1, seq) with n-gram drafts (`lookup`); `check_cache` verifies every layer's cache
+    length after each cycle (tests)."""
+    _check_prompt(prompt_ids, settings.max_new_tokens)
     device = prompt_ids.device
     prompt = prompt_ids[0].tolist()
-    cache = make_cache(kv_cache, model.config, len(prompt) + max_new_tokens)
+    cache = make_cache(settings.kv_cache, model.config, len(prompt) + settings.max_new_tokens)
     result = DecodeResult([], 0.0, 0.0, full_forwards=0, prefill_cycle=True)
     tokens: list[int] = []
     cached = (
@@ -56,17 +52,19 @@ def prompt_lookup_decode(
     )
     synchronize(device)
     start_time = time.perf_counter()
-    while not _finished(tokens, max_new_tokens, eos_token_ids):
+    while not _finished(tokens, settings):
         context = prompt + tokens
-        budget = max_new_tokens - len(tokens) - 1  # a cycle commits its accepted drafts + one token
-        drafts = ngram_draft(context, max_matching_ngram_size, max_draft_tokens, eos_token_ids)[:budget]
+        budget = settings.max_new_tokens - len(tokens) - 1  # a cycle commits its accepted drafts + one token
+        drafts = lookup.draft(context, settings.eos_token_ids)[:budget]
         fed = context[cached:]  # the prompt in the first pass, the last committed token afterwards
         feed_ids = torch.tensor([fed + drafts], device=device)
         target_logits = forward(model, feed_ids, cache, cached, last_only=False, num_logits=len(drafts) + 1)
-        num_accepted, next_token = copied_draft_acceptance(drafts, target_logits, sampling, generator)
+        num_accepted, next_token = copied_draft_acceptance(
+            drafts, target_logits, settings.sampling, generator
+        )
         cached = len(context) + num_accepted
         truncate_cache(cache, cached)  # the next token's KV is written when it is fed next cycle
-        _commit(tokens, [*drafts[:num_accepted], next_token], max_new_tokens, eos_token_ids)
+        _commit(tokens, [*drafts[:num_accepted], next_token], settings)
         if result.full_forwards == 0:
             synchronize(device)
             result.prefill_time = time.perf_counter() - start_time
@@ -74,7 +72,7 @@ def prompt_lookup_decode(
         result.drafted.append(len(drafts))
         result.accepted.append(num_accepted)
         result.draft_sources.append("ngram" if drafts else "none")
-        if check_cache and not _finished(tokens, max_new_tokens, eos_token_ids):
+        if check_cache and not _finished(tokens, settings):
             expected = len(prompt) + len(tokens) - 1
             result.cache_lengths_ok &= all(length == expected for length in cache.layer_lengths())
     synchronize(device)
@@ -101,9 +99,8 @@ class PromptLookupConfig(MethodTraits):
     def decode(
         self, decoder: Decoder, prompt_ids: torch.Tensor, max_new_tokens: int, generator
     ) -> DecodeResult:
+        lookup = NgramSettings(self.max_draft_tokens, self.max_matching_ngram_size)
+        settings = decoder.settings(max_new_tokens)
         return prompt_lookup_decode(
-            **decoder.common_arguments(prompt_ids, max_new_tokens, generator),
-            max_draft_tokens=self.max_draft_tokens,
-            max_matching_ngram_size=self.max_matching_ngram_size,
-            check_cache=decoder.check_cache,
+            decoder.loaded.model, prompt_ids, settings, lookup, generator, decoder.check_cache
         )

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from replicate.core.decoding import autoregressive_decode, forward
+from replicate.core.decoding import DecodeSettings, autoregressive_decode, forward
 from replicate.core.models import LoadedModel
 from replicate.core.sampling import SamplingConfig
 from replicate.core.skipping import SkipAwareCache, SkipPlan, skip_sublayers, truncate_cache
@@ -59,9 +59,8 @@ def reference_sequences(
     cost, sequences = PassCount(), []
     clock = time.perf_counter()
     for ids in prompt_ids:
-        result = autoregressive_decode(
-            loaded.model, ids, max_new_tokens, SamplingConfig(), loaded.eos_token_ids
-        )
+        settings = DecodeSettings(max_new_tokens, SamplingConfig(), loaded.eos_token_ids)
+        result = autoregressive_decode(loaded.model, ids, settings)
         cost.full_forwards += result.full_forwards
         cost.tokens += ids.shape[1] + result.num_new_tokens - 1
         sequence = DevSequence(ids, list(result.tokens))

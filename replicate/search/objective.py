@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from replicate.core.decoding import DecodeResult, self_speculative_decode
+from replicate.core.decoding import DecodeResult, DecodeSettings, Speculation, self_speculative_decode
 from replicate.core.methods import build_draft_exit
 from replicate.core.models import LoadedModel
 from replicate.core.sampling import SamplingConfig
@@ -133,18 +133,10 @@ class TrialEvaluator:
         results = []
         for index, prompt_ids in enumerate(self.prompt_ids):
             generator = torch.Generator(device=prompt_ids.device).manual_seed(self.seed + index)
+            settings = DecodeSettings(self.max_new_tokens, self.sampling, self.loaded.eos_token_ids)
+            speculation = Speculation(plan, self.method_cfg["max_draft_tokens"], draft_exit)
             results.append(
-                self_speculative_decode(
-                    self.loaded.model,
-                    prompt_ids,
-                    self.max_new_tokens,
-                    self.sampling,
-                    self.loaded.eos_token_ids,
-                    plan,
-                    self.method_cfg["max_draft_tokens"],
-                    draft_exit,
-                    generator,
-                )
+                self_speculative_decode(self.loaded.model, prompt_ids, settings, speculation, generator)
             )
         return results
 
@@ -152,16 +144,9 @@ class TrialEvaluator:
         """Untimed decodes of the first prompt, so that the first trial is not charged for lazy setup."""
         for _ in range(runs):
             draft_exit = build_draft_exit(self.method_cfg)
-            self_speculative_decode(
-                self.loaded.model,
-                self.prompt_ids[0],
-                min(8, self.max_new_tokens),
-                self.sampling,
-                self.loaded.eos_token_ids,
-                SkipPlan(),
-                self.method_cfg["max_draft_tokens"],
-                draft_exit,
-            )
+            settings = DecodeSettings(min(8, self.max_new_tokens), self.sampling, self.loaded.eos_token_ids)
+            speculation = Speculation(SkipPlan(), self.method_cfg["max_draft_tokens"], draft_exit)
+            self_speculative_decode(self.loaded.model, self.prompt_ids[0], settings, speculation)
 
     def evaluate(self, plan: SkipPlan) -> dict[str, Any]:
         """The trial's measurements; `objective` is the value the optimizer maximizes."""
