@@ -121,7 +121,7 @@ LONG_MODULES = {
 }
 LONG_MODULE_LINES = 340
 # The core (what decodes, and what judges its tokens): no function longer or wider than this.
-CORE = ("replicate/core", "replicate/hf", "replicate/lossless")
+CORE = ("replicate/core", "replicate/methods", "replicate/hf", "replicate/lossless")
 FUNCTION_LINES, FUNCTION_PARAMETERS = 60, 6
 
 
