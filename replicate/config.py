@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from omegaconf import DictConfig
 
-from replicate.core.methods import MethodConfig, method_config
+from replicate.core.methods import check_method_settings, method_config
 from replicate.core.model_config import ModelConfig, model_config
 from replicate.core.sampling import SamplingConfig
 from replicate.overrides import compose_config
@@ -121,7 +121,7 @@ class RunConfig(MappingAccess):
 
     model: ModelConfig
     task: TaskConfig
-    method: MethodConfig
+    method: Any  # a registered method config (`replicate.core.methods.METHODS`), built by run_config
     logger: LoggerConfig | WandbLoggerConfig
     n_samples: int
     max_new_tokens: int
@@ -148,6 +148,10 @@ class RunConfig(MappingAccess):
                 self.max_new_tokens,
                 f"leaves no room for a prompt in model.max_context={self.model.max_context}",
             )
+        try:
+            check_method_settings(self.method, self.sampling, self.model.kv_cache)
+        except ValueError as error:
+            raise FieldError("method.name", self.method.name, str(error)) from None
         if self.task.min_baseline_chars_filter is not None and self.method.drafts and not self.run_baseline:
             raise FieldError(
                 "run_baseline",

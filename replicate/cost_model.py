@@ -79,18 +79,28 @@ class Trace:
     prefill_time: float
 
 
+def _model_drafted(run: DecodeTrace) -> int:
+    """Drafts of a decode that the draft model made (n-gram drafts cost no draft pass)."""
+    sources = getattr(run, "draft_sources", None) or ["model"] * len(run.drafted)
+    return sum(num for num, source in zip(run.drafted, sources) if source == "model")
+
+
 def predicted_decode_time(run: DecodeTrace, profile: Mapping[str, Any]) -> float:
     """Predicted seconds of one decode: its measured prefill plus the profile's cost of every cycle, and a
     full step per full forward outside cycles (all of them for autoregressive decoding). Draft passes run
     beyond the drafts a cycle kept (fixed-length drafting past an EOS; a record's `draft_forwards`) are
-    priced as draft steps too."""
-    cycles = sum(num * profile["draft_step_s"] + _verify_seconds(profile, num) for num in run.drafted)
-    extra_drafts = getattr(run, "draft_forwards", sum(run.drafted)) - sum(run.drafted)
-    plain_steps = run.full_forwards - 1 - len(run.drafted)
+    priced as draft steps too. A cycle drafted by n-gram lookup (`draft_sources`) costs its verification
+    only; a first cycle verified in the prefill pass (`prefill_cycle`) is inside the measured prefill."""
+    prefill_cycle = bool(getattr(run, "prefill_cycle", False))
+    verified = list(run.drafted)[1:] if prefill_cycle else list(run.drafted)
+    cycles = sum(_verify_seconds(profile, num) for num in verified)
+    model_drafted = _model_drafted(run)
+    extra_drafts = getattr(run, "draft_forwards", model_drafted) - model_drafted
+    plain_steps = run.full_forwards - 1 - len(verified)
     return (
         run.prefill_time
         + cycles
-        + extra_drafts * profile["draft_step_s"]
+        + (model_drafted + extra_drafts) * profile["draft_step_s"]
         + plain_steps * profile["full_step_s"]
     )
 

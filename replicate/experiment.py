@@ -40,10 +40,12 @@ OUTPUT_ROOT = Path("outputs") / "experiments"
 
 
 def experiments() -> list[str]:
-    """Experiment files that reproduce a paper table (they carry the paper's numbers under `paper`)."""
+    """Experiment files that reproduce a paper table (they carry the paper's numbers under `paper`) or
+    compare methods (`experiment.name: methods`)."""
     names = []
     for path in sorted((CONF_DIR / "experiment").glob("*.yaml")):
-        if "paper" in (yaml.safe_load(path.read_text()) or {}):
+        content = yaml.safe_load(path.read_text()) or {}
+        if "paper" in content or (content.get("experiment") or {}).get("name") == "methods":
             names.append(path.stem)
     return sorted(names, key=lambda name: (len(name), name))  # table2 before table10
 

@@ -19,11 +19,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from replicate.errors import DataError
 
 SCHEMA_VERSION = 2
+
+DraftSource = Literal["model", "ngram", "none"]
+DRAFT_SOURCES: tuple[str, ...] = ("model", "ngram", "none")
 
 
 class RecordError(DataError):
@@ -71,6 +74,12 @@ class DecodeResult:
     thresholds: the draft-exit threshold each cycle drafted under. full_forwards: full-model passes,
     prefill included. Times are seconds of wall clock after device synchronization. cache_lengths_ok: every
     layer's KV cache held exactly the committed length after every cycle (checked only when asked).
+    draft_sources: per cycle, where its drafts came from (`DRAFT_SOURCES`: `model` = the layer-skipped draft
+    model, `ngram` = copied from the prompt and the text so far, `none` = no draft); empty means every cycle
+    drafted with the model (the paper's methods, and records older than the field). prefill_cycle: the first
+    cycle was verified in the prefill pass itself (prompt lookup, as transformers does), so its drafts are
+    in `drafted[0]` but it cost no pass of its own. search_forwards: passes run to choose a skip set during
+    decoding (on-the-fly layer selection), neither drafts nor verifications.
     """
 
     tokens: list[int]
@@ -82,6 +91,9 @@ class DecodeResult:
     accepted: list[int] = field(default_factory=list)
     thresholds: list[float] = field(default_factory=list)
     cache_lengths_ok: bool = True
+    draft_sources: list[DraftSource] = field(default_factory=list)
+    prefill_cycle: bool = False
+    search_forwards: int = 0
 
     @property
     def num_new_tokens(self) -> int:
@@ -116,6 +128,9 @@ class DecodeRecord:
     paper_text: str | None = None
     paper_prediction: str | None = None
     paper_scores: dict[str, float] | None = None
+    draft_sources: list[DraftSource] = field(default_factory=list)
+    prefill_cycle: bool = False
+    search_forwards: int = 0
 
     @classmethod
     def from_result(
@@ -135,6 +150,9 @@ class DecodeRecord:
             drafted=list(result.drafted),
             accepted=list(result.accepted),
             thresholds=list(result.thresholds),
+            draft_sources=list(result.draft_sources),
+            prefill_cycle=result.prefill_cycle,
+            search_forwards=result.search_forwards,
             text=text,
             prediction=prediction,
             scores=None if scores is None else dict(scores),
@@ -228,7 +246,10 @@ class RunMetrics:
     over the others (None: filter off). divergences: greedy runs' identical / near_tie / unexplained counts
     and the near-tie rule (None for sampled runs and runs without a baseline). post_eos_tokens: total over the
     method's decodes. paper_compatible: the task scores under the authors' scoring (`task.paper_postprocess`),
-    beside the faithful `score` (None when off)."""
+    beside the faithful `score` (None when off). cost_model_not_applicable: why a run that asked for the cost
+    model has none (a method whose draft cost no single profile prices, e.g. a skip set chosen per cycle).
+    draft_sources: cycles per draft source over the method's decodes (`DecodeResult.draft_sources`; None for
+    methods that record none)."""
 
     model: str
     task: str | None
@@ -269,6 +290,8 @@ class RunMetrics:
     divergences: dict[str, Any] | None = None
     post_eos_tokens: int | None = None
     paper_compatible: dict[str, Any] | None = None
+    cost_model_not_applicable: str | None = None
+    draft_sources: dict[str, int] | None = None
     schema_version: int = SCHEMA_VERSION
 
     @property

@@ -67,3 +67,16 @@ def test_only_the_method_group_writes_the_papers_hyperparameters():
         if any(key in line.split("#")[0] for line in path.read_text().splitlines() for key in keys)
     )
     assert writers == ["conf/method/adaptive_draft_exit.yaml"], writers
+
+
+def test_hybrid_drafts_with_the_papers_adaptive_settings_composed_not_restated():
+    """hybrid's layer-skipped drafts take the paper's method's settings from conf/method/adaptive_draft_exit.yaml
+    (Hydra defaults), plus its own n-gram keys; the values expected here are the paper's, written by hand."""
+    method = plain(compose_config(["method=hybrid"]))["method"]
+    assert method == {
+        **PAPER_ADAPTIVE,
+        "name": "hybrid",
+        "target_acceptance": 0.9,  # the method group's alpha (experiments set it per model and task)
+        "ngram_draft_tokens": 10,
+        "max_matching_ngram_size": 2,
+    }

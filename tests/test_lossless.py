@@ -30,16 +30,23 @@ GREEDY = SamplingConfig()
 )
 def test_every_method_matches_generate(spec, kv_cache):
     """The matrix of `replicate.lossless.matrix` (also run on the GPU by gpu-check) on one model, fp32 on CPU:
-    autoregressive decoding and every self-speculative setting (fixed K 1-12, static thresholds, adaptive),
-    two prompts each, token for token equal to generate; every layer's cache at the committed length."""
+    autoregressive decoding, every self-speculative setting (fixed K 1-12, static thresholds, adaptive) and
+    every setting of the methods beyond the paper (prompt lookup, hybrid, on-the-fly), two prompts each,
+    token for token equal to generate; every layer's cache at the committed length."""
     cells = run_matrix(torch.float32, torch.device("cpu"), [kv_cache], models=[spec])
-    assert len(cells) == 2 * 10
+    assert len(cells) == 2 * (10 + 7)
     for cell in cells:
         assert cell["identical"] and cell["cache_lengths_ok"], cell
     accepted = sum(cell["accepted"] for cell in cells)
     rejected = sum(cell["drafted"] - cell["accepted"] for cell in cells)
     if spec[5] or spec[6]:  # the matrix must exercise both paths, or it proves little
         assert accepted > 0 and rejected > 0, (accepted, rejected)
+    for name in ("prompt_lookup", "hybrid", "on_the_fly"):
+        mine = [cell for cell in cells if cell["method"].startswith(name + ",")]
+        assert len(mine) == 2 * {"prompt_lookup": 3, "hybrid": 2, "on_the_fly": 2}[name]
+        assert sum(cell["drafted"] for cell in mine) > 0, name  # each method drafted something here
+    ngram = [cell for cell in cells if cell["method"].startswith(("prompt_lookup,", "hybrid,"))]
+    assert sum(cell["ngram_cycles"] for cell in ngram) > 0  # the n-gram path is exercised
 
 
 @pytest.mark.parametrize("max_new_tokens", [1, 2, 3, 7, 13])

@@ -116,11 +116,12 @@ MODULE_LINES = 300
 # Modules allowed past MODULE_LINES, with why; each stays within LONG_MODULE_LINES.
 LONG_MODULES = {
     "replicate/report/tables.py": "one layout per paper table: data more than logic",
+    "replicate/records.py": "every stored record's fields with their meaning: data more than logic",
     "tasks/summarization.py": "the shared 1-shot logic of CNN/DM and XSum, step for step as the paper's notebooks",
 }
 LONG_MODULE_LINES = 340
 # The core (what decodes, and what judges its tokens): no function longer or wider than this.
-CORE = ("replicate/core", "replicate/hf", "replicate/lossless")
+CORE = ("replicate/core", "replicate/methods", "replicate/hf", "replicate/lossless")
 FUNCTION_LINES, FUNCTION_PARAMETERS = 60, 6
 
 

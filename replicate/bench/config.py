@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 from replicate.config import WarmupConfig
-from replicate.core.methods import MethodConfig, method_config
+from replicate.core.methods import method_config
 from replicate.core.model_config import ATTENTION_IMPLEMENTATIONS, ModelConfig, model_config
 from replicate.schema import ConfigError, FieldError, MappingAccess, at_least, build, one_of, plain
 from replicate.statistics import BootstrapConfig
@@ -71,7 +71,7 @@ class BenchConfig(MappingAccess):
 
     model: ModelConfig
     task: TaskConfig
-    method: MethodConfig
+    method: Any  # a registered method config (`replicate.core.methods.METHODS`), built by bench_config
     output_dir: str
     sections: tuple[Section, ...]
     threads: int | None

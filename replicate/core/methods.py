@@ -1,18 +1,23 @@
 """The method registry: from a `conf/method/*.yaml` config to a typed method config, and from that to a decoder.
 
 `METHODS` maps each method's name (the `name:` of its config file) to its config dataclass; nothing else in
-the project compares method names. A method config knows whether it drafts (`drafts`), whether its
-draft-exit threshold adapts (`adapts_threshold`), and builds its draft-exit rule. A `Decoder` decodes one
-prompt at a time with one method on one model and owns the state the method carries from prompt to prompt
-(the adaptive threshold), exposed as `state_dict()` / `load_state_dict()` for a resumed run.
+the project compares method names. A method config is a frozen dataclass registered with `@register_method`;
+it says what it is through class attributes (`MethodTraits`) and decodes one prompt in `decode(decoder,
+prompt_ids, max_new_tokens, generator)`. A `Decoder` decodes one prompt at a time with one method on one
+model and owns the state the method carries from prompt to prompt (the adaptive threshold), exposed as
+`state_dict()` / `load_state_dict()` for a resumed run.
 
-To add a method: a config dataclass here (with its checks), a `conf/method/<name>.yaml`, and its loop in
-`replicate.core.decoding` if it needs one.
+Adding a method takes one module and one config file: `replicate/methods/<name>.py` (its registered config
+dataclass, with its checks and its `decode`; every module of the `replicate.methods` package is imported
+when the registry is first used) and `conf/method/<name>.yaml` (every value of that dataclass).
 """
 
 from __future__ import annotations
 
 import copy
+import importlib
+import pkgutil
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
@@ -31,21 +36,90 @@ from replicate.core.sampling import SamplingConfig
 from replicate.records import DecodeResult
 from replicate.schema import at_least, build_registered, within
 
+METHODS: dict[str, type] = {}
 
+
+class MethodTraits:
+    """What every method config says about itself (class attributes, read before any model loads).
+
+    drafts: it drafts and verifies (it gets an autoregressive baseline; False only for that baseline).
+    adapts_threshold: its draft-exit threshold adapts (the paper's adaptive draft exit).
+    needs_skip_set: it drafts with the model's configured skip set (refused on a model without one).
+    supports_sampling: it decodes with temperature > 0 (else a sampled run is refused, naming the method).
+    supports_static_cache: it runs on `model.kv_cache=static` (else refused, naming the method).
+    cost_model_not_applicable: why no single cost profile prices its decodes (None: the cost model applies).
+    """
+
+    drafts: ClassVar[bool] = True
+    adapts_threshold: ClassVar[bool] = False
+    needs_skip_set: ClassVar[bool] = True
+    supports_sampling: ClassVar[bool] = True
+    supports_static_cache: ClassVar[bool] = True
+    cost_model_not_applicable: ClassVar[str | None] = None
+
+    def draft_exit(self) -> DraftExit | None:
+        return None
+
+    @property
+    def max_verified_drafts(self) -> int:
+        """The most drafts one verification pass holds (the range a cost profile must cover)."""
+        return self.max_draft_tokens
+
+
+MethodConfig = MethodTraits  # the type of every registered method config
+
+
+def register_method(cls: type) -> type:
+    """Class decorator: enter a method config dataclass in `METHODS` under its `name` literal."""
+    annotation = cls.__annotations__["name"]  # 'Literal["<name>"]' (postponed annotations)
+    match = re.fullmatch(r"""Literal\[["'](\w+)["']\]""", str(annotation))
+    if match is None:
+        raise TypeError(f"{cls.__name__}.name must be annotated Literal['<method name>'], got {annotation}")
+    literal = match.group(1)
+    if literal in METHODS and METHODS[literal] is not cls:
+        raise ValueError(f"method {literal!r} is registered twice ({METHODS[literal]} and {cls})")
+    METHODS[literal] = cls
+    return cls
+
+
+@register_method
 @dataclass(frozen=True)
-class AutoregressiveConfig:
+class AutoregressiveConfig(MethodTraits):
     """Plain autoregressive decoding with the project's own loop (the baseline of every speedup)."""
 
     name: Literal["autoregressive"]
     drafts: ClassVar[bool] = False
-    adapts_threshold: ClassVar[bool] = False
+    needs_skip_set: ClassVar[bool] = False
 
-    def draft_exit(self) -> None:
-        return None
+    def decode(
+        self, decoder: Decoder, prompt_ids: torch.Tensor, max_new_tokens: int, generator
+    ) -> DecodeResult:
+        return autoregressive_decode(
+            decoder.loaded.model, prompt_ids, decoder.settings(max_new_tokens), generator
+        )
 
 
+def _self_speculative(
+    config: SelfSpeculativeConfig | AdaptiveDraftExitConfig,
+    decoder: Decoder,
+    prompt_ids: torch.Tensor,
+    max_new_tokens: int,
+    generator: torch.Generator,
+) -> DecodeResult:
+    speculation = Speculation(
+        decoder.loaded.plan,
+        config.max_draft_tokens,
+        decoder.draft_exit,
+        config.draft_confidence,
+        decoder.check_cache,
+    )
+    settings = decoder.settings(max_new_tokens)
+    return self_speculative_decode(decoder.loaded.model, prompt_ids, settings, speculation, generator)
+
+
+@register_method
 @dataclass(frozen=True)
-class SelfSpeculativeConfig:
+class SelfSpeculativeConfig(MethodTraits):
     """Draft up to `max_draft_tokens` (K) per cycle; a `threshold` in (0, 1] also stops drafting after a
     token whose draft confidence is below it (static draft exit, Table 4); 0 drafts exactly K (Table 3).
     `draft_confidence`: what the threshold is compared with when sampling (`paper`: the drafted token's raw,
@@ -56,8 +130,6 @@ class SelfSpeculativeConfig:
     max_draft_tokens: int
     threshold: float
     draft_confidence: Literal["paper", "processed"]
-    drafts: ClassVar[bool] = True
-    adapts_threshold: ClassVar[bool] = False
 
     def __post_init__(self):
         at_least("max_draft_tokens", self.max_draft_tokens, 1)
@@ -66,9 +138,15 @@ class SelfSpeculativeConfig:
     def draft_exit(self) -> StaticThreshold:
         return StaticThreshold(self.threshold)
 
+    def decode(
+        self, decoder: Decoder, prompt_ids: torch.Tensor, max_new_tokens: int, generator
+    ) -> DecodeResult:
+        return _self_speculative(self, decoder, prompt_ids, max_new_tokens, generator)
 
+
+@register_method
 @dataclass(frozen=True)
-class AdaptiveDraftExitConfig:
+class AdaptiveDraftExitConfig(MethodTraits):
     """The paper's method: K = `max_draft_tokens`, gamma_0 = `initial_threshold`, eps = `threshold_step`,
     beta1 = `acceptance_ema`, beta2 = `threshold_ema`, alpha = `target_acceptance` (Section 3.3, Table 6);
     `draft_confidence` as for `SelfSpeculativeConfig`."""
@@ -82,7 +160,6 @@ class AdaptiveDraftExitConfig:
     target_acceptance: float
     reset_per_sample: bool
     draft_confidence: Literal["paper", "processed"]
-    drafts: ClassVar[bool] = True
     adapts_threshold: ClassVar[bool] = True
 
     def __post_init__(self):
@@ -101,21 +178,34 @@ class AdaptiveDraftExitConfig:
             reset_per_sample=self.reset_per_sample,
         )
 
+    def decode(
+        self, decoder: Decoder, prompt_ids: torch.Tensor, max_new_tokens: int, generator
+    ) -> DecodeResult:
+        return _self_speculative(self, decoder, prompt_ids, max_new_tokens, generator)
 
-MethodConfig = AutoregressiveConfig | SelfSpeculativeConfig | AdaptiveDraftExitConfig
-METHODS: dict[str, type] = {
-    "autoregressive": AutoregressiveConfig,
-    "self_speculative": SelfSpeculativeConfig,
-    "adaptive_draft_exit": AdaptiveDraftExitConfig,
-}
+
 AUTOREGRESSIVE = AutoregressiveConfig("autoregressive")
+_PLUGINS_LOADED = False
+
+
+def load_method_modules() -> dict[str, type]:
+    """Import every module of `replicate.methods` (each registers its config); returns `METHODS`."""
+    global _PLUGINS_LOADED
+    if not _PLUGINS_LOADED:
+        _PLUGINS_LOADED = True
+        import replicate.methods as package
+
+        for module in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+            importlib.import_module(f"{package.__name__}.{module.name}")
+    return METHODS
 
 
 def method_config(cfg: Mapping[str, Any] | MethodConfig, path: str = "method") -> MethodConfig:
     """The typed config of the method `cfg["name"]` names; ConfigError for an unknown name or a bad value."""
-    if isinstance(cfg, tuple(METHODS.values())):
+    registry = load_method_modules()
+    if isinstance(cfg, tuple(registry.values())):
         return cfg
-    return build_registered(METHODS, "name", cfg, path, "method", " (conf/method/)")
+    return build_registered(registry, "name", cfg, path, "method", " (conf/method/)")
 
 
 def build_draft_exit(cfg: Mapping[str, Any] | MethodConfig) -> DraftExit | None:
@@ -138,24 +228,18 @@ class Decoder:
 
     @property
     def max_draft_tokens(self) -> int | None:
-        return self.config.max_draft_tokens if self.config.drafts else None
+        return self.config.max_verified_drafts if self.config.drafts else None
+
+    def settings(self, max_new_tokens: int) -> DecodeSettings:
+        """What every decoding loop takes besides the model, the prompt and the generator."""
+        loaded = self.loaded
+        return DecodeSettings(max_new_tokens, self.sampling, loaded.eos_token_ids, loaded.kv_cache)
 
     def __call__(
         self, prompt_ids: torch.Tensor, max_new_tokens: int, generator: torch.Generator
     ) -> DecodeResult:
-        """Decode `prompt_ids` (1, seq) on the model's device; see `replicate.core.decoding`."""
-        loaded = self.loaded
-        settings = DecodeSettings(max_new_tokens, self.sampling, loaded.eos_token_ids, loaded.kv_cache)
-        if not self.config.drafts:
-            return autoregressive_decode(loaded.model, prompt_ids, settings, generator)
-        speculation = Speculation(
-            loaded.plan,
-            self.config.max_draft_tokens,
-            self.draft_exit,
-            self.config.draft_confidence,
-            self.check_cache,
-        )
-        return self_speculative_decode(loaded.model, prompt_ids, settings, speculation, generator)
+        """Decode `prompt_ids` (1, seq) on the model's device with the method's own `decode`."""
+        return self.config.decode(self, prompt_ids, max_new_tokens, generator)
 
     def state_dict(self) -> dict[str, Any]:
         """The state carried to the next prompt (JSON-ready; empty for methods that carry none)."""
@@ -176,15 +260,30 @@ class Decoder:
         return twin
 
 
+def check_method_settings(config: MethodConfig, sampling: SamplingConfig, kv_cache: str) -> None:
+    """Refuse, naming the method, what it does not support (sampling, the static cache); before loading."""
+    if not sampling.greedy and not config.supports_sampling:
+        raise ValueError(
+            f"method {config.name} decodes greedily only, got sampling.temperature={sampling.temperature}; "
+            "set sampling.temperature=0.0 or pick a method that samples"
+        )
+    if kv_cache == "static" and not config.supports_static_cache:
+        raise ValueError(
+            f"method {config.name} does not run on model.kv_cache=static; set model.kv_cache=dynamic"
+        )
+
+
 def build_decoder(
     cfg: Mapping[str, Any] | MethodConfig,
     loaded: LoadedModel,
     sampling: SamplingConfig,
     check_cache: bool = False,
 ) -> Decoder:
-    """A decoder of the method `cfg` describes; refuses drafting methods on a model with an empty skip set."""
+    """A decoder of the method `cfg` describes; refuses methods that draft with the model's skip set on a
+    model with an empty one, and what the method does not support (`check_method_settings`)."""
     config = method_config(cfg)
-    if config.drafts and loaded.plan.num_skipped == 0:
+    check_method_settings(config, sampling, loaded.kv_cache)
+    if config.needs_skip_set and loaded.plan.num_skipped == 0:
         raise ValueError(
             f"model {loaded.name} has an empty skip set, so method {config.name} would draft with the full "
             "model and cannot be faster; run the layer search (python -m replicate.search) or set "

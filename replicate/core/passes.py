@@ -21,16 +21,22 @@ def synchronize(device: torch.device) -> None:
 
 
 def forward(
-    model: nn.Module, token_ids: torch.Tensor, cache: KVCache, start: int, last_only: bool
+    model: nn.Module,
+    token_ids: torch.Tensor,
+    cache: KVCache,
+    start: int,
+    last_only: bool,
+    num_logits: int | None = None,
 ) -> torch.Tensor:
     """Run `token_ids` (1, q) at positions start..start+q-1. Returns logits (q, vocab), or (1, vocab) when
-    `last_only` (as generate's prefill does, so logits come from the same kernels as the library's)."""
+    `last_only` (as generate's prefill does, so logits come from the same kernels as the library's), or those
+    of the last `num_logits` positions (num_logits, vocab) when given (a prefill that also verifies drafts)."""
     positions = torch.arange(start, start + token_ids.shape[1], device=token_ids.device).unsqueeze(0)
     output = model(
         input_ids=token_ids,
         position_ids=positions,
         past_key_values=cache,
         use_cache=True,
-        logits_to_keep=1 if last_only else 0,
+        logits_to_keep=num_logits if num_logits is not None else (1 if last_only else 0),
     )
     return output.logits[0]

@@ -164,3 +164,22 @@ def speculative_acceptance(
         residual, total = target_probs[first_rejected], target_probs[first_rejected].sum()
     correction = torch.multinomial(residual / total, 1, generator=generator)
     return first_rejected, int(correction)
+
+
+def copied_draft_acceptance(
+    draft_tokens: list[int],
+    target_logits: torch.Tensor,
+    sampling: SamplingConfig,
+    generator: torch.Generator | None,
+) -> tuple[int, int]:
+    """Acceptance of drafts that were copied, not sampled (n-gram drafts): their draft distribution is the
+    point mass q_i = one_hot(x_i). draft_tokens: k ids; target_logits: (k + 1, vocab). Greedy: the longest
+    prefix the argmax agrees with (`greedy_acceptance`). Sampling: `speculative_acceptance` with those q, i.e.
+    x_i is accepted with probability p_i(x_i), and at a rejection the token is drawn from p_i without x_i,
+    renormalized: every committed token is distributed as p. Returns (num_accepted, next_token)."""
+    if sampling.greedy:
+        return greedy_acceptance(draft_tokens, target_logits)
+    target_probs = logits_to_probs(target_logits, sampling)
+    drafts = torch.tensor(draft_tokens, device=target_logits.device, dtype=torch.long)
+    draft_probs = torch.nn.functional.one_hot(drafts, target_probs.shape[-1]).to(target_probs.dtype)
+    return speculative_acceptance(drafts, draft_probs, target_probs, generator)

@@ -9,7 +9,7 @@ from typing import Any
 from replicate.bench.gpu_config import GpuShapesConfig
 from replicate.config import compose_config, options
 from replicate.core.kv_cache import KV_CACHES
-from replicate.core.methods import METHODS
+from replicate.core.methods import load_method_modules
 from replicate.core.model_config import ATTENTION_IMPLEMENTATIONS, DTYPE_NAMES
 from replicate.lossless.reference import MODELS
 from replicate.schema import FieldError, MappingAccess, at_least, build, one_of, within
@@ -66,7 +66,7 @@ class EndToEndSection(MappingAccess):
         one_of("model", self.model, options("model"))
         one_of("dtype", self.dtype, DTYPE_NAMES)
         for method in self.methods:
-            one_of("methods", method, [name for name, cls in METHODS.items() if cls.drafts])
+            one_of("methods", method, [name for name, cls in load_method_modules().items() if cls.drafts])
         for kind in self.kv_caches:
             one_of("kv_caches", kind, KV_CACHES)
         at_least("n_samples", self.n_samples, 1)

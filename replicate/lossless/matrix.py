@@ -7,7 +7,9 @@ flip: there every divergence is reported with the reference's top-two logit marg
 token (near 0: a numerical near-tie; large: a bug).
 
 Models: `replicate.lossless.reference.MODELS`. Methods (`method_settings`): fixed K = 1..12, static
-thresholds 0.3-1.0, and two adaptive draft-exit settings; plus autoregressive decoding.
+thresholds 0.3-1.0, and two adaptive draft-exit settings; plus autoregressive decoding; and the methods beyond
+the paper (`new_method_settings`, `replicate.methods`): prompt lookup, hybrid n-gram / layer-skipped drafting
+and on-the-fly skip-set selection, each in several settings, on every KV cache like the rest.
 """
 
 from __future__ import annotations
@@ -25,8 +27,13 @@ from replicate.core.decoding import (
     self_speculative_decode,
 )
 from replicate.core.draft_exit import AdaptiveThreshold, DraftExit, StaticThreshold
+from replicate.core.ngram import NgramSettings
 from replicate.core.sampling import SamplingConfig
+from replicate.core.skipping import SkipPlan
 from replicate.lossless.reference import MODELS, TinyModel, reference_tokens, tiny_model, top_two_margin
+from replicate.methods.hybrid import hybrid_decode
+from replicate.methods.on_the_fly import OnTheFly, SkipSetSearch, on_the_fly_decode
+from replicate.methods.prompt_lookup import prompt_lookup_decode
 from replicate.records import DecodeResult
 from replicate.run.metrics import first_difference
 
@@ -54,6 +61,53 @@ def method_settings() -> list[tuple[str, int, Callable[[], DraftExit]]]:
     return cells
 
 
+# prompt_lookup: (max_draft_tokens, max_matching_ngram_size)
+PROMPT_LOOKUP_SETTINGS = [(10, 2), (3, 1), (4, 3)]
+# hybrid: (max_draft_tokens, ngram_draft_tokens, initial threshold, target acceptance)
+HYBRID_SETTINGS = [(12, 10, 0.6, 0.8), (4, 3, 0.9, 0.5)]
+# on_the_fly: (max_draft_tokens, static threshold, skip fraction); 8 search cycles, 2 candidates, window 16
+ON_THE_FLY_SETTINGS = [(6, 0.0, 0.25), (12, 0.5, 0.5)]
+# decode(model, prompt_ids (1, seq), settings, the model's skip plan), greedy, with the cache check on
+NewMethodDecode = Callable[[torch.nn.Module, torch.Tensor, DecodeSettings, SkipPlan], DecodeResult]
+
+
+def _prompt_lookup(k: int, n: int) -> NewMethodDecode:
+    def decode(model, prompt_ids, settings, plan):
+        return prompt_lookup_decode(model, prompt_ids, settings, NgramSettings(k, n), check_cache=True)
+
+    return decode
+
+
+def _hybrid(k: int, ngram_k: int, initial: float, target: float) -> NewMethodDecode:
+    def decode(model, prompt_ids, settings, plan):
+        speculation = Speculation(plan, k, adaptive(initial, target), check_cache=True)
+        return hybrid_decode(model, prompt_ids, settings, speculation, NgramSettings(ngram_k, 2))
+
+    return decode
+
+
+def _on_the_fly(k: int, threshold: float, fraction: float) -> NewMethodDecode:
+    def decode(model, prompt_ids, settings, plan):  # searches its own skip set: the model's plan is unused
+        search = SkipSetSearch(threshold, fraction, 8, 2, 16, 0)
+        return on_the_fly_decode(model, prompt_ids, settings, OnTheFly(search, k, check_cache=True))
+
+    return decode
+
+
+def new_method_settings() -> list[tuple[str, NewMethodDecode]]:
+    """(label, decode) of every cell of the methods beyond the paper (`replicate.methods`)."""
+    cells = [(f"prompt_lookup,K={k},ngram={n}", _prompt_lookup(k, n)) for k, n in PROMPT_LOOKUP_SETTINGS]
+    cells += [
+        (f"hybrid,K={k},ngram_K={g},gamma0={i},alpha={t}", _hybrid(k, g, i, t))
+        for k, g, i, t in HYBRID_SETTINGS
+    ]
+    cells += [
+        (f"on_the_fly,K={k},threshold={th},skip_fraction={f}", _on_the_fly(k, th, f))
+        for k, th, f in ON_THE_FLY_SETTINGS
+    ]
+    return cells
+
+
 @dataclass
 class Cell:
     """One decode of the matrix and how it compares with generate's tokens."""
@@ -69,6 +123,7 @@ class Cell:
     cache_lengths_ok: bool
     drafted: int
     accepted: int
+    ngram_cycles: int = 0  # cycles whose drafts came from n-gram lookup (prompt lookup, hybrid)
 
 
 @dataclass(frozen=True)
@@ -89,6 +144,7 @@ class _Prompt:
         cell = Cell(
             self.spec.label, self.seed, method, kv_cache, position is None, len(result.tokens), position, margin,
             result.cache_lengths_ok, sum(result.drafted), sum(result.accepted),
+            result.draft_sources.count("ngram"),
         )  # fmt: skip
         return asdict(cell)
 
@@ -125,6 +181,9 @@ def run_matrix(
                         prompt.spec.plan, max_draft_tokens, draft_exit(), check_cache=True
                     )
                     result = self_speculative_decode(prompt.model, prompt.prompt_ids, settings, speculation)
+                    cells.append(prompt.cell(method, kv_cache, result))
+                for method, decode in new_method_settings():
+                    result = decode(prompt.model, prompt.prompt_ids, settings, prompt.spec.plan)
                     cells.append(prompt.cell(method, kv_cache, result))
     return cells
 

@@ -27,7 +27,7 @@ from replicate.columns import DETAIL_COLUMNS, columns
 from replicate.core.methods import method_config
 from replicate.errors import DataError
 from replicate.records import RecordError, RunMetrics
-from replicate.report import figures
+from replicate.report import comparison, figures
 from replicate.report.authorship import check_authorship, record_authorship
 from replicate.report.markdown import (
     column_cells,
@@ -234,7 +234,14 @@ def write_report(root: Path, out: Path | None = None) -> dict[str, Path]:
     csv_lines = []
     by_experiment: dict[str, list[RunResult]] = {}
     for run in runs:
-        by_experiment.setdefault(run.experiment if run.experiment in TABLES else "", []).append(run)
+        known = run.experiment in TABLES or run.experiment == comparison.EXPERIMENT
+        by_experiment.setdefault(run.experiment if known else "", []).append(run)
+    if by_experiment.get(comparison.EXPERIMENT):
+        compared = by_experiment[comparison.EXPERIMENT]
+        lines += comparison.comparison_section(compared, root, out)
+        csv_lines += [
+            csv_line(comparison.EXPERIMENT, TableRow(key={}, paper=None, run=run), root) for run in compared
+        ]
     for name, spec in TABLES.items():
         if name in by_experiment:
             section, rows = experiment_section(spec, by_experiment[name], root, out)

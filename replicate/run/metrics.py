@@ -99,15 +99,17 @@ def decoding_metrics(
 def sample_metrics(
     records: Sequence[SampleRecord], is_baseline: bool, bootstrap: BootstrapConfig
 ) -> dict[str, Any]:
-    """`decoding_metrics` of a run's samples (all with a baseline decode, or none)."""
+    """`decoding_metrics` of a run's samples (all with a baseline decode, or none), and the method's cycles
+    per draft source (`draft_sources`, `draft_source_counts`)."""
     with_baseline = [record.baseline is not None for record in records]
     if any(with_baseline) and not all(with_baseline):
         raise ValueError("some samples have a baseline decode and some do not; rerun with force=true")
     baselines = [record.baseline for record in records] if records and all(with_baseline) else None
     identical = [bool(record.identical) for record in records] if baselines is not None else None
-    return decoding_metrics(
-        [record.method for record in records], baselines, identical, is_baseline, bootstrap
-    )
+    methods = [record.method for record in records]
+    metrics = decoding_metrics(methods, baselines, identical, is_baseline, bootstrap)
+    metrics["draft_sources"] = draft_source_counts(methods)
+    return metrics
 
 
 def first_difference(tokens: Sequence[int], reference: Sequence[int]) -> int | None:
@@ -118,14 +120,26 @@ def first_difference(tokens: Sequence[int], reference: Sequence[int]) -> int | N
     return None if len(tokens) == len(reference) else min(len(tokens), len(reference))
 
 
-def post_eos_tokens(tokens: Sequence[int], accepted: Sequence[int]) -> int:
+def post_eos_tokens(tokens: Sequence[int], accepted: Sequence[int], prefill_cycle: bool = False) -> int:
     """Tokens after EOS that the authors' loop would have kept in a decode's last block: it appends a whole
     verified block (accepted drafts + the full model's token) and only then looks for EOS, while this
     project stops at the EOS. A cycle here commits accepted + 1 tokens (its drafts never exceed the token
     budget), so the prefill token plus every cycle's block, minus what was committed, is what the stop at
     EOS dropped (0 for autoregressive decoding). A lower bound of the authors' count: their draft also runs
-    past a drafted EOS, and every agreeing draft after it would be kept too."""
-    return 1 + sum(count + 1 for count in accepted) - len(tokens) if accepted else 0
+    past a drafted EOS, and every agreeing draft after it would be kept too. `prefill_cycle`: the prefill
+    pass was the first cycle's verification (prompt lookup), so it yields no token of its own."""
+    if not accepted:
+        return 0
+    return (0 if prefill_cycle else 1) + sum(count + 1 for count in accepted) - len(tokens)
+
+
+def draft_source_counts(methods: Sequence[DecodeRecord]) -> dict[str, int] | None:
+    """Cycles per draft source over decodes (`DecodeResult.draft_sources`); None when none records any."""
+    counts: dict[str, int] = {}
+    for run in methods:
+        for source in run.draft_sources:
+            counts[source] = counts.get(source, 0) + 1
+    return counts or None
 
 
 # Explicit mantissa bits of each model dtype: one unit in the last place of x is 2^(floor(log2|x|) - bits).

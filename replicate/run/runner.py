@@ -82,7 +82,7 @@ def _decode_record(loaded: LoadedModel, task: Task, sample: Sample, result: Deco
     the first generated token and its prediction); it is scored after decoding (`replicate.run.scoring`)."""
     text = loaded.decode(result.tokens)
     record = DecodeRecord.from_result(result, text, task.postprocess(text, sample))
-    record.post_eos_tokens = post_eos_tokens(result.tokens, result.accepted)
+    record.post_eos_tokens = post_eos_tokens(result.tokens, result.accepted, result.prefill_cycle)
     if task.cfg["paper_postprocess"]:
         record.paper_text = loaded.decode(result.tokens[1:])
         record.paper_prediction = task.paper_prediction(record.paper_text, sample)
@@ -229,7 +229,8 @@ def run(cfg: DictConfig | RunConfig, run_dir: Path) -> RunMetrics:
             warm = [(role, decoder.detached_copy()) for role, decoder in decoders]
             decode_sample(warm, warmup_ids, config.warmup.max_new_tokens, config.seed, 0)
         cost_profile = None
-        if config.cost_model.enabled:  # the device's price of each kind of pass, once, on a warm model
+        not_applicable = config.method.cost_model_not_applicable if config.cost_model.enabled else None
+        if config.cost_model.enabled and not_applicable is None:  # each kind of pass priced once, warm
             cost = config.cost_model
             max_draft_tokens = method.max_draft_tokens or 0
             cost_profile = measure_cost_profile(
@@ -264,6 +265,7 @@ def run(cfg: DictConfig | RunConfig, run_dir: Path) -> RunMetrics:
             metrics.cost_model = cost_model_metrics(
                 [r.method for r in records], baselines, cost_profile, bootstrap=config.bootstrap
             )
+        metrics.cost_model_not_applicable = not_applicable
         rundir.write_metrics(run_dir, metrics)
         print(format_table([metrics]))
         print(f"results: {run_dir}")
