@@ -1,5 +1,6 @@
 """Edges of the result-defining modules that `make mutation` found unguarded (docs/testing.md): each test here
-kills mutants that survived the rest of the suite. Expected values are written out by hand."""
+kills mutants that survived the rest of the suite. Expected values are written out by hand (summarize_metric's
+interval: scipy's percentile bootstrap called directly with the configured settings)."""
 
 from __future__ import annotations
 
@@ -146,3 +147,233 @@ def test_run_metrics_of_no_sample_and_of_one_sample():
     # one sample: the values, and no interval (a bootstrap needs two observations)
     assert metrics["acceptance_rate"] == pytest.approx(2 / 3) and metrics["speedup"] == 1.0
     assert metrics["acceptance_rate_ci"] is None and metrics["speedup_ci"] is None
+
+
+# ------------------------------------------------- survivors of the 88eee23 run (docs/testing.md), one test each
+
+
+def test_sampling_config_refuses_bools_strings_and_non_finite_values_naming_the_field():
+    import re
+
+    from replicate.core.sampling import SamplingConfig
+    from replicate.schema import FieldError
+
+    for name in ("temperature", "top_p"):
+        # True is an int to Python (and would pass `0 < True <= 1` as top_p), "0.5" is no number, inf and nan
+        # are not finite: each is refused by the first check, with this message.
+        for bad in (True, "0.5", float("inf"), float("nan")):
+            with pytest.raises(
+                FieldError, match=rf"^{name}={re.escape(repr(bad))}: must be a finite number$"
+            ):
+                SamplingConfig(**{name: bad})
+
+
+class PositionModel:
+    """A stand-in causal LM (no weights): after `token` at `position` its only likely token is
+    (token + position) % 32, so a draft fed at a wrong position drafts another token. Records the positions of
+    each call. Returns logits (1, q, 32), the last `logits_to_keep` positions (all when 0), as transformers."""
+
+    vocab = 32
+
+    def __init__(self):
+        import torch
+
+        self.layers = torch.nn.ModuleList()  # `model.layers`: what skip_sublayers needs (an empty plan)
+        self.positions: list[list[int]] = []
+
+    def __call__(self, input_ids, position_ids, past_key_values, use_cache, logits_to_keep):
+        from types import SimpleNamespace
+
+        import torch
+
+        self.positions.append(position_ids[0].tolist())
+        likely = (input_ids[0] + position_ids[0]) % self.vocab
+        logits = torch.nn.functional.one_hot(likely, self.vocab).float()  # (q, vocab)
+        return SimpleNamespace(logits=logits[-logits_to_keep:].unsqueeze(0))
+
+
+def test_device_drafts_feed_each_draft_at_the_next_position_and_draft_exactly_the_budget():
+    import torch
+
+    from replicate.core.cycle import CycleStart, _draft_on_device
+    from replicate.core.skipping import SkipPlan
+
+    def draft(num_to_draft):
+        model = PositionModel()
+        start = CycleStart(1, torch.tensor([[1]]), 5, num_to_draft, 0.0)
+        return _draft_on_device(model, None, SkipPlan.from_lists([], []), start), model.positions
+
+    # token 1 fed at position 5 -> 6; 6 at 6 -> 12; 12 at 7 -> 19
+    drafts, positions = draft(3)
+    assert drafts.tolist() == [6, 12, 19] and positions == [[5], [6], [7]]
+    drafts, positions = draft(1)
+    assert drafts.tolist() == [6] and positions == [[5]]
+    drafts, positions = draft(0)  # no room but for the verifier's token: no draft pass at all
+    assert drafts.shape == (0,) and drafts.dtype == torch.long and positions == []
+
+
+def decode(tokens: int, total_time: float, full_forwards: int, drafted=(), accepted=()):
+    from replicate.records import DecodeRecord, DecodeResult
+
+    result = DecodeResult(
+        list(range(tokens)), 0.0, total_time, full_forwards, 0, list(drafted), list(accepted)
+    )
+    return DecodeRecord.from_result(result)
+
+
+def test_the_baseline_run_reports_every_field_and_is_its_own_reference():
+    from replicate.run.metrics import decoding_metrics
+
+    config = BootstrapConfig(resamples=500, confidence=0.9, seed=0)
+    metrics = decoding_metrics([decode(4, 1.5, 4), decode(6, 1.0, 6)], None, None, True, config)
+    assert metrics == {
+        "n_samples": 2, "new_tokens": 10, "mean_new_tokens": 5.0,
+        "tokens_per_s": 4.0,  # 10 tokens in 2.5 s
+        "mean_accepted_length": 1.0,  # 10 tokens in 10 full forwards
+        "acceptance_rate": None, "acceptance_rate_ci": None, "acceptance_rate_pooled": None,
+        "samples_without_drafts": None,  # the baseline drafts nothing: not 0 of its samples, no count at all
+        "speedup": 1.0, "speedup_ci": None, "speedup_total_time": 1.0, "speedup_total_time_ci": None,
+        "identical_fraction": 1.0, "baseline_tokens_per_s": 4.0,
+    }  # fmt: skip
+
+
+def test_a_method_run_against_its_baseline_reports_every_field_by_hand():
+    from replicate.run.metrics import decoding_metrics
+
+    config = BootstrapConfig(resamples=500, confidence=0.9, seed=0)
+    # sample 1 drafted one token and it was accepted (rate 1); sample 2 drafted two, none accepted (rate 0)
+    methods = [decode(4, 1.0, 2, [1], [1]), decode(4, 4.0, 3, [2], [0])]
+    baselines = [decode(4, 2.0, 4), decode(4, 4.0, 4)]
+    metrics = decoding_metrics(methods, baselines, [True, False], False, config)
+    assert metrics == {
+        "n_samples": 2, "new_tokens": 8, "mean_new_tokens": 4.0,
+        "tokens_per_s": 8 / 5.0, "mean_accepted_length": 8 / 5,  # 8 tokens, 5 s, 2 + 3 full forwards
+        "acceptance_rate": 0.5,  # mean of 1 and 0 (a draft of exactly one token counts)
+        # resampled rate means are 0, 1/2 or 1 with chances 1/4, 1/2, 1/4: the 5th percentile of 500 is 0, the
+        # 95th is 1
+        "acceptance_rate_ci": [0.0, 1.0],
+        "acceptance_rate_pooled": 1 / 3, "samples_without_drafts": 0,
+        # times per token: baseline 0.5, 1.0; method 0.25, 1.0 -> 0.75 / 0.625; resampled pairs give 2.0 (both
+        # the first), 1.0 (both the second, chance 1/4) or 1.2: the 90% interval is [1, 2]
+        "speedup": 1.2, "speedup_ci": [1.0, 2.0],
+        "speedup_total_time": 1.2,  # 6 s / 5 s; the same resampling argument: 2/1, 4/4 or 6/5
+        "speedup_total_time_ci": [1.0, 2.0],
+        "identical_fraction": 0.5, "baseline_tokens_per_s": 8 / 6.0,
+    }  # fmt: skip
+
+
+def test_method_metrics_refuse_a_baseline_or_identity_list_that_does_not_match():
+    from replicate.run.metrics import decoding_metrics
+
+    config = BootstrapConfig(resamples=100, confidence=0.9, seed=0)
+    methods = [decode(4, 1.0, 2, [1], [1]), decode(4, 4.0, 3, [2], [0])]
+    baselines = [decode(4, 2.0, 4), decode(4, 4.0, 4)]
+    message = r"^every decode of the method needs its baseline decode and identity$"
+    for wrong_baselines, wrong_identical in (
+        (baselines, None),
+        (baselines, [True]),
+        (baselines[:1], [True, True]),
+    ):
+        with pytest.raises(ValueError, match=message):
+            decoding_metrics(methods, wrong_baselines, wrong_identical, False, config)
+
+
+def differing(margin, top, identical=False):
+    from replicate.records import SampleRecord
+
+    record = decode(2, 1.0, 2)
+    return SampleRecord(
+        index=0, id="s7", seed=0, prompt_tokens=3, prompt_truncated=False, method=record, baseline=record,
+        identical=identical, first_difference=None if identical else 1, baseline_margin=margin,
+        decoder_state={}, baseline_top_logit=top,
+    )  # fmt: skip
+
+
+def test_divergence_verdicts_at_their_edges_and_the_rule_they_report():
+    import dataclasses
+
+    from replicate.run.metrics import divergence_counts, divergence_verdict, unit_in_last_place
+
+    with pytest.raises(
+        ValueError, match=r"^no resolution known for dtype 'int8'; known: float32, bfloat16, float16$"
+    ):
+        unit_in_last_place(1.0, "int8")
+    no_baseline = dataclasses.replace(differing(None, None), baseline=None, identical=None)
+    with pytest.raises(
+        ValueError, match=r"^sample s7 has no baseline decode: its divergence cannot be judged$"
+    ):
+        divergence_verdict(no_baseline, "float32", 1)
+    # a margin without its top logit, a top logit without a margin, a top logit of 0 (no resolution): unexplained
+    for margin, top in ((0.0, None), (None, 20.0), (0.0, 0.0)):
+        assert divergence_verdict(differing(margin, top), "float32", 1) == "unexplained"
+    # at |top logit| 1.0 one float32 ulp is 2^(0 - 23): a margin of exactly one ulp is a near tie, of two is not
+    assert divergence_verdict(differing(2.0**-23, 1.0), "float32", 1) == "near_tie"
+    assert divergence_verdict(differing(2.0**-22, 1.0), "float32", 1) == "unexplained"
+    records = [differing(None, None, identical=True), differing(0.0, 20.0), differing(1.0, 20.0)]
+    assert divergence_counts(records, "bfloat16", 4) == {
+        "identical": 1, "near_tie": 1, "unexplained": 1,  # bf16 at 20: ulp 2^(4 - 7), 4 ulps = 0.5 < 1.0
+        "margin_threshold": {
+            "ulps": 4, "dtype": "bfloat16", "rule": "margin <= 4 * 2^(floor(log2|top logit|) - 7)",
+        },
+    }  # fmt: skip
+
+
+def test_the_bootstrap_computes_in_float64_whatever_the_input_dtype():
+    numerator, denominator = np.ones(3, dtype=np.float32), np.full(3, 3.0, dtype=np.float32)
+    # constant samples: the interval is the statistic itself, 1 / 3 in float64 (float32 gives 0.3333333432...)
+    assert bootstrap_interval([numerator, denominator], ratio_of_means, **SETTINGS) == (1 / 3, 1 / 3)
+
+
+def test_humaneval_task_built_directly_checks_its_draw_count_and_metric():
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    from tasks.humaneval import HumanEvalTask
+
+    conf = Path(__file__).resolve().parent.parent / "conf" / "task" / "humaneval.yaml"
+    cfg = OmegaConf.to_container(OmegaConf.load(conf))  # k: [1, 10], samples_per_problem: 1
+    assert HumanEvalTask(cfg).ks == [1]
+    with pytest.raises(ValueError, match=r"^samples_per_problem must be >= 1, got 0$"):
+        HumanEvalTask({**cfg, "samples_per_problem": 0})
+    for metric in ("pass@10", "rouge2"):  # k over samples_per_problem; not pass@k at all
+        with pytest.raises(
+            ValueError,
+            match=rf"^humaneval: metric '{metric}' needs k <= samples_per_problem=1 and k in the k list \[1, 10\]$",
+        ):
+            HumanEvalTask({**cfg, "metric": metric})
+
+
+def test_pass_at_k_aggregate_records_its_counts_and_bootstrap_settings():
+    task = humaneval(samples_per_problem=10, metric="pass@10")
+    samples, scores = draws({"A": 0, "B": 2, "C": 10}, 10)
+    result = task.aggregate(samples, scores)
+    assert (result["n_problems"], result["n_samples"]) == (3, 30)
+    assert result["bootstrap"] == {
+        "resamples": 1000,
+        "confidence": 0.95,
+        "seed": 0,
+    }  # conf/task/humaneval.yaml
+
+
+def test_summarize_metric_refuses_no_scores_and_bootstraps_with_the_configured_seed():
+    from scipy import stats
+
+    from tasks.rouge import summarize_metric
+
+    settings = {"resamples": 200, "confidence": 0.9, "seed": 3}
+    with pytest.raises(ValueError, match=r"^no scores to summarize$"):
+        summarize_metric([], settings)
+    values = [0.07, 0.91, 0.33, 0.58, 0.12, 0.76, 0.45, 0.29]
+    # the reference: scipy's percentile bootstrap called directly with the configured resamples, level and seed
+    reference = stats.bootstrap(
+        [values],
+        np.mean,
+        n_resamples=200,
+        confidence_level=0.9,
+        method="percentile",
+        rng=np.random.default_rng(3),
+    ).confidence_interval
+    summary = summarize_metric(values, settings)
+    assert summary["mean"] == pytest.approx(3.51 / 8)
+    assert (summary["ci_low"], summary["ci_high"]) == (reference.low, reference.high)
