@@ -184,7 +184,8 @@ def test_results_are_classified_from_the_reports():
     )
 
     def classify(status_lines, report_lines=()):
-        return verdicts.classify(status_lines, list(report_lines), False, 0.1, True, "", settings)
+        report = verdicts.SandboxReport(status_lines, list(report_lines), "", False, 0.1, True)
+        return verdicts.classify(report, settings)
 
     passed = ended % (candidate % (0, 0.1))
     assert classify([passed], ['{"status": "passed", "reason": "passed", "detail": ""}']).passed

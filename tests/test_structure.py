@@ -113,14 +113,11 @@ def test_no_import_cycle_among_the_projects_modules():
 # ------------------------------------------------------------------ sizes a reader can hold
 
 MODULE_LINES = 300
-# Modules allowed past MODULE_LINES, with why; each stays within LONG_MODULE_LINES.
-LONG_MODULES = {
-    "replicate/report/tables.py": "one layout per paper table: data more than logic",
-    "tasks/summarization.py": "the shared 1-shot logic of CNN/DM and XSum, step for step as the paper's notebooks",
-}
-LONG_MODULE_LINES = 340
-# The core (what decodes, and what judges its tokens): no function longer or wider than this.
-CORE = ("replicate/core", "replicate/hf", "replicate/lossless")
+# The package and the benchmarks: no module longer than MODULE_LINES, no function longer or wider than this
+# (parameters counted without self and cls; *args and **kwargs count one each).
+SIZED = ("replicate", "tasks")
+# Refactored last, after a branch that edits them is merged.
+PENDING = {"replicate/run/runner.py", "replicate/run/metrics.py"}
 FUNCTION_LINES, FUNCTION_PARAMETERS = 60, 6
 
 
@@ -142,34 +139,26 @@ def too_long_or_wide(path: Path, root: Path = ROOT) -> list[str]:
     ]
 
 
-def test_no_module_is_over_300_lines_but_the_named_ones():
-    sizes = {
-        str(path.relative_to(ROOT)): len(path.read_text().splitlines())
-        for top in TOPS
-        for path in (ROOT / top).rglob("*.py")
-    }
+def test_no_module_is_over_300_lines():
     too_long = {
-        name: lines for name, lines in sizes.items() if lines > MODULE_LINES and name not in LONG_MODULES
+        str(path.relative_to(ROOT)): lines
+        for top in SIZED
+        for path in sorted((ROOT / top).rglob("*.py"))
+        if (lines := len(path.read_text().splitlines())) > MODULE_LINES
     }
-    assert not too_long, (
-        f"modules over {MODULE_LINES} lines (split them, or name them in LONG_MODULES): {too_long}"
-    )
-    for name in LONG_MODULES:
-        assert MODULE_LINES < sizes[name] <= LONG_MODULE_LINES, (
-            name,
-            sizes[name],
-        )  # no stale or runaway entry
+    assert not too_long, f"modules over {MODULE_LINES} lines (split them): {too_long}"
 
 
-def test_no_core_function_is_over_60_lines_or_6_parameters():
+def test_no_function_is_over_60_lines_or_6_parameters():
     found = [
         problem
-        for top in CORE
+        for top in SIZED
         for path in sorted((ROOT / top).rglob("*.py"))
         for problem in too_long_or_wide(path)
+        if str(path.relative_to(ROOT)) not in PENDING
     ]
     assert not found, (
-        "core functions too long or too wide (group parameters in a typed object): " + "; ".join(found)
+        "functions too long or too wide (split them; group parameters in a typed object): " + "; ".join(found)
     )
 
 
