@@ -26,6 +26,7 @@ from replicate.schema import (
     FieldError,
     MappingAccess,
     at_least,
+    at_least_each,
     build,
     build_registered,
     plain,
@@ -48,8 +49,7 @@ class WarmupConfig(MappingAccess):
     max_new_tokens: int
 
     def __post_init__(self):
-        at_least("runs", self.runs, 0)
-        at_least("max_new_tokens", self.max_new_tokens, 1)
+        at_least_each(self, runs=0, max_new_tokens=1)
 
 
 @dataclass(frozen=True)
@@ -62,9 +62,7 @@ class CostModelConfig(MappingAccess):
     warmup: int
 
     def __post_init__(self):
-        at_least("context_length", self.context_length, 1)
-        at_least("repeats", self.repeats, 1)
-        at_least("warmup", self.warmup, 0)
+        at_least_each(self, context_length=1, repeats=1, warmup=0)
 
 
 @dataclass(frozen=True)
@@ -139,9 +137,7 @@ class RunConfig(MappingAccess):
     paper: dict[str, Any] | None = None
 
     def __post_init__(self):
-        at_least("n_samples", self.n_samples, 1)
-        at_least("max_new_tokens", self.max_new_tokens, 1)
-        at_least("seed", self.seed, 0)
+        at_least_each(self, n_samples=1, max_new_tokens=1, seed=0)
         if self.max_new_tokens + 5 > self.model.max_context:
             raise FieldError(
                 "max_new_tokens",

@@ -29,7 +29,7 @@ from replicate.bench.gpu_config import GpuShapesConfig, ShapeConfig, gpu_shapes_
 from replicate.bench.memory import memory_table
 from replicate.bench.profiles import (
     InterleavedProfiles,
-    ProfileSettings,
+    ProfilePlan,
     attention_profiles,
     free_device_memory,
     kv_cache_profiles,
@@ -193,7 +193,7 @@ def shape_section(name: str, shape: ShapeConfig, cfg: GpuShapesConfig, device: t
     the profile under each attention implementation and KV cache kind, the paper's acceptance priced on it,
     and peak memory. `cfg`: the bench's `gpu` section (or gpu-check's `shapes` section)."""
     loaded, skip_source = _shape_model(name, shape, cfg, device)
-    settings = ProfileSettings(
+    settings = ProfilePlan(
         cfg["context_length"],
         cfg["max_draft_tokens"],
         cfg["profile_repeats"],

@@ -29,7 +29,7 @@ from replicate.records import DecodeRecord
 
 
 @dataclass(frozen=True)
-class ProfileSettings:
+class ProfilePlan:
     """How the bench measures one cost profile (`measure_cost_profile`'s arguments but the model)."""
 
     context_length: int
@@ -55,7 +55,7 @@ class ProfileSettings:
 class InterleavedProfiles:
     """Profiles of `loaded` measured between the rounds of a race (call it with the round index)."""
 
-    def __init__(self, loaded: LoadedModel, settings: ProfileSettings):
+    def __init__(self, loaded: LoadedModel, settings: ProfilePlan):
         self.loaded, self.settings = loaded, settings
         self.profiles: list[dict[str, Any]] = []
 
@@ -100,7 +100,7 @@ def profile_summary(profile: dict[str, Any]) -> dict[str, Any]:
 def attention_profiles(
     loaded: LoadedModel,
     implementations: Sequence[str],
-    settings: ProfileSettings,
+    settings: ProfilePlan,
     race: tuple[Sequence[DecodeRecord], Sequence[DecodeRecord]] | None = None,
     acceptance: float | None = None,
 ) -> dict[str, Any]:
@@ -145,7 +145,7 @@ def _priced(
     return row
 
 
-def kv_cache_profiles(loaded: LoadedModel, kinds: Sequence[str], settings: ProfileSettings) -> dict[str, Any]:
+def kv_cache_profiles(loaded: LoadedModel, kinds: Sequence[str], settings: ProfilePlan) -> dict[str, Any]:
     """The cost profile with each KV cache kind (`model.kv_cache`), same weights."""
     return {
         kind: profile_summary(settings.measure(dataclasses.replace(loaded, kv_cache=kind))) for kind in kinds

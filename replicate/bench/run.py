@@ -34,7 +34,7 @@ from replicate.bench.lineup import build_contenders
 from replicate.bench.memory import memory_table
 from replicate.bench.profiles import (
     InterleavedProfiles,
-    ProfileSettings,
+    ProfilePlan,
     attention_profiles,
     kv_cache_profiles,
 )
@@ -151,7 +151,7 @@ def _model_sections(cfg: DictConfig, sections: set[str], bootstrap: BootstrapCon
         },
     }
     profile_cfg = cfg.profile
-    settings = ProfileSettings(
+    settings = ProfilePlan(
         profile_context_length(profile_cfg.context_length, prompts, cfg.max_new_tokens),
         profile_cfg.max_draft_tokens,
         profile_cfg.repeats,
@@ -211,7 +211,7 @@ def _other_sections(
     cfg: DictConfig,
     sections: set[str],
     loaded: LoadedModel,
-    settings: ProfileSettings,
+    settings: ProfilePlan,
     raced: _Race,
     speed: dict[str, Any],
 ) -> dict[str, Any]:
@@ -252,12 +252,9 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 @user_errors
 def main(argv: Sequence[str] | None = None) -> int:
-    from replicate.overrides import check_before_work
+    from replicate.overrides import run_checked
 
     argv = list(sys.argv[1:] if argv is None else argv)
     # `--gpu-shapes` reads better on a command line than the Hydra override it stands for.
     argv = ["gpu_shapes=true" if argument == "--gpu-shapes" else argument for argument in argv]
-    check_before_work(argv, "bench", bench_config)
-    sys.argv = [sys.argv[0], *argv]
-    _hydra_main()
-    return 0
+    return run_checked(argv, "bench", bench_config, _hydra_main)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from replicate.run.rundir import append_jsonl, write_atomic
 from replicate.search.accounting import PassCount, search_cost
 from replicate.search.dev_sequences import DevSequence, reference_sequences
 from replicate.search.evaluators import build_evaluator, cost_profile
-from replicate.search.objective import collect_dev_prompts
+from replicate.search.objective import TrialEvaluator, collect_dev_prompts
 from replicate.search.outputs import SNIPPET_FILE, write_outputs
 from replicate.search.rundir import LOG_FILE, prepare_run_dir, search_setup, trial_record
 from replicate.search.selectors.cosine_similarity import (
@@ -33,11 +34,24 @@ from replicate.search.selectors.dynamic_programming import skip_set_dynamic_prog
 from replicate.search.selectors.knapsack import KnapsackBounds, knapsack_family
 from replicate.search.selectors.residual_stream import layer_inputs, residual_stream
 from replicate.search.space import SearchSpace
-from replicate.search.teacher_forced import teacher_forced_agreement
+from replicate.search.teacher_forced import TeacherForcedEvaluator, teacher_forced_agreement
 
 SELECTION_FILE = "selection.json"
 # A selector's answer: its family of sets ({skip: [(kind, layer)...], score}) and what it measured.
 Family = tuple[list[dict[str, Any]], dict[str, Any]]
+
+
+@dataclass
+class SelectorInputs:
+    """What a selector works from: the search's config, the model, the search space, the dev sequences (the
+    full model's continuations), the search's cost profile, and the pass count it charges what it runs to."""
+
+    cfg: DictConfig
+    loaded: LoadedModel
+    space: SearchSpace
+    sequences: list[DevSequence]
+    profile: dict[str, Any]
+    spent: PassCount
 
 
 def _label(blocks) -> list[str]:
@@ -56,46 +70,31 @@ def _streams(loaded: LoadedModel, sequences: list[DevSequence], spent: PassCount
     return inputs, streams
 
 
-def _knapsack(
-    cfg: DictConfig,
-    loaded: LoadedModel,
-    space: SearchSpace,
-    sequences: list[DevSequence],
-    profile: dict[str, Any],
-    spent: PassCount,
-) -> Family:
-    search = cfg.search
+def _knapsack(given: SelectorInputs) -> Family:
+    search, space = given.cfg.search, given.space
     agreements = {}
     for block in space.sub_blocks:
         agreements[block], probe = teacher_forced_agreement(
-            loaded, sequences, space.plan_of([block]), search.teacher_forced.context
+            given.loaded, given.sequences, space.plan_of([block]), search.teacher_forced.context
         )
-        spent.add(probe)
-    settings = search.knapsack
+        given.spent.add(probe)
     bounds = KnapsackBounds(
-        list(settings.acceptance_floors),
+        list(search.knapsack.acceptance_floors),
         search.min_skipped,
         space.most_skipped,
-        settings.weight_resolution,
-        cfg.method.max_draft_tokens,
+        search.knapsack.weight_resolution,
+        given.cfg.method.max_draft_tokens,
     )
-    family = knapsack_family(space.sub_blocks, agreements, profile, bounds)
+    family = knapsack_family(space.sub_blocks, agreements, given.profile, bounds)
     details = {"single_skip_agreement": {" ".join(map(str, b)): a for b, a in agreements.items()}}
     return [{"skip": entry["skip"], "score": entry["model_speedup"], **entry} for entry in family], details
 
 
-def _cosine_similarity(
-    cfg: DictConfig,
-    loaded: LoadedModel,
-    space: SearchSpace,
-    sequences: list[DevSequence],
-    profile: dict[str, Any],
-    spent: PassCount,
-) -> Family:
-    search = cfg.search
-    _, streams = _streams(loaded, sequences, spent)
+def _cosine_similarity(given: SelectorInputs) -> Family:
+    search, space, sequences = given.cfg.search, given.space, given.sequences
+    _, streams = _streams(given.loaded, sequences, given.spent)
     scored_from = [sequence.prompt_length for sequence in sequences]
-    similarities = sub_block_similarities(streams, scored_from, loaded.model.config.num_hidden_layers)
+    similarities = sub_block_similarities(streams, scored_from, given.loaded.model.config.num_hidden_layers)
     ranking = ranked_candidates(similarities, space.sub_blocks, list(search.cosine_similarity.kinds))
     family = [
         {"skip": blocks, "score": min(similarities[block] for block in blocks) if blocks else 1.0}
@@ -108,19 +107,13 @@ def _cosine_similarity(
     return family, details
 
 
-def _dynamic_programming(
-    cfg: DictConfig,
-    loaded: LoadedModel,
-    space: SearchSpace,
-    sequences: list[DevSequence],
-    profile: dict[str, Any],
-    spent: PassCount,
-) -> Family:
-    inputs, streams = _streams(loaded, sequences, spent)
+def _dynamic_programming(given: SelectorInputs) -> Family:
+    model, sequences, spent = given.loaded.model, given.sequences, given.spent
+    inputs, streams = _streams(given.loaded, sequences, spent)
     scored_from = [sequence.prompt_length for sequence in sequences]
-    num_layers = loaded.model.config.num_hidden_layers
+    num_layers = model.config.num_hidden_layers
     result = skip_set_dynamic_programming(
-        loaded.model, inputs, streams, scored_from, space.sub_blocks, space.most_skipped
+        model, inputs, streams, scored_from, given.space.sub_blocks, given.space.most_skipped
     )
     # Each sub-block call runs 1/(2L) of a full pass over one sequence (counted in full-pass equivalents).
     spent.full_forwards += result.sub_block_calls * len(sequences) / (2 * num_layers)
@@ -129,12 +122,12 @@ def _dynamic_programming(
     family = [
         {"skip": blocks, "score": result.similarity[count]}
         for count, blocks in result.skipped.items()
-        if count >= cfg.search.min_skipped
+        if count >= given.cfg.search.min_skipped
     ]
     return family, {"sub_block_calls_per_sequence": result.sub_block_calls}
 
 
-# search.strategy -> its selector: (cfg, loaded, space, sequences, profile, spent) -> (family, details).
+# search.strategy -> its selector.
 SELECTORS = {
     "knapsack": _knapsack,
     "cosine_similarity": _cosine_similarity,
@@ -142,25 +135,17 @@ SELECTORS = {
 }
 
 
-def build_family(
-    cfg: DictConfig,
-    loaded: LoadedModel,
-    space: SearchSpace,
-    sequences: list[DevSequence],
-    profile: dict[str, Any],
-    spent: PassCount,
-) -> Family:
+def build_family(inputs: SelectorInputs) -> Family:
     """The strategy's family: a list of {skip: [(kind, layer)...], score: selector's own score}, and what
-    the selector measured (for `selection.json`). `profile`: the search's cost profile; `spent` is charged
-    with the passes run."""
-    selector = SELECTORS.get(cfg.search.strategy)
-    if selector is None:
-        raise ValueError(f"no selector named {cfg.search.strategy!r}")
-    return selector(cfg, loaded, space, sequences, profile, spent)
+    the selector measured (for `selection.json`); `inputs.spent` is charged with the passes run."""
+    strategy = inputs.cfg.search.strategy
+    if strategy not in SELECTORS:
+        raise ValueError(f"no selector named {strategy!r}")
+    return SELECTORS[strategy](inputs)
 
 
 def _prepare(
-    cfg: DictConfig, loaded: LoadedModel, evaluator, run_dir: Path
+    cfg: DictConfig, loaded: LoadedModel, evaluator: TrialEvaluator | TeacherForcedEvaluator, run_dir: Path
 ) -> tuple[list[DevSequence], PassCount]:
     """The reference continuations (the teacher-forced evaluator's own when it has them) and their cost; the
     evaluator's cost profile set."""
@@ -179,7 +164,12 @@ def _prepare(
 
 
 def _score_family(
-    search: DictConfig, space: SearchSpace, family: list[dict], evaluator, logged: list, run_dir: Path
+    search: DictConfig,
+    space: SearchSpace,
+    family: list[dict[str, Any]],
+    evaluator: TrialEvaluator | TeacherForcedEvaluator,
+    logged: list[dict[str, Any]],
+    run_dir: Path,
 ) -> list[dict[str, Any]]:
     """Every set of the family scored like a trial and logged, in order; sets already logged stand."""
     trials = []
@@ -230,7 +220,7 @@ def run_selection(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     evaluator = build_evaluator(cfg, loaded, prompts)
     sequences, preparation = _prepare(cfg, loaded, evaluator, run_dir)
     clock, selecting = time.perf_counter(), PassCount()
-    family, details = build_family(cfg, loaded, space, sequences, evaluator.costs, selecting)
+    family, details = build_family(SelectorInputs(cfg, loaded, space, sequences, evaluator.costs, selecting))
     selecting.seconds = time.perf_counter() - clock  # the wall time of it all, probes included
     preparation.add(selecting)
     if not family:
