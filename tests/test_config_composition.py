@@ -67,3 +67,71 @@ def test_only_the_method_group_writes_the_papers_hyperparameters():
         if any(key in line.split("#")[0] for line in path.read_text().splitlines() for key in keys)
     )
     assert writers == ["conf/method/adaptive_draft_exit.yaml"], writers
+
+
+# ------------------------------------------------------------------ one bootstrap
+
+# conf/bootstrap/default.yaml, written here by hand.
+BOOTSTRAP = {"resamples": 1000, "confidence": 0.95, "seed": 0}
+# Experiments that change the bootstrap on purpose: (experiment, dotted path) -> its settings. None today.
+BOOTSTRAP_OVERRIDES: dict[tuple[str, str], dict] = {}
+ROOT_CONFIGS = ("config", "bench", "gpu_check", "gpu_check_rehearse", "search_config")
+
+
+def _bootstraps(node, path: str = "") -> dict[str, dict]:
+    """Every `bootstrap` section of a composed config, by dotted path."""
+    if not isinstance(node, dict):
+        return {}
+    found = {path: node} if path.rsplit(".", 1)[-1] == "bootstrap" else {}
+    for key, value in node.items():
+        found.update(_bootstraps(value, f"{path}.{key}" if path else str(key)))
+    return found
+
+
+def _composed(name: str, overrides: list[str]) -> dict:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(compose_config(overrides, name=name), resolve=True)
+
+
+@pytest.mark.parametrize(
+    "name,overrides",
+    [(name, []) for name in ROOT_CONFIGS]
+    + [
+        ("config", [f"experiment={path.stem}"])
+        for path in sorted((ROOT / "conf" / "experiment").glob("*.yaml"))
+    ]
+    + [("config", [f"task={task}"]) for task in ("cnndm", "xsum")],
+    ids=lambda value: value if isinstance(value, str) else " ".join(value) or "-",
+)
+def test_every_composed_config_uses_the_one_bootstrap(name, overrides):
+    """Runs, tasks (a run's task and each of a search's tasks), bench (and its GPU section) and the GPU check
+    all compose conf/bootstrap/default.yaml; only a listed experiment may differ."""
+    found = _bootstraps(_composed(name, overrides))
+    expected_paths = {
+        "config": {"bootstrap", "task.bootstrap"},
+        "bench": {"bootstrap", "task.bootstrap", "gpu.bootstrap"},
+        "gpu_check": {"shapes.bootstrap"},
+        "gpu_check_rehearse": {"shapes.bootstrap"},
+        "search_config": {"tasks.cnndm.bootstrap", "tasks.xsum.bootstrap", "tasks.humaneval.bootstrap"},
+    }[name]
+    assert set(found) == expected_paths, found  # the walk found every section it should (the check can fail)
+    experiment = overrides[0].removeprefix("experiment=") if overrides else None
+    for path, settings in found.items():
+        assert settings == BOOTSTRAP_OVERRIDES.get((experiment, path), BOOTSTRAP), (name, overrides, path)
+
+
+def test_the_bootstrap_is_written_once_and_an_override_reaches_it():
+    """Only conf/bootstrap/ writes bootstrap settings (a restated block would drift unnoticed); overriding
+    the group's value on the command line moves every section composed from it in that config."""
+    writers = sorted(
+        str(path.relative_to(ROOT))
+        for path in (ROOT / "conf").rglob("*.yaml")
+        if any(
+            line.split("#")[0].strip().startswith(("resamples:", "confidence:", "bootstrap: {"))
+            for line in path.read_text().splitlines()
+        )
+    )
+    assert writers == ["conf/bootstrap/default.yaml"], writers
+    cfg = _composed("config", ["bootstrap.resamples=50", "task.bootstrap.resamples=60"])
+    assert (cfg["bootstrap"]["resamples"], cfg["task"]["bootstrap"]["resamples"]) == (50, 60)
