@@ -30,6 +30,25 @@ PAPER_ALPHA = {("table2", "codellama_13b", "humaneval"): 0.90}
 K_OVERRIDES = {("table2_cpu", "adaptive_cpu_k"): {"max_draft_tokens": 2}}
 
 
+# The rows that run self-speculative decoding without the adaptive exit, each with its whole method written
+# here by hand: Table 3 (fixed K, no draft exit: threshold 0), Table 4 (static gamma, K = 12), and
+# table2_cpu's fixed row at the CPU's K.
+def _fixed(max_draft_tokens: int, threshold: float) -> dict:
+    return {
+        "name": "self_speculative",
+        "max_draft_tokens": max_draft_tokens,
+        "threshold": threshold,
+        "draft_confidence": "paper",
+    }
+
+
+SELF_SPECULATIVE_ROWS = {
+    **{("table3", f"fixed_{k}"): _fixed(k, 0.0) for k in (2, 4, 6, 8)},
+    **{("table4", f"static_0_{g}"): _fixed(12, g / 10) for g in (2, 4, 6, 8)},
+    ("table2_cpu", "fixed_cpu_k"): _fixed(2, 0.0),
+}
+
+
 def _rows(name: str) -> list[str | None]:
     experiment = yaml.safe_load((ROOT / "conf" / "experiment" / f"{name}.yaml").read_text())["experiment"]
     return sorted(experiment.get("rows", {})) or [None]
@@ -42,7 +61,7 @@ def test_every_adaptive_row_composes_to_the_papers_settings(name):
         cfg = plain(compose_config([f"experiment={name}", *([f"experiment.row={row}"] if row else [])]))
         method = cfg["method"]
         if method["name"] != "adaptive_draft_exit":
-            assert method["name"] == "self_speculative" and method["draft_confidence"] == "paper", (name, row)
+            assert method == SELF_SPECULATIVE_ROWS[(name, row)], (name, row)
             continue
         adaptive_rows += 1
         expected = {
@@ -55,6 +74,30 @@ def test_every_adaptive_row_composes_to_the_papers_settings(name):
         if alpha is not None:
             assert method["target_acceptance"] == alpha
     assert adaptive_rows >= 1, f"{name}: no row runs the paper's method"
+
+
+def test_every_fixed_row_is_proven():
+    """Each hand-written row above is a row of its experiment (a renamed row cannot leave its check behind)."""
+    assert {(name, row) for name, row in SELF_SPECULATIVE_ROWS} <= {
+        (name, row) for name in EXPERIMENTS for row in _rows(name)
+    }
+
+
+def test_experiment_rows_compose_the_method_group():
+    """A row names no method and restates no setting of the group: its method comes from a defaults entry
+    `/method@experiment.rows.<row>: <method>`, and the row sets only what differs (K, gamma or alpha)."""
+    for name in EXPERIMENTS:
+        raw = yaml.safe_load((ROOT / "conf" / "experiment" / f"{name}.yaml").read_text())
+        entries = {
+            next(iter(entry)).removeprefix("/method@experiment.rows.")
+            for entry in raw.get("defaults", [])
+            if isinstance(entry, dict) and next(iter(entry)).startswith("/method@experiment.rows.")
+        }
+        for row, settings in raw["experiment"].get("rows", {}).items():
+            if not ({"max_draft_tokens", "threshold", "target_acceptance", "name"} & set(settings)):
+                continue  # a row of something else than the method (table2: metric and sampling)
+            assert row in entries, f"{name}: row {row} does not compose the method group"
+            assert not {"name", "draft_confidence"} & set(settings), f"{name}: row {row} restates the method"
 
 
 def test_only_the_method_group_writes_the_papers_hyperparameters():
