@@ -16,9 +16,8 @@ from typing import Any, Literal
 
 from omegaconf import DictConfig
 
-from replicate.core.methods import MethodConfig, method_config
 from replicate.core.model_config import ModelConfig, model_config
-from replicate.core.sampling import SamplingConfig
+from replicate.core.sampling_config import SamplingConfig
 from replicate.overrides import compose_config
 from replicate.paths import CONF_DIR
 from replicate.schema import (
@@ -119,7 +118,7 @@ class RunConfig(MappingAccess):
 
     model: ModelConfig
     task: TaskConfig
-    method: MethodConfig
+    method: Any  # a registered method config (`replicate.core.methods.METHODS`), built by run_config
     logger: LoggerConfig | WandbLoggerConfig
     n_samples: int
     max_new_tokens: int
@@ -175,6 +174,8 @@ def run_config(cfg: Mapping[str, Any] | DictConfig | RunConfig) -> RunConfig:
     """The typed run config of a composed one; ConfigError (naming key, value, what is allowed) if bad."""
     if isinstance(cfg, RunConfig):
         return cfg
+    from replicate.core.methods import method_config  # the decoding loops (torch) load with the registry
+
     data = dict(plain(cfg))
     data.pop("hydra", None)
     for key, convert in (("model", model_config), ("task", task_config), ("method", method_config)):

@@ -204,3 +204,19 @@ def test_importing_the_package_loads_no_model_library():
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert loaded.stdout.strip() == "[]", loaded.stdout + loaded.stderr
+
+
+def test_importing_the_config_loads_no_model_library():
+    """`import replicate.config` (every typed config: run, model, task, sampling, bootstrap) loads neither torch
+    nor transformers: the method registry and the decoding loops load when a config is first typed."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, replicate.config, tasks.config, replicate.core.model_config, replicate.core.sampling_config\n"
+        "print(sorted(name for name in ('torch', 'transformers') if name in sys.modules))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert loaded.stdout.strip() == "[]", loaded.stdout + loaded.stderr

@@ -8,8 +8,7 @@ from typing import Any
 
 import torch
 
-from replicate.core.kv_cache import KV_CACHES
-from replicate.core.model_config import ATTENTION_IMPLEMENTATIONS, DTYPE_NAMES
+from replicate.core.model_config import ATTENTION_IMPLEMENTATIONS, DTYPE_NAMES, KV_CACHES
 from replicate.errors import MissingResource
 from replicate.schema import FieldError, MappingAccess, at_least, at_least_each, build, one_of
 from replicate.statistics import BootstrapConfig

@@ -8,9 +8,8 @@ from typing import Any
 
 from replicate.bench.gpu_config import GpuShapesConfig
 from replicate.config import compose_config, options
-from replicate.core.kv_cache import KV_CACHES
 from replicate.core.methods import METHODS
-from replicate.core.model_config import ATTENTION_IMPLEMENTATIONS, DTYPE_NAMES
+from replicate.core.model_config import ATTENTION_IMPLEMENTATIONS, DTYPE_NAMES, KV_CACHES
 from replicate.lossless.reference import MODELS
 from replicate.schema import FieldError, MappingAccess, at_least, at_least_each, build, one_of, within
 
