@@ -51,6 +51,10 @@ class WarmupConfig(MappingAccess):
         at_least_each(self, runs=0, max_new_tokens=1)
 
 
+# What `replicate.cost_profile.measure_cost_profile` accepts, for every config that has one measured.
+COST_PROFILE_MINIMUMS = {"context_length": 1, "repeats": 1, "warmup": 0}
+
+
 @dataclass(frozen=True)
 class CostModelConfig(MappingAccess):
     """The run's cost profile (`replicate.cost_model`): time each kind of pass once, after warm-up."""
@@ -61,7 +65,7 @@ class CostModelConfig(MappingAccess):
     warmup: int
 
     def __post_init__(self):
-        at_least_each(self, context_length=1, repeats=1, warmup=0)
+        at_least_each(self, **COST_PROFILE_MINIMUMS)
 
 
 @dataclass(frozen=True)

@@ -38,17 +38,10 @@ class ProfilePlan:
     warmup: int
     seed: int
 
-    def measure(
-        self, loaded: LoadedModel, warmup: int | None = None, seed: int | None = None
-    ) -> dict[str, Any]:
-        """The profile of `loaded` (`warmup`, `seed`: this measurement's own, else the settings')."""
+    def measure(self, loaded: LoadedModel) -> dict[str, Any]:
+        """The cost profile of `loaded` (`measure_cost_profile`)."""
         return measure_cost_profile(
-            loaded,
-            self.context_length,
-            self.max_draft_tokens,
-            self.repeats,
-            self.warmup if warmup is None else warmup,
-            self.seed if seed is None else seed,
+            loaded, self.context_length, self.max_draft_tokens, self.repeats, self.warmup, self.seed
         )
 
 
@@ -65,10 +58,12 @@ class InterleavedProfiles:
                 f"profile for round {round_index} requested after {len(self.profiles)} profiles"
             )
         # The model is warm after the first profile; each round draws its own token ids and pass order.
-        warmup = self.settings.warmup if not self.profiles else 0
-        self.profiles.append(
-            self.settings.measure(self.loaded, warmup=warmup, seed=self.settings.seed + round_index)
+        plan = dataclasses.replace(
+            self.settings,
+            warmup=self.settings.warmup if not self.profiles else 0,
+            seed=self.settings.seed + round_index,
         )
+        self.profiles.append(plan.measure(self.loaded))
 
     def for_round(self, round_index: int) -> dict[str, Any]:
         """The profile of round j: the pool of the profiles measured just before and just after it."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from replicate.config import COST_PROFILE_MINIMUMS
 from replicate.core.methods import method_config
 from replicate.core.model_config import model_config
 from replicate.core.sampling import SamplingConfig
@@ -67,7 +68,7 @@ class SearchCostProfileConfig(MappingAccess):
 
     def __post_init__(self):
         one_of("source", self.source, COST_SOURCES)
-        at_least_each(self, context_length=1, repeats=1, warmup=0)
+        at_least_each(self, **COST_PROFILE_MINIMUMS)  # context_length None: the search's mean
 
 
 @dataclass(frozen=True)
