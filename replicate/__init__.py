@@ -107,16 +107,17 @@ class Generation:
 
 
 def generate(
-    loaded: LoadedModel, prompt: str, method: str | None = None, max_new_tokens: int = 128, seed: int = 0,
-    decoder: Decoder | None = None, **decoder_options: Any,
+    loaded: LoadedModel, prompt: str, method: str | Decoder = "adaptive_draft_exit", max_new_tokens: int = 128,
+    seed: int = 0, **decoder_options: Any,
 ) -> Generation:  # fmt: skip
-    """Decode one prompt with `method` (default adaptive_draft_exit; options as in `make_decoder`), or with a
-    `decoder` from `make_decoder` to carry its state across calls (then pass no method or options).
+    """Decode one prompt with `method`: a method name (options as in `make_decoder`), or a decoder from
+    `make_decoder`, which carries its state (the adaptive threshold) across calls (then pass no options).
 
     A prompt longer than `max_context - max_new_tokens` tokens is cut in the middle as the CLI cuts it
     (`replicate.core.prompts.encode_prompt`); `Generation.prompt_truncated` says so."""
     import torch
 
+    from replicate.core.methods import Decoder
     from replicate.core.models import LoadedModel
     from replicate.core.prompts import encode_prompt
 
@@ -130,12 +131,12 @@ def generate(
         raise ConfigError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"seed must be an integer >= 0, got {seed!r}")
-    if decoder is not None:
-        if method is not None or decoder_options:
-            given = ", ".join(["method"] * (method is not None) + sorted(decoder_options))
+    if isinstance(method, Decoder):
+        decoder = method
+        if decoder_options:
             raise ConfigError(
-                f"generate() got a decoder and also {given}; the decoder already fixes the method and its "
-                "options: pass either decoder=... or method/options, not both"
+                f"generate() got a decoder and also {', '.join(sorted(decoder_options))}; the decoder already "
+                "fixes the method and its options: pass either a decoder or a method name with options"
             )
         if decoder.loaded is not loaded:
             raise ConfigError(
@@ -143,7 +144,7 @@ def generate(
                 f"({loaded.name!r}); build one with make_decoder(<this model>, ...)"
             )
     else:
-        decoder = make_decoder(loaded, method or "adaptive_draft_exit", **decoder_options)
+        decoder = make_decoder(loaded, method, **decoder_options)
     prompt_ids, truncated = encode_prompt(loaded, prompt, max_new_tokens)
     generator = torch.Generator(device=loaded.device).manual_seed(seed)
     result = decoder(prompt_ids, max_new_tokens, generator)

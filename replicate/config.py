@@ -16,9 +16,8 @@ from typing import Any, Literal
 
 from omegaconf import DictConfig
 
-from replicate.core.methods import check_method_settings, method_config
 from replicate.core.model_config import ModelConfig, model_config
-from replicate.core.sampling import SamplingConfig
+from replicate.core.sampling_config import SamplingConfig
 from replicate.overrides import compose_config
 from replicate.paths import CONF_DIR
 from replicate.schema import (
@@ -26,6 +25,7 @@ from replicate.schema import (
     FieldError,
     MappingAccess,
     at_least,
+    at_least_each,
     build,
     build_registered,
     plain,
@@ -48,8 +48,11 @@ class WarmupConfig(MappingAccess):
     max_new_tokens: int
 
     def __post_init__(self):
-        at_least("runs", self.runs, 0)
-        at_least("max_new_tokens", self.max_new_tokens, 1)
+        at_least_each(self, runs=0, max_new_tokens=1)
+
+
+# What `replicate.cost_profile.measure_cost_profile` accepts, for every config that has one measured.
+COST_PROFILE_MINIMUMS = {"context_length": 1, "repeats": 1, "warmup": 0}
 
 
 @dataclass(frozen=True)
@@ -62,9 +65,7 @@ class CostModelConfig(MappingAccess):
     warmup: int
 
     def __post_init__(self):
-        at_least("context_length", self.context_length, 1)
-        at_least("repeats", self.repeats, 1)
-        at_least("warmup", self.warmup, 0)
+        at_least_each(self, **COST_PROFILE_MINIMUMS)
 
 
 @dataclass(frozen=True)
@@ -139,15 +140,15 @@ class RunConfig(MappingAccess):
     paper: dict[str, Any] | None = None
 
     def __post_init__(self):
-        at_least("n_samples", self.n_samples, 1)
-        at_least("max_new_tokens", self.max_new_tokens, 1)
-        at_least("seed", self.seed, 0)
+        at_least_each(self, n_samples=1, max_new_tokens=1, seed=0)
         if self.max_new_tokens + 5 > self.model.max_context:
             raise FieldError(
                 "max_new_tokens",
                 self.max_new_tokens,
                 f"leaves no room for a prompt in model.max_context={self.model.max_context}",
             )
+        from replicate.core.methods import check_method_settings  # with the registry's decoding loops (torch)
+
         try:
             check_method_settings(self.method, self.sampling, self.model.kv_cache)
         except ValueError as error:
@@ -183,6 +184,8 @@ def run_config(cfg: Mapping[str, Any] | DictConfig | RunConfig) -> RunConfig:
     """The typed run config of a composed one; ConfigError (naming key, value, what is allowed) if bad."""
     if isinstance(cfg, RunConfig):
         return cfg
+    from replicate.core.methods import method_config  # the decoding loops (torch) load with the registry
+
     data = dict(plain(cfg))
     data.pop("hydra", None)
     for key, convert in (("model", model_config), ("task", task_config), ("method", method_config)):

@@ -35,7 +35,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from replicate.cost_profile import _summarize, measure_cost_profile, pool_profiles
-from replicate.records import CostModelStats, DecodeRecord
+from replicate.metrics_record import CostModelStats
+from replicate.records import DecodeRecord
 from replicate.statistics import BootstrapConfig, bootstrap_interval, interval_list, ratio_of_means
 
 __all__ = [
@@ -154,20 +155,16 @@ def predicted_speedup(
 
 
 def _speedup_efficiency(
-    predicted_method: np.ndarray,
+    measured_baseline: np.ndarray,
     measured_method: np.ndarray,
     predicted_baseline: np.ndarray,
-    measured_baseline: np.ndarray,
-    tokens: np.ndarray,
-    baseline_tokens: np.ndarray,
+    predicted_method: np.ndarray,
     axis: int = -1,
 ) -> np.ndarray:
-    """Measured speedup / predicted speedup from per-sample seconds and tokens (each (..., n)), vectorized
+    """Measured speedup / predicted speedup from per-sample seconds per token (each (..., n)), vectorized
     along `axis` for the bootstrap."""
-    measured = ratio_of_means(measured_baseline / baseline_tokens, measured_method / tokens, axis=axis)
-    return measured / ratio_of_means(
-        predicted_baseline / baseline_tokens, predicted_method / tokens, axis=axis
-    )
+    measured = ratio_of_means(measured_baseline, measured_method, axis=axis)
+    return measured / ratio_of_means(predicted_baseline, predicted_method, axis=axis)
 
 
 def cost_model_metrics(
@@ -208,13 +205,12 @@ def cost_model_metrics(
     if baselines is not None:
         measured_baseline = np.array([run.total_time for run in baselines])
         baseline_efficiency = float(ratio_of_means(predicted_baseline, measured_baseline))
+        # Seconds per token of each sample (paired: the resampled pairs stay pairs).
         columns = [
-            predicted_method,
-            measured_method,
-            predicted_baseline,
-            measured_baseline,
-            method_tokens,
-            baseline_tokens,
+            measured_baseline / baseline_tokens,
+            measured_method / method_tokens,
+            predicted_baseline / baseline_tokens,
+            predicted_method / method_tokens,
         ]
         stats = dataclasses.replace(
             stats,

@@ -9,6 +9,7 @@ decodes with it.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import statistics
 import time
@@ -43,16 +44,7 @@ def measure_cost_profile(
     each pass, as decoding truncates after verification. The kinds of pass are interleaved in a shuffled
     order per round so that slow drift (thermal, other processes) hits them alike; `warmup` rounds are
     run and discarded first. Returns a JSON-ready dict; `verify_s[k]` is the pass over k + 1 tokens."""
-    if context_length < 1 or max_draft_tokens < 0 or repeats < 1 or warmup < 0:
-        raise ValueError(
-            f"need context_length >= 1, max_draft_tokens >= 0, repeats >= 1, warmup >= 0; got "
-            f"{context_length}, {max_draft_tokens}, {repeats}, {warmup}"
-        )
-    if context_length + max_draft_tokens + 1 > loaded.max_context:
-        raise ValueError(
-            f"context_length={context_length} plus {max_draft_tokens + 1} verified tokens exceeds the model's "
-            f"max_context={loaded.max_context}; lower cost_model.context_length"
-        )
+    _check_arguments(loaded, context_length, max_draft_tokens, repeats, warmup)
     model, device, plan = loaded.model, loaded.device, loaded.plan
     generator = torch.Generator().manual_seed(seed)
     vocab_size = model.config.vocab_size
@@ -78,11 +70,8 @@ def measure_cost_profile(
     for round_index in range(warmup + repeats):
         shuffler.shuffle(order)
         for name in order:
-            if name == "draft_step":
-                # Entering the skip context is loop bookkeeping, not part of the pass: keep it untimed.
-                with skip_sublayers(model, plan):
-                    seconds = _timed(passes[name], device)
-            else:
+            # Entering the skip context is loop bookkeeping, not part of the pass: keep it untimed.
+            with skip_sublayers(model, plan) if name == "draft_step" else contextlib.nullcontext():
                 seconds = _timed(passes[name], device)
             truncate_cache(cache, context_length)
             if round_index >= warmup:
@@ -100,6 +89,21 @@ def measure_cost_profile(
         "skip": {"attention": list(plan.attention), "mlp": list(plan.mlp)},
     }
     return _summarize(meta, samples)
+
+
+def _check_arguments(
+    loaded: LoadedModel, context_length: int, max_draft_tokens: int, repeats: int, warmup: int
+) -> None:
+    if context_length < 1 or max_draft_tokens < 0 or repeats < 1 or warmup < 0:
+        raise ValueError(
+            f"need context_length >= 1, max_draft_tokens >= 0, repeats >= 1, warmup >= 0; got "
+            f"{context_length}, {max_draft_tokens}, {repeats}, {warmup}"
+        )
+    if context_length + max_draft_tokens + 1 > loaded.max_context:
+        raise ValueError(
+            f"context_length={context_length} plus {max_draft_tokens + 1} verified tokens exceeds the model's "
+            f"max_context={loaded.max_context}; lower cost_model.context_length"
+        )
 
 
 def _summarize(meta: dict[str, Any], samples: dict[str, list[float]]) -> dict[str, Any]:

@@ -21,7 +21,7 @@ import logging
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import yaml
@@ -127,68 +127,85 @@ def _hub_weights_problem(repo_id: str, revision: str) -> str | None:
 
 def missing_requirements(configs: Sequence[DictConfig]) -> list[str]:
     """What this machine lacks to run these job configs: each entry names the job's model or task and says
-    what to do. Only cheap checks (no model is loaded, no dataset downloaded)."""
-    import torch
-
-    from replicate.core.gguf_parts import require_gguf_parts
+    what to do. Only cheap checks (no model is loaded, no dataset downloaded); each model, skip set, task
+    selection and sandbox is checked once."""
     from replicate.core.methods import method_config
-    from replicate.core.model_config import model_config
-    from replicate.core.models import gguf_path
-    from tasks import SandboxSettings, SandboxUnavailableError, describe_sandbox, load_task
-    from tasks.summarization import hub_is_offline
 
     problems: list[str] = []
     seen: set[tuple] = set()
+
+    def first(key: tuple) -> bool:
+        if key in seen:
+            return False
+        seen.add(key)
+        return True
+
     for cfg in configs:
-        model, task = cfg.model, cfg.task
-        if ("model", model.name) not in seen:
-            seen.add(("model", model.name))
-            if str(model.device).startswith("cuda") and not torch.cuda.is_available():
-                spread = (
-                    "; with device_map=auto it spreads over every visible GPU (the paper ran 70B on two "
-                    "A100-80GB)"
-                    if model.get("device_map")
-                    else ""
-                )
-                problems.append(
-                    f"model {model.name}: needs a CUDA GPU (model.device={model.device}) and this machine has "
-                    f"none{spread}"
-                )
-            if model.source == "hub":
-                problem = _hub_weights_problem(model.repo_id, model.revision)
-                if problem:
-                    problems.append(f"model {model.name}: {problem}")
-            elif model.source == "gguf":
-                try:
-                    gguf_path(model.gguf_package, model.gguf_file)
-                except FileNotFoundError as error:
-                    problems.append(f"model {model.name}: {error}")
-            elif model.source == "gguf_parts":
-                try:
-                    require_gguf_parts(model_config(model))
-                except FileNotFoundError as error:
-                    problems.append(str(error))
-        if method_config(cfg.method).drafts and not (model.skip.attention or model.skip.mlp):
-            key = ("skip", model.name)
-            if key not in seen:
-                seen.add(key)
-                problems.append(
-                    f"model {model.name}: empty skip set, so {cfg.method.name} cannot run; run the layer "
-                    "search (python -m replicate.search) and put its result in conf/model/"
-                )
-        data_key = ("task", task.name, cfg.n_samples)
-        if task.name in ("cnndm", "xsum") and hub_is_offline() and data_key not in seen:
-            seen.add(data_key)
-            try:
-                load_task(task).samples(cfg.n_samples)
-            except (ValueError, FileNotFoundError) as error:
-                problems.append(f"task {task.name}: {error}")
-        if task.name == "humaneval" and ("sandbox", task.name) not in seen:
-            seen.add(("sandbox", task.name))
-            try:  # a probe program: scoring runs every completion in this sandbox
-                describe_sandbox(SandboxSettings.from_config(task.execution))
-            except SandboxUnavailableError as error:
-                problems.append(f"task {task.name}: the execution sandbox is unavailable: {error}")
+        model = cfg.model
+        if first(("model", model.name)):
+            problems += _model_problems(model)
+        drafts = method_config(cfg.method).drafts
+        if drafts and not (model.skip.attention or model.skip.mlp) and first(("skip", model.name)):
+            problems.append(
+                f"model {model.name}: empty skip set, so {cfg.method.name} cannot run; run the layer "
+                "search (python -m replicate.search) and put its result in conf/model/"
+            )
+        problems += _task_problems(cfg, first)
+    return problems
+
+
+def _model_problems(model: DictConfig) -> list[str]:
+    """What the machine lacks for one model config: a CUDA GPU, or its weights."""
+    import torch
+
+    from replicate.core.gguf_parts import require_gguf_parts
+    from replicate.core.model_config import model_config
+    from replicate.core.models import gguf_path
+
+    problems = []
+    if str(model.device).startswith("cuda") and not torch.cuda.is_available():
+        spread = (
+            "; with device_map=auto it spreads over every visible GPU (the paper ran 70B on two A100-80GB)"
+            if model.get("device_map")
+            else ""
+        )
+        problems.append(
+            f"model {model.name}: needs a CUDA GPU (model.device={model.device}) and this machine has none{spread}"
+        )
+    if model.source == "hub":
+        problem = _hub_weights_problem(model.repo_id, model.revision)
+        if problem:
+            problems.append(f"model {model.name}: {problem}")
+    elif model.source == "gguf":
+        try:
+            gguf_path(model.gguf_package, model.gguf_file)
+        except FileNotFoundError as error:
+            problems.append(f"model {model.name}: {error}")
+    elif model.source == "gguf_parts":
+        try:
+            require_gguf_parts(model_config(model))
+        except FileNotFoundError as error:
+            problems.append(str(error))
+    return problems
+
+
+def _task_problems(cfg: DictConfig, first: Callable[[tuple], bool]) -> list[str]:
+    """What the machine lacks for a job's task: its offline selection, or HumanEval's sandbox (`first(key)`
+    says whether that check is still to be made)."""
+    from tasks import SandboxSettings, SandboxUnavailableError, describe_sandbox, load_task
+    from tasks.summarization import hub_is_offline
+
+    task, problems = cfg.task, []
+    if task.name in ("cnndm", "xsum") and hub_is_offline() and first(("task", task.name, cfg.n_samples)):
+        try:
+            load_task(task).samples(cfg.n_samples)
+        except (ValueError, FileNotFoundError) as error:
+            problems.append(f"task {task.name}: {error}")
+    if task.name == "humaneval" and first(("sandbox", task.name)):
+        try:  # a probe program: scoring runs every completion in this sandbox
+            describe_sandbox(SandboxSettings.from_config(task.execution))
+        except SandboxUnavailableError as error:
+            problems.append(f"task {task.name}: the execution sandbox is unavailable: {error}")
     return problems
 
 

@@ -7,6 +7,7 @@ no torch), so `replicate <command> --help` stays fast.
 from __future__ import annotations
 
 import difflib
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -195,3 +196,14 @@ def check_before_work(argv: Sequence[str], name: str, check: Callable[[DictConfi
             raise ConfigError(f"{where}{error}" + ("; no job was started" if multirun else "")) from None
         configs.append(cfg)
     return configs
+
+
+def run_checked(
+    argv: Sequence[str], name: str, check: Callable[[DictConfig], Any], app: Callable[[], Any]
+) -> int:
+    """Run the Hydra app `app` (a `@hydra.main` of the root config `name`) on `argv` after
+    `check_before_work` has checked every job's config; Hydra reads its arguments from sys.argv."""
+    check_before_work(argv, name, check)
+    sys.argv = [sys.argv[0], *argv]
+    app()
+    return 0

@@ -5,9 +5,7 @@
   scores); built by `DecodeRecord.from_result`.
 - `SampleRecord`: one line of `samples.jsonl`: a sample decoded by the method and, when the run has one, by
   the autoregressive baseline; built by `replicate.run.runner`.
-- `CostModelStats`: what the cost model says about a set of decodes (`replicate.cost_model`).
-- `RunMetrics`: `metrics.json` of a run, and the `cost_model` section of a bench result (same shape);
-  built by `replicate.run.metrics.run_metrics`.
+- `CostModelStats` and `RunMetrics` (`metrics.json`): in `replicate.metrics_record`, on the same helpers.
 - The columns tables show of a `RunMetrics` are defined once, in `replicate.columns`.
 
 Every record carries `schema_version`; a file written under another version is refused with a message
@@ -33,7 +31,7 @@ class RecordError(DataError):
     """A stored record that cannot be read (other schema version, missing or unknown keys)."""
 
 
-def _from_mapping(cls, data: Mapping[str, Any], where: str, nested: Mapping[str, Any] | None = None):
+def from_mapping(cls, data: Mapping[str, Any], where: str, nested: Mapping[str, Any] | None = None):
     """`cls(**data)`, refusing unknown and missing keys with a message naming `where`."""
     if not isinstance(data, Mapping):
         raise RecordError(f"{where}: expected a JSON object, got {type(data).__name__}")
@@ -56,7 +54,7 @@ def _from_mapping(cls, data: Mapping[str, Any], where: str, nested: Mapping[str,
     return cls(**values)
 
 
-def _check_version(data: Mapping[str, Any], where: str) -> None:
+def check_version(data: Mapping[str, Any], where: str) -> None:
     version = data.get("schema_version") if isinstance(data, Mapping) else None
     if version != SCHEMA_VERSION:
         raise RecordError(
@@ -160,7 +158,7 @@ class DecodeRecord:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str) -> DecodeRecord:
-        return _from_mapping(cls, data, where)
+        return from_mapping(cls, data, where)
 
     @property
     def time_per_token(self) -> float:
@@ -206,116 +204,7 @@ class SampleRecord:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str) -> SampleRecord:
-        _check_version(data, where)
-        return _from_mapping(
+        check_version(data, where)
+        return from_mapping(
             cls, data, where, {"method": DecodeRecord.from_dict, "baseline": DecodeRecord.from_dict}
         )
-
-
-@dataclass
-class CostModelStats:
-    """The cost model on a set of decodes (definitions: `replicate.cost_model`). The baseline fields are
-    None when the decodes have no autoregressive baseline. `*_ci`: 95% percentile bootstrap intervals over
-    samples (None with fewer than 2); `profiles_per_sample`: each decode was priced with a profile measured
-    next to it rather than with one profile for all."""
-
-    predicted_speedup: float
-    efficiency: float
-    overhead_fraction: float
-    predicted_time_s: float
-    measured_time_s: float
-    baseline_efficiency: float | None
-    baseline_overhead_fraction: float | None
-    speedup_efficiency: float | None
-    cost_profile: dict[str, Any] | None
-    efficiency_ci: list[float] | None = None
-    speedup_efficiency_ci: list[float] | None = None
-    profiles_per_sample: bool = False
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], where: str) -> CostModelStats:
-        return _from_mapping(cls, data, where)
-
-
-@dataclass
-class RunMetrics:
-    """`metrics.json`. Decoding statistics are None where they do not apply (acceptance of autoregressive
-    decoding; speedup and identity without a baseline); task scores are None where nothing was scored.
-    scoring: what scored the samples (HumanEval: the sandbox in force, `sandboxed`; a re-score's date).
-    excluded_ids: samples the baseline filter (`task.min_baseline_chars_filter`) excluded; every statistic is
-    over the others (None: filter off). divergences: greedy runs' identical / near_tie / unexplained counts
-    and the near-tie rule (None for sampled runs and runs without a baseline). post_eos_tokens: total over the
-    method's decodes. paper_compatible: the task scores under the authors' scoring (`task.paper_postprocess`),
-    beside the faithful `score` (None when off). cost_model_not_applicable: why a run that asked for the cost
-    model has none (a method whose draft cost no single profile prices, e.g. a skip set chosen per cycle).
-    draft_sources: cycles per draft source over the method's decodes (`DecodeResult.draft_sources`; None for
-    methods that record none)."""
-
-    model: str
-    task: str | None
-    method: str
-    sampling: dict[str, Any]
-    max_new_tokens: int
-    identity_expected: bool
-    n_samples: int
-    new_tokens: int
-    mean_new_tokens: float
-    tokens_per_s: float
-    mean_accepted_length: float
-    acceptance_rate: float | None
-    acceptance_rate_ci: list[float] | None
-    acceptance_rate_pooled: float | None
-    samples_without_drafts: int | None
-    speedup: float | None
-    speedup_ci: list[float] | None
-    speedup_total_time: float | None
-    speedup_total_time_ci: list[float] | None
-    identical_fraction: float | None
-    baseline_tokens_per_s: float | None
-    prompts_truncated: int
-    skip: dict[str, Any]
-    decoder_state: dict[str, Any]
-    environment: dict[str, Any]
-    metric: str | None = None
-    score: float | None = None
-    task_scores: dict[str, Any] | None = None
-    baseline_score: float | None = None
-    baseline_task_scores: dict[str, Any] | None = None
-    model_identity: dict[str, Any] | None = None
-    selection: dict[str, Any] | None = None
-    fingerprint: dict[str, Any] | None = None
-    scoring: dict[str, Any] | None = None
-    cost_model: CostModelStats | None = None
-    excluded_ids: list[str] | None = None
-    divergences: dict[str, Any] | None = None
-    post_eos_tokens: int | None = None
-    paper_compatible: dict[str, Any] | None = None
-    cost_model_not_applicable: str | None = None
-    draft_sources: dict[str, int] | None = None
-    schema_version: int = SCHEMA_VERSION
-
-    @property
-    def final_threshold(self) -> float | None:
-        return self.decoder_state.get("threshold")
-
-    @property
-    def n_excluded(self) -> int | None:
-        """Samples the baseline filter excluded (None: filter off)."""
-        return None if self.excluded_ids is None else len(self.excluded_ids)
-
-    def get(self, key: str) -> Any:
-        """A statistic by name; `cost_model.<name>` reads the cost model section, `divergences.<name>` and
-        `paper_compatible.<name>` those mappings (None when the section is absent)."""
-        section, _, name = key.rpartition(".")
-        owner = getattr(self, section) if section else self
-        if isinstance(owner, Mapping):
-            return owner.get(name)
-        return None if owner is None else getattr(owner, name)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], where: str) -> RunMetrics:
-        _check_version(data, where)
-        return _from_mapping(cls, data, where, {"cost_model": CostModelStats.from_dict})

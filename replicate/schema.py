@@ -199,6 +199,13 @@ def at_least(field: str, value: float | None, minimum: float) -> None:
         raise FieldError(field, value, f"must be >= {minimum}")
 
 
+def at_least_each(config: Any, **minimums: float) -> None:
+    """`at_least` for each named field of a config (in the given order), e.g. in `__post_init__`:
+    `at_least_each(self, repeats=1, warmup=0)`."""
+    for field, minimum in minimums.items():
+        at_least(field, getattr(config, field), minimum)
+
+
 def within(field: str, value: float | None, low: float, high: float) -> None:
     if value is not None and not low <= value <= high:
         raise FieldError(field, value, f"must be in [{low}, {high}]")

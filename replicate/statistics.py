@@ -23,8 +23,9 @@ _VALUES_PER_BATCH = 2_000_000
 
 @dataclass(frozen=True)
 class BootstrapConfig(MappingAccess):
-    """Settings of a percentile bootstrap (`bootstrap` in conf/config.yaml for a run's speedup, acceptance and
-    cost-model intervals; in each task's config for its score's interval)."""
+    """Settings of a percentile bootstrap, defined once in conf/bootstrap/default.yaml and composed as a run's
+    `bootstrap` (speedup, acceptance and cost-model intervals), each task's `bootstrap` (its score's interval),
+    the bench's and the GPU check's."""
 
     resamples: int
     confidence: float

@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from replicate.columns import COLUMNS
-from replicate.records import RunMetrics, SampleRecord
+from replicate.metrics_record import RunMetrics
+from replicate.records import SampleRecord
 from replicate.run.rundir import CONFIG_FILE, METRICS_FILE, SAMPLES_FILE, write_atomic
 
 logger = logging.getLogger(__name__)

@@ -15,6 +15,7 @@ size), the mean cost of a trial of each kind (seconds, passes, tokens) and the m
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import random
@@ -35,7 +36,7 @@ from replicate.run.rundir import append_jsonl, read_jsonl, write_atomic, write_j
 from replicate.search import compose_search_config
 from replicate.search.dev_sequences import TEACHER_FORCED_CONTEXTS
 from replicate.search.evaluators import cost_profile
-from replicate.search.objective import TrialEvaluator, collect_dev_prompts
+from replicate.search.objective import TrialEvaluator, TrialSetup, collect_dev_prompts
 from replicate.search.space import SearchSpace
 from replicate.search.teacher_forced import TeacherForcedEvaluator
 
@@ -163,13 +164,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     search = OmegaConf.to_container(cfg.search, resolve=True)
     space = SearchSpace.from_config(loaded.model.config.num_hidden_layers, search)
     prompts = collect_dev_prompts(cfg)
-    decoded = TrialEvaluator(loaded, cfg.method, SamplingConfig(**cfg.sampling), prompts, search, cfg.seed)
+    setup = TrialSetup(loaded, cfg.method, SamplingConfig(**cfg.sampling), prompts, search)
+    decoded = TrialEvaluator(setup, cfg.seed)
     forced = {}
     for context in TEACHER_FORCED_CONTEXTS:  # one set of reference continuations serves both
         settings_of = {**search, "teacher_forced": {"context": context}}
         sequences = next(iter(forced.values())).sequences if forced else None
         forced[context] = TeacherForcedEvaluator(
-            loaded, cfg.method, SamplingConfig(**cfg.sampling), prompts, settings_of, sequences=sequences
+            dataclasses.replace(setup, search_cfg=settings_of), sequences=sequences
         )
     costs = cost_profile(cfg, loaded, decoded.prompt_ids, args.output)
     decoded.costs = costs

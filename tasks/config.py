@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from replicate.schema import FieldError, MappingAccess, at_least, build_registered, one_of
+from replicate.schema import FieldError, MappingAccess, at_least, at_least_each, build_registered, one_of
 from replicate.statistics import BootstrapConfig
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
@@ -101,10 +101,7 @@ class TaskConfig(MappingAccess):
     paper_postprocess: bool
 
     def __post_init__(self):
-        at_least("n_samples", self.n_samples, 1)
-        at_least("max_new_tokens", self.max_new_tokens, 1)
-        at_least("shots", self.shots, 0)
-        at_least("min_baseline_chars_filter", self.min_baseline_chars_filter, 1)
+        at_least_each(self, n_samples=1, max_new_tokens=1, shots=0, min_baseline_chars_filter=1)
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,17 @@
 Prompt (paper, `evaluate_sum.ipynb` + `decoding.clip_input`): each shot is
 `"Article: " + document + "\\nSummary: " + summary.replace("\\n", "") + "\\n"` and the query is
 `shots + "Article: " + document + "\\nSummary:"`. The prediction is the completion cut at the first
-`"\\nArticle:"`, then stripped (whitespace does not change ROUGE). Metric: ROUGE F1 with the stemmer
-(`tasks.rouge`), main metric ROUGE-2, mean over samples with a bootstrap interval.
+`"\\nArticle:"`, then stripped (the notebook cuts only when the match is after position 0 and does not
+strip; stripping cannot change ROUGE). The runner cuts over-long prompts with `truncate_middle`. Metric:
+ROUGE F1 with the stemmer (`tasks.rouge`): ROUGE-2 (main), ROUGE-1 and ROUGE-L, mean over samples with a
+bootstrap interval.
+
+Paper-compatible scoring (`paper_postprocess`, on by default): also scored as the notebook scores, on the
+completion without its first generated token (the notebook decodes `generate_ids[0, input_ids.size(0):]`,
+size(0) being the batch size 1), cut at `"\\nArticle:"` only after position 0; metrics.json
+`paper_compatible`, beside the faithful score, which it never replaces. Departure from the paper's code: no
+silent skip of short baseline outputs (`min_baseline_chars_filter`, off by default; when set, every
+statistic is over the kept samples and metrics.json lists `excluded_ids`).
 
 Two sources (`source`: auto | hub | offline; auto means hub unless HF_DATASETS_OFFLINE or HF_HUB_OFFLINE is
 set):
@@ -20,35 +29,18 @@ set):
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from replicate.errors import DataError, MissingFile
 from replicate.schema import ConfigError
+from tasks.articles import Article, DataFileError, DataUnavailableError, format_query, read_articles
 from tasks.base import SHIPPED_DATA_DIR, Sample, Task, data_dir
 from tasks.rouge import RougeF1, summarize_metric
 from tasks.selection import check_selection
 
 _TRUE = {"1", "true", "yes", "on"}
-
-
-class DataUnavailableError(MissingFile):
-    """Offline evaluation data is missing; the message says where it was looked for and how to provide it."""
-
-
-class DataFileError(DataError):
-    """An offline data file that cannot be read as the config describes it; the message names file and line."""
-
-
-@dataclass(frozen=True)
-class Article:
-    id: str
-    document: str
-    summary: str
+__all__ = ["Article", "DataFileError", "DataUnavailableError", "SummarizationTask", "hub_is_offline"]
 
 
 def hub_is_offline() -> bool:
@@ -56,15 +48,6 @@ def hub_is_offline() -> bool:
         os.environ.get(name, "").strip().lower() in _TRUE
         for name in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE")
     )
-
-
-def format_shot(article: Article) -> str:
-    """One in-context example, exactly as the paper writes it (the summary's newlines removed, no space)."""
-    return "Article: " + article.document + "\nSummary: " + article.summary.replace("\n", "") + "\n"
-
-
-def format_query(shots: list[Article], article: Article) -> str:
-    return "".join(format_shot(shot) for shot in shots) + "Article: " + article.document + "\nSummary:"
 
 
 class SummarizationTask(Task):
@@ -155,15 +138,7 @@ class SummarizationTask(Task):
                 f"{self.title} offline data not found: looked for {path}. Fix: {fix}; "
                 f"or allow hub access (unset HF_DATASETS_OFFLINE and HF_HUB_OFFLINE, task.source=auto or hub)."
             )
-        raw = path.read_bytes()
-        digest = hashlib.sha256(raw).hexdigest()
-        if offline["sha256"] is not None and digest != offline["sha256"]:
-            raise DataFileError(
-                f"{path} has sha256 {digest}, not the {offline['sha256']} that conf/task/{self.name}.yaml expects: "
-                "the file was changed or cut, which would change the shot and the items. Restore it, or set "
-                f"task.offline.sha256=null to use another file on purpose"
-            )
-        items = self._parse_offline(path, raw)
+        items, digest = read_articles(path, offline, self.name)
         ids = [item.id for item in items]
         if len(set(ids)) != len(ids) or "None" in ids:
             raise ConfigError(f"{path}: offline.id_field={offline['id_field']!r} is missing or not unique")
@@ -184,41 +159,6 @@ class SummarizationTask(Task):
             note="offline: held-out items of the same file serve as shots and dev prompts; none is scored",
         )
         return evaluation
-
-    def _parse_offline(self, path: Path, raw: bytes) -> list[Article]:
-        """The items of an offline JSONL file; a damaged, empty or wrongly shaped file is an error naming the
-        file, the line and what is wrong."""
-        offline = self.cfg["offline"]
-        fields = [offline["id_field"], offline["document_field"], offline["summary_field"]]
-        if offline["sort_field"] is not None:
-            fields.append(offline["sort_field"])
-        rows = []
-        for number, line in enumerate(raw.decode("utf-8", errors="replace").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise DataFileError(
-                    f"{path}:{number} is not valid JSON ({error.msg}); the file is damaged"
-                ) from None
-            missing = [name for name in fields if not isinstance(row, dict) or name not in row]
-            if missing:
-                raise DataFileError(
-                    f"{path}:{number} lacks the field(s) {missing} that conf/task/{self.name}.yaml `offline` names; "
-                    "is it the right file?"
-                )
-            rows.append(row)
-        if not rows:
-            raise DataFileError(f"{path} holds no items; the file is empty or damaged")
-        if offline["sort_field"] is not None:
-            rows.sort(key=lambda row: row[offline["sort_field"]])
-        return [
-            Article(
-                str(row[offline["id_field"]]), row[offline["document_field"]], row[offline["summary_field"]]
-            )
-            for row in rows
-        ]
 
     # ---------------------------------------------------------------- Task interface
 

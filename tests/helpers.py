@@ -12,3 +12,11 @@ def config_bootstrap():
     from replicate.config import compose_config, run_config
 
     return run_config(compose_config([])).bootstrap
+
+
+def task_config(name: str, **overrides) -> dict:
+    """`conf/task/<name>.yaml` as composed (its bootstrap included), top-level values replaced by `overrides`."""
+    from replicate.config import compose_config
+    from replicate.schema import plain
+
+    return {**plain(compose_config([f"task={name}"]).task), **overrides}

@@ -13,12 +13,11 @@ import time
 from pathlib import Path
 
 import pytest
-from omegaconf import OmegaConf
 
 from tasks.sandbox import SandboxSettings
+from tests.helpers import task_config
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-CONFIG_PATH = PROJECT_ROOT / "conf" / "task" / "humaneval.yaml"
 
 needs_root = pytest.mark.skipif(
     os.geteuid() != 0, reason="the namespace sandbox needs root (its absence is tested in test_execution.py)"
@@ -26,7 +25,7 @@ needs_root = pytest.mark.skipif(
 
 
 def humaneval_config() -> dict:
-    return OmegaConf.to_container(OmegaConf.load(CONFIG_PATH))
+    return task_config("humaneval")
 
 
 def config_settings(**changes) -> SandboxSettings:

@@ -18,7 +18,7 @@ from replicate.bench.gpu import (
 from replicate.bench.run import compose_bench_config, profile_context_length, run_bench
 from replicate.core.decoding import forward
 from replicate.core.skipping import SkipAwareCache
-from replicate.records import RunMetrics
+from replicate.metrics_record import RunMetrics
 from replicate.schema import ConfigError
 
 TINY = [

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.humaneval import HumanEvalTask, build_program
 from tasks.humaneval import _score as score_result
+from tasks.humaneval import build_program
 from tasks.sandbox import (
     REASONS,
     ExecutionResult,
@@ -60,8 +60,8 @@ def test_describe_sandbox_reports_every_protection(settings):
 
 
 @needs_root
-def test_canonical_solutions_pass_and_wrong_ones_fail_with_reason():
-    task = HumanEvalTask(humaneval_config())
+def test_canonical_solutions_pass_and_wrong_ones_fail_with_reason(humaneval_task):
+    task = humaneval_task
     samples = task.samples(4)
     results = task.execute(samples, [sample.meta["canonical_solution"] for sample in samples])
     assert [result.reason for result in results] == ["passed"] * 4
@@ -82,8 +82,8 @@ def test_canonical_solutions_pass_and_wrong_ones_fail_with_reason():
 
 @pytest.mark.slow
 @needs_root
-def test_all_canonical_solutions_pass():
-    task = HumanEvalTask(humaneval_config())
+def test_all_canonical_solutions_pass(humaneval_task):
+    task = humaneval_task
     samples = task.samples()
     results = task.execute(samples, [sample.meta["canonical_solution"] for sample in samples])
     assert len(samples) == 164
@@ -184,7 +184,8 @@ def test_results_are_classified_from_the_reports():
     )
 
     def classify(status_lines, report_lines=()):
-        return verdicts.classify(status_lines, list(report_lines), False, 0.1, True, "", settings)
+        report = verdicts.SandboxReport(status_lines, list(report_lines), "", False, 0.1, True)
+        return verdicts.classify(report, settings)
 
     passed = ended % (candidate % (0, 0.1))
     assert classify([passed], ['{"status": "passed", "reason": "passed", "detail": ""}']).passed
@@ -200,11 +201,11 @@ def test_results_are_classified_from_the_reports():
         classify(['{"event": "error", "stage": "setup", "message": "OSError: no mount"}'])
 
 
-def test_results_refuse_contradictions_and_sandbox_errors_refuse_to_score():
+def test_results_refuse_contradictions_and_sandbox_errors_refuse_to_score(humaneval_task):
     with pytest.raises(ValueError, match="contradicts"):
         ExecutionResult("passed", "timeout", "", 0.0, True)
     assert set(REASONS) >= {"passed", "assertion", "exception", "timeout", "memory", "exit", "sandbox_error"}
-    sample = HumanEvalTask(humaneval_config()).samples(1)[0]
+    sample = humaneval_task.samples(1)[0]
     error = ExecutionResult("sandbox_error", "sandbox_error", "bootstrap died", 0.1, True)
     with pytest.raises(SandboxError, match="HumanEval/0: bootstrap died"):
         score_result(sample, error)

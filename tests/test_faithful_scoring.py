@@ -13,7 +13,6 @@ import datasets
 import numpy as np
 import pytest
 import torch
-from omegaconf import OmegaConf
 
 import tasks.summarization as summarization
 from replicate.config import compose_config, run_config
@@ -25,15 +24,7 @@ from replicate.schema import ConfigError
 from tasks import Sample, load_task
 from tasks.base import BaselineFilter
 from tasks.selection import SelectionMismatchError, ids_digest
-
-CONF = Path(__file__).resolve().parent.parent / "conf" / "task"
-
-
-def task_config(name: str, **overrides):
-    cfg = OmegaConf.to_container(OmegaConf.load(CONF / f"{name}.yaml"))
-    cfg.update(overrides)
-    return cfg
-
+from tests.helpers import task_config
 
 # ---------------------------------------------------------------- item 2: the authors' scoring
 

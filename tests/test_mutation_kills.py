@@ -55,16 +55,10 @@ def test_the_number_of_resamples_is_the_one_asked_for():
 
 
 def humaneval(**overrides):
-    from pathlib import Path
-
-    from omegaconf import OmegaConf
-
     from tasks import load_task
+    from tests.helpers import task_config
 
-    conf = Path(__file__).resolve().parent.parent / "conf" / "task" / "humaneval.yaml"
-    cfg = OmegaConf.to_container(OmegaConf.load(conf))
-    cfg.update(overrides)
-    return load_task(cfg)
+    return load_task(task_config("humaneval", **overrides))
 
 
 def test_humaneval_k_list_and_metric_are_checked_against_samples_per_problem():

@@ -43,7 +43,7 @@ from replicate.records import DecodeRecord, DecodeResult
 from replicate.run.metrics import decoding_metrics, first_difference
 from replicate.statistics import BootstrapConfig
 from tasks import Sample, load_task
-from tests.helpers import TinyModel, tiny_model
+from tests.helpers import TinyModel, task_config, tiny_model
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 
@@ -411,12 +411,6 @@ def test_identity_and_first_difference():
 # ---------------------------------------------------------------- scoring
 
 STEM_REFERENCE, STEM_PREDICTION = "Dogs running fast today", "The dog runs fast today"
-
-
-def task_config(name: str, **overrides):
-    cfg = OmegaConf.to_container(OmegaConf.load(CONF / "task" / f"{name}.yaml"))
-    cfg.update(overrides)
-    return cfg
 
 
 @pytest.mark.parametrize("name", ["cnndm", "xsum"])

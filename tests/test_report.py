@@ -23,7 +23,8 @@ from omegaconf import OmegaConf
 
 from replicate.config import compose_config
 from replicate.errors import DataError
-from replicate.records import CostModelStats, DecodeRecord, DecodeResult, RunMetrics, SampleRecord
+from replicate.metrics_record import CostModelStats, RunMetrics
+from replicate.records import DecodeRecord, DecodeResult, SampleRecord
 from replicate.report.tables import TABLES, paper_values_for_run, table_rows
 from replicate.report.write import find_runs, write_report
 

@@ -99,9 +99,11 @@ def test_python_api():
     loaded = replicate.load("tiny_llama", num_hidden_layers=6)
     assert loaded.model.config.num_hidden_layers == 6
     decoder = replicate.make_decoder(loaded, "adaptive_draft_exit", max_draft_tokens=4)
-    out = replicate.generate(loaded, "def add(a, b):", max_new_tokens=12, decoder=decoder)
+    out = replicate.generate(loaded, "def add(a, b):", method=decoder, max_new_tokens=12)
     baseline = replicate.generate(loaded, "def add(a, b):", method="autoregressive", max_new_tokens=12)
     assert out.tokens == baseline.tokens and isinstance(out.text, str) and max(out.result.drafted) <= 4
+    with pytest.raises(ConfigError, match="got a decoder and also max_draft_tokens"):
+        replicate.generate(loaded, "def add(a, b):", decoder, max_new_tokens=12, max_draft_tokens=2)
     with pytest.raises(ConfigError, match="unknown model 'gpt5'"):
         replicate.load("gpt5")
     with pytest.raises(ConfigError, match="unknown method 'lookahead'"):

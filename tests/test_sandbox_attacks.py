@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from tasks.humaneval import HumanEvalTask, build_program
+from tasks.humaneval import build_program
 from tasks.sandbox import run_program, run_programs
 from tests.sandbox_helpers import (
     PROJECT_ROOT,
@@ -25,7 +25,6 @@ from tests.sandbox_helpers import (
     config_settings,
     descendants_of,
     harness_results,
-    humaneval_config,
     marker,
     needs_root,
     processes_named,
@@ -60,13 +59,8 @@ FORGED = (
 
 
 @pytest.fixture(scope="module")
-def task() -> HumanEvalTask:
-    return HumanEvalTask(humaneval_config())
-
-
-@pytest.fixture(scope="module")
-def problem(task) -> dict:
-    return task.samples(1)[0].meta
+def problem(humaneval_task) -> dict:
+    return humaneval_task.samples(1)[0].meta
 
 
 def _indent(code: str) -> str:

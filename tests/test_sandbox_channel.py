@@ -150,7 +150,8 @@ ENDED = {"event": "ended", "timed_out": False, "judge": {"wait_status": 0, "cpu_
          "unknown status", "two verdicts", "not a dict"],
 )  # fmt: skip
 def test_untrustworthy_verdicts_fail_the_sample_with_protocol(lines):
-    result = verdicts.classify([json.dumps(ENDED)], lines, False, 0.1, True, "", config_settings())
+    report = verdicts.SandboxReport([json.dumps(ENDED)], lines, "", False, 0.1, True)
+    result = verdicts.classify(report, config_settings())
     assert (result.status, result.reason) == ("failed", "protocol")
 
 

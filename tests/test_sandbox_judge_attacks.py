@@ -8,11 +8,9 @@ import ast
 import ctypes
 import errno
 
-import pytest
-
-from tasks.humaneval import HumanEvalTask, build_program
+from tasks.humaneval import build_program
 from tasks.sandbox import run_programs
-from tests.sandbox_helpers import config_settings, humaneval_config, needs_root
+from tests.sandbox_helpers import config_settings, needs_root
 
 pytestmark = needs_root
 
@@ -69,16 +67,12 @@ FORGE = (
 )
 
 
-@pytest.fixture(scope="module")
-def task() -> HumanEvalTask:
-    return HumanEvalTask(humaneval_config())
-
-
 def _program(task, task_id: str, completion: str):
     return build_program(task.problems()[task_id], completion)
 
 
-def test_no_gaming_completion_passes(task):
+def test_no_gaming_completion_passes(humaneval_task):
+    task = humaneval_task
     programs = [_program(task, task_id, completion) for task_id, _, completion in GAMING]
     results = run_programs(programs, config_settings())
     outcomes = {name: (result.reason, result.detail) for (_, name, _), result in zip(GAMING, results)}
@@ -99,7 +93,8 @@ def test_no_gaming_completion_passes(task):
     assert all(result.passed for result in run_programs(canonical, config_settings()))
 
 
-def test_one_hostile_sample_never_costs_the_batch(task):
+def test_one_hostile_sample_never_costs_the_batch(humaneval_task):
+    task = humaneval_task
     samples = task.samples(4)
     hostile = "    _forge()\n    return False\n" + FORGE  # called inside the check, and at load time below
     predictions = [sample.meta["canonical_solution"] for sample in samples]

@@ -22,7 +22,7 @@ from replicate.core.sampling import SamplingConfig
 from replicate.core.skipping import SkipPlan, skip_sublayers
 from replicate.search import compose_search_config
 from replicate.search.dev_sequences import draft_attention_mask, reference_sequences
-from replicate.search.objective import TrialEvaluator, collect_dev_prompts
+from replicate.search.objective import TrialEvaluator, TrialSetup, collect_dev_prompts
 from replicate.search.run import run_search
 from replicate.search.rundir import read_trials
 from replicate.search.selectors.cosine_similarity import (
@@ -40,7 +40,7 @@ from replicate.search.selectors.residual_stream import (
 )
 from replicate.search.space import SearchSpace
 from replicate.search.sub_block_costs import weight_sub_block_costs
-from replicate.search.teacher_forced import TeacherForcedEvaluator, simulate_trace
+from replicate.search.teacher_forced import TeacherForcedEvaluator, TraceLimits, simulate_trace
 
 # tiny_llama's plan (attention 1, MLP 2) with those two sub-blocks contributing exactly nothing.
 EXACT = ["model=tiny_llama", "model.skip_output_scale=0.0", "model.num_hidden_layers=6"]
@@ -105,7 +105,9 @@ def test_simulated_trace_follows_the_decoding_loop():
     continuation = list(range(100, 112))  # 12 tokens; row j guesses continuation[j + 1]
     guesses = list(range(101, 112))
     guesses[3] = 0  # wrong guess for continuation[4]
-    trace = simulate_trace(guesses, [1.0] * 11, continuation, 12, 4, StaticThreshold(0.0), frozenset())
+    trace = simulate_trace(
+        guesses, [1.0] * 11, continuation, TraceLimits(12, 4, frozenset()), StaticThreshold(0.0)
+    )
     # Cycle 1 from 1 committed: drafts rows 0-3, accepts 3 (rows 0-2), commits 4 -> 5 committed.
     # Cycle 2: rows 4-7 all right, commits 5 -> 10. Cycle 3: 12 - 10 - 1 = 1 draft, right, commits 2.
     assert trace["drafted"] == [4, 4, 1] and trace["accepted"] == [3, 4, 1]
@@ -113,7 +115,9 @@ def test_simulated_trace_follows_the_decoding_loop():
     low = [1.0] * 11
     low[1] = 0.1  # draft-exit stops after row 1 (that token is still verified)
     assert (
-        simulate_trace(guesses, low, continuation, 12, 4, StaticThreshold(0.5), frozenset())["drafted"][0]
+        simulate_trace(guesses, low, continuation, TraceLimits(12, 4, frozenset()), StaticThreshold(0.5))[
+            "drafted"
+        ][0]
         == 2
     )
 
@@ -136,8 +140,8 @@ def test_teacher_forced_equals_decoding_when_the_draft_is_exact(plan, method, co
     loaded = load_model(cfg.model)
     prompts = collect_dev_prompts(cfg)
     costs = weight_sub_block_costs(loaded, cfg.method.max_draft_tokens)
-    decoded = TrialEvaluator(loaded, cfg.method, SamplingConfig(), prompts, cfg.search, 0, costs)
-    forced = TeacherForcedEvaluator(loaded, cfg.method, SamplingConfig(), prompts, cfg.search, costs)
+    setup = TrialSetup(loaded, cfg.method, SamplingConfig(), prompts, cfg.search)
+    decoded, forced = TrialEvaluator(setup, 0, costs), TeacherForcedEvaluator(setup, costs)
     truth, estimate = decoded.evaluate(plan), forced.evaluate(plan)
     assert estimate["cycles"] == truth["cycles"]
     for key in ("acceptance", "predicted_speedup"):
@@ -152,8 +156,8 @@ def test_teacher_forced_ranks_damped_sets_like_decoding():
     loaded = load_model(cfg.model)
     prompts = collect_dev_prompts(cfg)
     costs = weight_sub_block_costs(loaded, cfg.method.max_draft_tokens)
-    decoded = TrialEvaluator(loaded, cfg.method, SamplingConfig(), prompts, cfg.search, 0, costs)
-    forced = TeacherForcedEvaluator(loaded, cfg.method, SamplingConfig(), prompts, cfg.search, costs)
+    setup = TrialSetup(loaded, cfg.method, SamplingConfig(), prompts, cfg.search)
+    decoded, forced = TrialEvaluator(setup, 0, costs), TeacherForcedEvaluator(setup, costs)
     rng = random.Random(0)
     blocks = [(kind, layer) for kind in ("attention", "mlp") for layer in range(6)]
     plans = [SearchSpace.plan_of(rng.sample(blocks, rng.choice([1, 2, 3]))) for _ in range(8)]

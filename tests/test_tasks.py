@@ -8,19 +8,11 @@ from pathlib import Path
 
 import datasets
 import pytest
-from omegaconf import OmegaConf
 
 import tasks
 import tasks.summarization as summarization
 from tasks import DataUnavailableError, Sample, load_task, truncate_middle
-
-CONF = Path(__file__).resolve().parent.parent / "conf" / "task"
-
-
-def task_config(name: str, **overrides):
-    cfg = OmegaConf.to_container(OmegaConf.load(CONF / f"{name}.yaml"))
-    cfg.update(overrides)
-    return cfg
+from tests.helpers import task_config
 
 
 def write_cnndm_file(directory: Path, count: int) -> None:

@@ -10,7 +10,16 @@ from typing import Any, Literal, get_args
 from replicate.config import WarmupConfig
 from replicate.core.methods import method_config
 from replicate.core.model_config import ATTENTION_IMPLEMENTATIONS, ModelConfig, model_config
-from replicate.schema import ConfigError, FieldError, MappingAccess, at_least, build, one_of, plain
+from replicate.schema import (
+    ConfigError,
+    FieldError,
+    MappingAccess,
+    at_least,
+    at_least_each,
+    build,
+    one_of,
+    plain,
+)
 from replicate.statistics import BootstrapConfig
 from tasks.config import TaskConfig, task_config
 
@@ -28,9 +37,7 @@ class ProfileSettings(MappingAccess):
     def __post_init__(self):
         if self.context_length != "auto":
             at_least("context_length", self.context_length, 1)
-        at_least("max_draft_tokens", self.max_draft_tokens, 1)
-        at_least("repeats", self.repeats, 1)
-        at_least("warmup", self.warmup, 0)
+        at_least_each(self, max_draft_tokens=1, repeats=1, warmup=0)
 
 
 @dataclass(frozen=True)
@@ -50,9 +57,7 @@ class PeerSettings(MappingAccess):
     assistant: dict[str, Any]
 
     def __post_init__(self):
-        at_least("assistant_early_exit", self.assistant_early_exit, 1)
-        at_least("prompt_lookup_num_tokens", self.prompt_lookup_num_tokens, 1)
-        at_least("max_matching_ngram_size", self.max_matching_ngram_size, 1)
+        at_least_each(self, assistant_early_exit=1, prompt_lookup_num_tokens=1, max_matching_ngram_size=1)
 
 
 @dataclass(frozen=True)
@@ -61,8 +66,7 @@ class MemorySettings(MappingAccess):
     max_new_tokens: int
 
     def __post_init__(self):
-        at_least("repeats", self.repeats, 1)
-        at_least("max_new_tokens", self.max_new_tokens, 1)
+        at_least_each(self, repeats=1, max_new_tokens=1)
 
 
 @dataclass(frozen=True)
@@ -91,11 +95,7 @@ class BenchConfig(MappingAccess):
     gpu: dict[str, Any]
 
     def __post_init__(self):
-        at_least("threads", self.threads, 1)
-        at_least("seed", self.seed, 0)
-        at_least("n_prompts", self.n_prompts, 1)
-        at_least("max_new_tokens", self.max_new_tokens, 1)
-        at_least("repeats", self.repeats, 1)
+        at_least_each(self, threads=1, seed=0, n_prompts=1, max_new_tokens=1, repeats=1)
         if not self.sections and not self.gpu_shapes:
             raise FieldError("sections", [], "is empty and gpu_shapes=false: nothing would be measured")
 

@@ -146,33 +146,43 @@ def timed_decode(
     return Outcome(tokens, time.perf_counter() - start, clock.seconds, clock.calls, record)
 
 
+@dataclass(frozen=True)
+class RaceSettings:
+    """How long each decode of a race is and how often it runs: `repeats` passes over the prompts, after
+    `warmup_runs` untimed decodes of `warmup_tokens` tokens by every contender."""
+
+    max_new_tokens: int
+    repeats: int
+    warmup_runs: int
+    warmup_tokens: int
+
+
 def race(
     contenders: Sequence[Contender],
     prompts: Sequence[torch.Tensor],
-    max_new_tokens: int,
-    repeats: int,
-    warmup_runs: int,
-    warmup_tokens: int,
+    settings: RaceSettings,
     clock: ForwardClock,
     between: Callable[[int], Any] | None = None,
 ) -> dict[str, list[Outcome]]:
-    """Every contender decodes every prompt `repeats` times. Decode j (over repeats x prompts) starts
-    with contender j mod n and goes round, so no contender always runs first or after the same one.
+    """Every contender decodes every prompt `settings.repeats` times. Decode j (over repeats x prompts)
+    starts with contender j mod n and goes round, so no contender always runs first or after the same one.
     `between(j)`, when given, runs before round j and once after the last (j = number of rounds), e.g. to
     measure a cost profile next to every round. Returns, per contender name, the outcomes in prompt-major
     order (repeat r of prompt i at r * len(prompts) + i)."""
-    for _ in range(warmup_runs):
+    for _ in range(settings.warmup_runs):
         for contender in contenders:
-            contender.warm(prompts[0], warmup_tokens)
+            contender.warm(prompts[0], settings.warmup_tokens)
     outcomes: dict[str, list[Outcome]] = {contender.name: [] for contender in contenders}
-    num_rounds = repeats * len(prompts)
+    num_rounds = settings.repeats * len(prompts)
     for run_index in tqdm(range(num_rounds), desc="race (prompt x repeat)", unit="decode round"):
         if between is not None:
             between(run_index)
         prompt_ids = prompts[run_index % len(prompts)]
         shift = run_index % len(contenders)
         for contender in [*contenders[shift:], *contenders[:shift]]:
-            outcomes[contender.name].append(timed_decode(contender, prompt_ids, max_new_tokens, clock))
+            outcomes[contender.name].append(
+                timed_decode(contender, prompt_ids, settings.max_new_tokens, clock)
+            )
     if between is not None:
         between(num_rounds)
     return outcomes

@@ -24,11 +24,12 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from replicate.bench.contenders import ForwardClock, ours, race
+from replicate.bench.contenders import Contender, ForwardClock, Outcome, RaceSettings, ours, race
 from replicate.bench.gpu_config import GpuShapesConfig, ShapeConfig, gpu_shapes_config, require_device
 from replicate.bench.memory import memory_table
 from replicate.bench.profiles import (
     InterleavedProfiles,
+    ProfilePlan,
     attention_profiles,
     free_device_memory,
     kv_cache_profiles,
@@ -147,40 +148,60 @@ def paper_predictions(profile: Mapping[str, Any], max_draft_tokens: int) -> dict
     }
 
 
-def shape_section(name: str, shape: ShapeConfig, cfg: GpuShapesConfig, device: torch.device) -> dict:
-    """One shape: its cost profile interleaved with a race of our two loops (efficiency with an interval),
-    the profile under each attention implementation and KV cache kind, the paper's acceptance priced on it,
-    and peak memory. `cfg`: the bench's `gpu` section (or gpu-check's `shapes` section)."""
+def _shape_model(
+    name: str, shape: ShapeConfig, cfg: GpuShapesConfig, device: torch.device
+) -> tuple[LoadedModel, str]:
+    """The random model of one shape with its skip plan, and where that plan comes from."""
     sizes = shape.sizes()
     model = build_shape_model(sizes, DTYPES[cfg["dtype"]], device, cfg["seed"], cfg["attn_implementation"])
     plan, skip_source = shape_skip_plan(shape.num_hidden_layers)
     identity = {"source": "random", "shape": sizes}
-    loaded = LoadedModel(name, model, None, plan, frozenset(), device, 4096, identity, cfg["kv_cache"])
-    max_draft_tokens, context_length = cfg["max_draft_tokens"], cfg["context_length"]
-    profiles = InterleavedProfiles(
-        loaded, context_length, max_draft_tokens, cfg["profile_repeats"], cfg["profile_warmup"], cfg["seed"]
-    )
-    # Random weights: acceptance is meaningless, but the trace still tells how efficient the loop is.
-    # No EOS, fixed K (threshold 0): every decode runs to max_new_tokens at full draft length.
+    return LoadedModel(
+        name, model, None, plan, frozenset(), device, 4096, identity, cfg["kv_cache"]
+    ), skip_source
+
+
+def _race_our_loops(
+    loaded: LoadedModel, cfg: GpuShapesConfig, profiles: InterleavedProfiles
+) -> tuple[list[Contender], list[torch.Tensor], dict[str, list[Outcome]]]:
+    """Our two loops raced over random prompts, a cost profile next to every round. Random weights:
+    acceptance is meaningless, but the trace still tells how efficient the loop is. No EOS, fixed K
+    (threshold 0): every decode runs to max_new_tokens at full draft length."""
     sampling = SamplingConfig()
     autoregressive = ours("ours_autoregressive", Decoder(AUTOREGRESSIVE, loaded, sampling))
     fixed_k = SelfSpeculativeConfig(
-        "self_speculative", max_draft_tokens=max_draft_tokens, threshold=0.0, draft_confidence="paper"
+        "self_speculative", max_draft_tokens=cfg["max_draft_tokens"], threshold=0.0, draft_confidence="paper"
     )
     speculative = ours("ours_self_speculative", Decoder(fixed_k, loaded, sampling))
     generator = torch.Generator().manual_seed(cfg["seed"])
-    vocab_size = model.config.vocab_size
+    vocab_size = loaded.model.config.vocab_size
     prompts = [
-        torch.randint(vocab_size, (1, context_length), generator=generator).to(device)
+        torch.randint(vocab_size, (1, cfg["context_length"]), generator=generator).to(loaded.device)
         for _ in range(cfg["n_prompts"])
     ]
-    clock = ForwardClock(model, device)
+    clock = ForwardClock(loaded.model, loaded.device)
     try:
-        outcomes = race(
-            [autoregressive, speculative], prompts, cfg["max_new_tokens"], 1, 1, 8, clock, profiles
-        )
+        settings = RaceSettings(cfg["max_new_tokens"], repeats=1, warmup_runs=1, warmup_tokens=8)
+        outcomes = race([autoregressive, speculative], prompts, settings, clock, profiles)
     finally:
         clock.remove()
+    return [autoregressive, speculative], prompts, outcomes
+
+
+def shape_section(name: str, shape: ShapeConfig, cfg: GpuShapesConfig, device: torch.device) -> dict:
+    """One shape: its cost profile interleaved with a race of our two loops (efficiency with an interval),
+    the profile under each attention implementation and KV cache kind, the paper's acceptance priced on it,
+    and peak memory. `cfg`: the bench's `gpu` section (or gpu-check's `shapes` section)."""
+    loaded, skip_source = _shape_model(name, shape, cfg, device)
+    settings = ProfilePlan(
+        cfg["context_length"],
+        cfg["max_draft_tokens"],
+        cfg["profile_repeats"],
+        cfg["profile_warmup"],
+        cfg["seed"],
+    )
+    profiles = InterleavedProfiles(loaded, settings)
+    contenders, prompts, outcomes = _race_our_loops(loaded, cfg, profiles)
     methods = [outcome.record for outcome in outcomes["ours_self_speculative"]]
     baselines = [outcome.record for outcome in outcomes["ours_autoregressive"]]
     profile = profiles.pooled()
@@ -190,35 +211,24 @@ def shape_section(name: str, shape: ShapeConfig, cfg: GpuShapesConfig, device: t
         )
     )
     efficiency.pop("cost_profile")
-    repeats, warmup = cfg["profile_repeats"], cfg["profile_warmup"]
+    plan = loaded.plan
     section = {
-        "shape": sizes,
+        "shape": shape.sizes(),
         "dtype": cfg["dtype"],
         "attn_implementation": cfg["attn_implementation"],
         "configured_kv_cache": cfg["kv_cache"],
         "skip": {"attention": list(plan.attention), "mlp": list(plan.mlp), "source": skip_source},
         "profile": profile,
-        "paper_acceptance_predictions": paper_predictions(profile, max_draft_tokens),
+        "paper_acceptance_predictions": paper_predictions(profile, settings.max_draft_tokens),
         "random_weight_efficiency": efficiency,
         "identical": [m.tokens == b.tokens for m, b in zip(methods, baselines)],
         "attention": attention_profiles(
-            loaded,
-            cfg["attention"],
-            context_length,
-            max_draft_tokens,
-            repeats,
-            warmup,
-            cfg["seed"],
-            acceptance=PAPER_ADAPTIVE["acceptance_rate"],
-        ),  # fmt: skip
-        "kv_cache_profiles": kv_cache_profiles(
-            loaded, cfg["kv_caches"], context_length, max_draft_tokens, repeats, warmup
+            loaded, cfg["attention"], settings, acceptance=PAPER_ADAPTIVE["acceptance_rate"]
         ),
-        "memory": memory_table(
-            [autoregressive, speculative], prompts[0], cfg["max_new_tokens"], 1, "ours_autoregressive"
-        ),
+        "kv_cache_profiles": kv_cache_profiles(loaded, cfg["kv_caches"], settings),
+        "memory": memory_table(contenders, prompts[0], cfg["max_new_tokens"], 1, "ours_autoregressive"),
     }
-    del loaded, model, autoregressive, speculative, outcomes
+    del loaded, contenders, outcomes, profiles  # every reference to the model, before emptying the cache
     free_device_memory(device)
     return section
 

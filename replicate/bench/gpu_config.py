@@ -8,10 +8,9 @@ from typing import Any
 
 import torch
 
-from replicate.core.kv_cache import KV_CACHES
-from replicate.core.model_config import ATTENTION_IMPLEMENTATIONS, DTYPE_NAMES
+from replicate.core.model_config import ATTENTION_IMPLEMENTATIONS, DTYPE_NAMES, KV_CACHES
 from replicate.errors import MissingResource
-from replicate.schema import FieldError, MappingAccess, at_least, build, one_of
+from replicate.schema import FieldError, MappingAccess, at_least, at_least_each, build, one_of
 from replicate.statistics import BootstrapConfig
 
 
@@ -66,8 +65,7 @@ class GpuShapesConfig(MappingAccess):
             one_of("attention", name, ATTENTION_IMPLEMENTATIONS)
         for kind in (self.kv_cache, *self.kv_caches):
             one_of("kv_caches", kind, KV_CACHES)
-        at_least("context_length", self.context_length, 1)
-        at_least("max_draft_tokens", self.max_draft_tokens, 1)
+        at_least_each(self, context_length=1, max_draft_tokens=1)
         for name in ("profile_repeats", "n_prompts", "max_new_tokens"):
             at_least(name, getattr(self, name), 1)
         at_least("profile_warmup", self.profile_warmup, 0)

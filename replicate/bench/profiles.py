@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -27,20 +28,28 @@ from replicate.cost_model import (
 from replicate.records import DecodeRecord
 
 
+@dataclass(frozen=True)
+class ProfilePlan:
+    """How the bench measures one cost profile (`measure_cost_profile`'s arguments but the model)."""
+
+    context_length: int
+    max_draft_tokens: int
+    repeats: int
+    warmup: int
+    seed: int
+
+    def measure(self, loaded: LoadedModel) -> dict[str, Any]:
+        """The cost profile of `loaded` (`measure_cost_profile`)."""
+        return measure_cost_profile(
+            loaded, self.context_length, self.max_draft_tokens, self.repeats, self.warmup, self.seed
+        )
+
+
 class InterleavedProfiles:
     """Profiles of `loaded` measured between the rounds of a race (call it with the round index)."""
 
-    def __init__(
-        self,
-        loaded: LoadedModel,
-        context_length: int,
-        max_draft_tokens: int,
-        repeats: int,
-        warmup: int,
-        seed: int,
-    ):
-        self.loaded, self.context_length, self.max_draft_tokens = loaded, context_length, max_draft_tokens
-        self.repeats, self.warmup, self.seed = repeats, warmup, seed
+    def __init__(self, loaded: LoadedModel, settings: ProfilePlan):
+        self.loaded, self.settings = loaded, settings
         self.profiles: list[dict[str, Any]] = []
 
     def __call__(self, round_index: int) -> None:
@@ -48,16 +57,13 @@ class InterleavedProfiles:
             raise RuntimeError(
                 f"profile for round {round_index} requested after {len(self.profiles)} profiles"
             )
-        self.profiles.append(
-            measure_cost_profile(
-                self.loaded,
-                self.context_length,
-                self.max_draft_tokens,
-                self.repeats,
-                self.warmup if not self.profiles else 0,  # the model is warm after the first
-                self.seed + round_index,
-            )
+        # The model is warm after the first profile; each round draws its own token ids and pass order.
+        plan = dataclasses.replace(
+            self.settings,
+            warmup=self.settings.warmup if not self.profiles else 0,
+            seed=self.settings.seed + round_index,
         )
+        self.profiles.append(plan.measure(self.loaded))
 
     def for_round(self, round_index: int) -> dict[str, Any]:
         """The profile of round j: the pool of the profiles measured just before and just after it."""
@@ -89,19 +95,14 @@ def profile_summary(profile: dict[str, Any]) -> dict[str, Any]:
 def attention_profiles(
     loaded: LoadedModel,
     implementations: Sequence[str],
-    context_length: int,
-    max_draft_tokens: int,
-    repeats: int,
-    warmup: int,
-    seed: int,
-    methods: Sequence[DecodeRecord] | None = None,
-    baselines: Sequence[DecodeRecord] | None = None,
+    settings: ProfilePlan,
+    race: tuple[Sequence[DecodeRecord], Sequence[DecodeRecord]] | None = None,
     acceptance: float | None = None,
 ) -> dict[str, Any]:
     """The cost profile under each attention implementation in `implementations` that this machine has
     (the others are listed with the reason), the same weights switched in place. With the race's decodes
-    (`methods`, `baselines`), also the speedup their acceptance trace would reach under each one; with an
-    `acceptance` rate, the fixed-K speedup at that rate for K = 1..max_draft_tokens."""
+    (`race`: the method's and the baseline's records), also the speedup their acceptance trace would reach
+    under each one; with an `acceptance` rate, the fixed-K speedup at that rate for K = 1..max_draft_tokens."""
     rows: dict[str, Any] = {}
     for name in implementations:
         available, reason = installed(name, loaded.device)
@@ -109,43 +110,41 @@ def attention_profiles(
         if available:
             try:
                 with attention_implementation(loaded.model, name):
-                    profile = measure_cost_profile(
-                        loaded, context_length, max_draft_tokens, repeats, warmup, seed
-                    )
+                    profile = settings.measure(loaded)
             except Exception as error:  # reported per implementation, never replaced by another one
                 row.update(available=False, reason=f"failed on this device: {type(error).__name__}: {error}")
             else:
-                row.update(profile_summary(profile))
-                if methods:
-                    row["predicted_speedup_of_race_trace"] = predicted_speedup(methods, baselines, profile)
-                if acceptance is not None:
-                    row["fixed_k_speedup_at_acceptance"] = [
-                        speedup_for_acceptance(profile, k, acceptance) for k in range(1, max_draft_tokens + 1)
-                    ]
+                row.update(_priced(profile, settings.max_draft_tokens, race, acceptance))
         rows[name] = row
     return {
-        "context_length": context_length,
+        "context_length": settings.context_length,
         "configured": loaded.model.config._attn_implementation,
         "rows": rows,
     }
 
 
-def kv_cache_profiles(
-    loaded: LoadedModel,
-    kinds: Sequence[str],
-    context_length: int,
+def _priced(
+    profile: dict[str, Any],
     max_draft_tokens: int,
-    repeats: int,
-    warmup: int,
+    race: tuple[Sequence[DecodeRecord], Sequence[DecodeRecord]] | None,
+    acceptance: float | None,
 ) -> dict[str, Any]:
+    """A profile's headline numbers, and what the race's trace or an acceptance rate would give on it."""
+    row = profile_summary(profile)
+    if race and race[0]:
+        row["predicted_speedup_of_race_trace"] = predicted_speedup(race[0], race[1], profile)
+    if acceptance is not None:
+        row["fixed_k_speedup_at_acceptance"] = [
+            speedup_for_acceptance(profile, k, acceptance) for k in range(1, max_draft_tokens + 1)
+        ]
+    return row
+
+
+def kv_cache_profiles(loaded: LoadedModel, kinds: Sequence[str], settings: ProfilePlan) -> dict[str, Any]:
     """The cost profile with each KV cache kind (`model.kv_cache`), same weights."""
-    rows = {}
-    for kind in kinds:
-        variant = dataclasses.replace(loaded, kv_cache=kind)
-        rows[kind] = profile_summary(
-            measure_cost_profile(variant, context_length, max_draft_tokens, repeats, warmup)
-        )
-    return rows
+    return {
+        kind: profile_summary(settings.measure(dataclasses.replace(loaded, kv_cache=kind))) for kind in kinds
+    }
 
 
 def free_device_memory(device: torch.device) -> None:

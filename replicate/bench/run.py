@@ -19,6 +19,7 @@ import dataclasses
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,17 +28,21 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from replicate.bench.config import bench_config
-from replicate.bench.contenders import Contender, ForwardClock, hf_generate, ours, race
+from replicate.bench.contenders import Contender, ForwardClock, Outcome, RaceSettings, race
 from replicate.bench.gpu import proportional_skip_plan, require_device, run_gpu_shapes
+from replicate.bench.lineup import build_contenders
 from replicate.bench.memory import memory_table
-from replicate.bench.profiles import InterleavedProfiles, attention_profiles, kv_cache_profiles
+from replicate.bench.profiles import (
+    InterleavedProfiles,
+    ProfilePlan,
+    attention_profiles,
+    kv_cache_profiles,
+)
 from replicate.bench.summary import (
     AUTOREGRESSIVE,
-    GENERATE,
     check_targets,
     cost_model_section,
     forward_clock_section,
-    kv_cache_name,
     kv_cache_section,
     other_kv_cache,
     parity_section,
@@ -48,11 +53,8 @@ from replicate.bench.summary import (
 from replicate.cli import user_errors
 from replicate.config import compose_config
 from replicate.core.kv_cache import KV_CACHES
-from replicate.core.methods import AUTOREGRESSIVE as AUTOREGRESSIVE_METHOD
-from replicate.core.methods import build_decoder
 from replicate.core.models import LoadedModel, load_model
 from replicate.core.prompts import encode_prompt
-from replicate.core.sampling import SamplingConfig
 from replicate.cost_model import break_even_acceptance
 from replicate.paths import CONF_DIR
 from replicate.run.environment import environment
@@ -84,15 +86,6 @@ def load_bench_model(cfg: DictConfig) -> tuple[LoadedModel, str]:
     return loaded, source
 
 
-def early_exit_layer(cfg: DictConfig, loaded: LoadedModel) -> int:
-    """The configured early-exit layer, or one that keeps the share of sub-blocks our plan keeps."""
-    num_layers = loaded.model.config.num_hidden_layers
-    if cfg.peers.assistant_early_exit is not None:
-        return int(cfg.peers.assistant_early_exit)
-    kept_share = 1 - loaded.plan.num_skipped / (2 * num_layers)
-    return min(num_layers - 1, max(1, round(num_layers * kept_share)))
-
-
 def profile_context_length(setting: int | str, prompts: Sequence[torch.Tensor], max_new_tokens: int) -> int:
     """`auto`: the mean cache length the decodes run at (mean prompt length + half the new tokens), so the
     profile prices the passes at the length the race actually sees."""
@@ -100,37 +93,6 @@ def profile_context_length(setting: int | str, prompts: Sequence[torch.Tensor], 
         return int(setting)
     mean_prompt = sum(prompt.shape[1] for prompt in prompts) / len(prompts)
     return round(mean_prompt + max_new_tokens / 2)
-
-
-def build_contenders(cfg: DictConfig, loaded: LoadedModel, sections: set[str]) -> tuple[list[Contender], str]:
-    sampling = SamplingConfig()  # greedy: every contender must reproduce generate's tokens
-    method_name = f"ours_{cfg.method.name}"
-    contenders = [ours(AUTOREGRESSIVE, build_decoder(AUTOREGRESSIVE_METHOD, loaded, sampling))]
-    if sections & {"cost_model", "peers", "memory", "kv_cache", "attention"}:
-        contenders.append(ours(method_name, build_decoder(cfg.method, loaded, sampling)))
-    if "kv_cache" in sections:  # both loops again with the other cache kind, in the same race
-        other = dataclasses.replace(loaded, kv_cache=other_kv_cache(loaded.kv_cache))
-        contenders.append(
-            ours(
-                kv_cache_name(AUTOREGRESSIVE, other.kv_cache),
-                build_decoder(AUTOREGRESSIVE_METHOD, other, sampling),
-            )
-        )
-        contenders.append(
-            ours(kv_cache_name(method_name, other.kv_cache), build_decoder(cfg.method, other, sampling))
-        )
-    if sections & {"parity", "peers", "memory"}:
-        contenders.append(hf_generate(GENERATE, loaded, {}, {}))
-    if sections & {"peers", "memory"}:
-        assistant = OmegaConf.to_container(cfg.peers.assistant)
-        early_exit = {"assistant_early_exit": early_exit_layer(cfg, loaded)}
-        contenders.append(hf_generate("hf_early_exit", loaded, early_exit, assistant))
-        lookup = {
-            "prompt_lookup_num_tokens": cfg.peers.prompt_lookup_num_tokens,
-            "max_matching_ngram_size": cfg.peers.max_matching_ngram_size,
-        }
-        contenders.append(hf_generate("hf_prompt_lookup", loaded, lookup, {}))
-    return contenders, method_name
 
 
 def run_bench(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
@@ -161,6 +123,17 @@ def run_bench(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     return result
 
 
+@dataclass
+class _Race:
+    """The race of one bench run: who ran, over which prompts, what came out; `method_name`: the
+    self-speculative contender's name."""
+
+    contenders: list[Contender]
+    prompts: list[torch.Tensor]
+    outcomes: dict[str, list[Outcome]]
+    method_name: str
+
+
 def _model_sections(cfg: DictConfig, sections: set[str], bootstrap: BootstrapConfig) -> dict[str, Any]:
     loaded, skip_source = load_bench_model(cfg)
     samples = load_task(cfg.task).samples(cfg.n_prompts)
@@ -178,36 +151,26 @@ def _model_sections(cfg: DictConfig, sections: set[str], bootstrap: BootstrapCon
         },
     }
     profile_cfg = cfg.profile
-    context_length = profile_context_length(profile_cfg.context_length, prompts, cfg.max_new_tokens)
-    profiles = None
-    if sections & {"profile", "cost_model"}:
-        # Profiled before every round of the race and after the last; each round is priced by its neighbours.
-        profiles = InterleavedProfiles(
-            loaded,
-            context_length,
-            profile_cfg.max_draft_tokens,
-            profile_cfg.repeats,
-            profile_cfg.warmup,
-            cfg.seed,
-        )
+    settings = ProfilePlan(
+        profile_context_length(profile_cfg.context_length, prompts, cfg.max_new_tokens),
+        profile_cfg.max_draft_tokens,
+        profile_cfg.repeats,
+        profile_cfg.warmup,
+        cfg.seed,
+    )
+    # Profiled before every round of the race and after the last; each round is priced by its neighbours.
+    profiles = InterleavedProfiles(loaded, settings) if sections & {"profile", "cost_model"} else None
     contenders, method_name = build_contenders(cfg, loaded, sections)
-    states = {contender.name: contender.state for contender in contenders}
     clock = ForwardClock(loaded.model, loaded.device)
     try:
-        outcomes = race(
-            contenders,
-            prompts,
-            cfg.max_new_tokens,
-            cfg.repeats,
-            cfg.warmup.runs,
-            cfg.warmup.max_new_tokens,
-            clock,
-            between=profiles,
+        race_settings = RaceSettings(
+            cfg.max_new_tokens, cfg.repeats, cfg.warmup.runs, cfg.warmup.max_new_tokens
         )
+        outcomes = race(contenders, prompts, race_settings, clock, between=profiles)
     finally:
         clock.remove()  # memory is measured without the clock's hooks
+    raced = _Race(contenders, prompts, outcomes, method_name)
     result["speed"] = speed_table(outcomes, {c.name: c.settings for c in contenders})
-    profile = None
     if profiles is not None:
         profile = profiles.pooled()
         ks = range(1, profile_cfg.max_draft_tokens + 1)
@@ -216,54 +179,69 @@ def _model_sections(cfg: DictConfig, sections: set[str], bootstrap: BootstrapCon
             "break_even_acceptance": [break_even_acceptance(profile, k) for k in ks],
         }
     if "cost_model" in sections:
-        run = {
-            "model": loaded.name,
-            "task": cfg.task.name,
-            "method": cfg.method.name,
-            "sampling": {"temperature": 0.0, "top_p": 1.0, "top_k": 0},
-            "max_new_tokens": cfg.max_new_tokens,
-            "identity_expected": True,
-            "prompts_truncated": sum(truncated for _, truncated in encoded),
-            "skip": result["skip"],
-            "decoder_state": states[method_name](),
-            "environment": result["environment"],
-            "model_identity": loaded.identity,
-        }
+        run = _cost_model_run(cfg, loaded, result, sum(truncated for _, truncated in encoded))
+        run["decoder_state"] = {c.name: c.state for c in contenders}[method_name]()
         sample_profiles = profiles.per_decode(len(outcomes[method_name]))
         race_metrics = cost_model_section(outcomes, method_name, profile, run, sample_profiles, bootstrap)
         result["cost_model"] = race_metrics.to_dict()
         result["forward_clock"] = forward_clock_section(outcomes, method_name, race_metrics)
+    result.update(_other_sections(cfg, sections, loaded, settings, raced, result["speed"]))
+    return result
+
+
+def _cost_model_run(
+    cfg: DictConfig, loaded: LoadedModel, result: dict[str, Any], truncated: int
+) -> dict[str, Any]:
+    """What the cost-model section records of the race's settings, as a run records them."""
+    return {
+        "model": loaded.name,
+        "task": cfg.task.name,
+        "method": cfg.method.name,
+        "sampling": {"temperature": 0.0, "top_p": 1.0, "top_k": 0},
+        "max_new_tokens": cfg.max_new_tokens,
+        "identity_expected": True,
+        "prompts_truncated": truncated,
+        "skip": result["skip"],
+        "environment": result["environment"],
+        "model_identity": loaded.identity,
+    }
+
+
+def _other_sections(
+    cfg: DictConfig,
+    sections: set[str],
+    loaded: LoadedModel,
+    settings: ProfilePlan,
+    raced: _Race,
+    speed: dict[str, Any],
+) -> dict[str, Any]:
+    """The parity, peers, kv_cache, attention and memory sections: from the race and its speed table, and
+    further profiles of the same model."""
+    found: dict[str, Any] = {}
+    outcomes, method_name = raced.outcomes, raced.method_name
     if "parity" in sections:
-        result["parity"] = parity_section(result["speed"])
+        found["parity"] = parity_section(speed)
     if "peers" in sections:
-        result["peers"] = peers_section(result["speed"], method_name)
+        found["peers"] = peers_section(speed, method_name)
     if "kv_cache" in sections:
-        result["kv_cache"] = kv_cache_section(
+        found["kv_cache"] = kv_cache_section(
             outcomes, method_name, loaded.kv_cache, other_kv_cache(loaded.kv_cache)
         )
-        result["kv_cache"]["profiles"] = kv_cache_profiles(
-            loaded,
-            KV_CACHES,
-            context_length,
-            profile_cfg.max_draft_tokens,
-            profile_cfg.repeats,
-            profile_cfg.warmup,
-        )
+        found["kv_cache"]["profiles"] = kv_cache_profiles(loaded, KV_CACHES, settings)
     if "attention" in sections:
         method_records = [outcome.record for outcome in outcomes[method_name]]
         baseline_records = [outcome.record for outcome in outcomes[AUTOREGRESSIVE]]
-        result["attention"] = attention_profiles(
-            loaded, list(cfg.attention.implementations), context_length, profile_cfg.max_draft_tokens,
-            profile_cfg.repeats, profile_cfg.warmup, cfg.seed, method_records, baseline_records,
-        )  # fmt: skip
+        found["attention"] = attention_profiles(
+            loaded, list(cfg.attention.implementations), settings, (method_records, baseline_records)
+        )
     if "memory" in sections:
         memory = memory_table(
-            contenders, prompts[0], cfg.memory.max_new_tokens, cfg.memory.repeats, AUTOREGRESSIVE
+            raced.contenders, raced.prompts[0], cfg.memory.max_new_tokens, cfg.memory.repeats, AUTOREGRESSIVE
         )
         if memory.get("rows"):
             memory["method_peak_ratio"] = memory["rows"][method_name]["peak_ratio_to_reference"]
-        result["memory"] = memory
-    return result
+        found["memory"] = memory
+    return found
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="bench")
@@ -274,12 +252,9 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 @user_errors
 def main(argv: Sequence[str] | None = None) -> int:
-    from replicate.overrides import check_before_work
+    from replicate.overrides import run_checked
 
     argv = list(sys.argv[1:] if argv is None else argv)
     # `--gpu-shapes` reads better on a command line than the Hydra override it stands for.
     argv = ["gpu_shapes=true" if argument == "--gpu-shapes" else argument for argument in argv]
-    check_before_work(argv, "bench", bench_config)
-    sys.argv = [sys.argv[0], *argv]
-    _hydra_main()
-    return 0
+    return run_checked(argv, "bench", bench_config, _hydra_main)

@@ -10,7 +10,7 @@ import numpy as np
 
 from replicate.bench.contenders import Outcome
 from replicate.cost_model import cost_model_metrics
-from replicate.records import RunMetrics
+from replicate.metrics_record import RunMetrics
 from replicate.run.metrics import decoding_metrics
 from replicate.statistics import BootstrapConfig, ratio_of_means
 

@@ -24,9 +24,8 @@ from __future__ import annotations
 import torch
 from transformers.cache_utils import Cache, CacheLayerMixin
 
+from replicate.core.model_config import KV_CACHES
 from replicate.core.skipping import SkipAwareCache
-
-KV_CACHES = ("dynamic", "static")
 
 
 class CacheCapacityError(RuntimeError):

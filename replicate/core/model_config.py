@@ -9,13 +9,15 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from replicate.core.kv_cache import KV_CACHES
-from replicate.core.skipping import SkipPlan
 from replicate.schema import FieldError, MappingAccess, at_least, build_registered, one_of
 
+if TYPE_CHECKING:
+    from replicate.core.skipping import SkipPlan
+
 DTYPE_NAMES = ("float32", "bfloat16", "float16")
+KV_CACHES = ("dynamic", "static")  # `model.kv_cache` (replicate.core.kv_cache builds them)
 ATTENTION_IMPLEMENTATIONS = (
     "eager",
     "sdpa",
@@ -38,6 +40,10 @@ class SkipConfig(MappingAccess):
 
     @property
     def plan(self) -> SkipPlan:
+        from replicate.core.skipping import (
+            SkipPlan,
+        )  # torch: only when a plan is wanted, not to type a config
+
         return SkipPlan(self.attention, self.mlp)
 
 

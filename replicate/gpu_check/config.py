@@ -8,11 +8,10 @@ from typing import Any
 
 from replicate.bench.gpu_config import GpuShapesConfig
 from replicate.config import compose_config, options
-from replicate.core.kv_cache import KV_CACHES
 from replicate.core.methods import load_method_modules
-from replicate.core.model_config import ATTENTION_IMPLEMENTATIONS, DTYPE_NAMES
+from replicate.core.model_config import ATTENTION_IMPLEMENTATIONS, DTYPE_NAMES, KV_CACHES
 from replicate.lossless.reference import MODELS
-from replicate.schema import FieldError, MappingAccess, at_least, build, one_of, within
+from replicate.schema import FieldError, MappingAccess, at_least, at_least_each, build, one_of, within
 
 # Every section the check knows; `sections` in the config picks which run and in what order.
 SECTIONS = ("lossless_float32", "lossless_bfloat16", "lossless_float16", "shapes", "host_syncs", "end_to_end")
@@ -30,8 +29,7 @@ class LosslessSection(MappingAccess):
         if self.models is not None:
             for index in self.models:
                 within("models", index, 0, len(MODELS) - 1)
-        at_least("num_prompts", self.num_prompts, 1)
-        at_least("max_new_tokens", self.max_new_tokens, 1)
+        at_least_each(self, num_prompts=1, max_new_tokens=1)
 
 
 @dataclass(frozen=True)
@@ -43,8 +41,7 @@ class HostSyncSection(MappingAccess):
 
     def __post_init__(self):
         one_of("model", self.model, options("model"))
-        at_least("max_new_tokens", self.max_new_tokens, 2)
-        at_least("max_draft_tokens", self.max_draft_tokens, 1)
+        at_least_each(self, max_new_tokens=2, max_draft_tokens=1)
         if not 0.0 < self.threshold <= 1.0:
             raise FieldError(
                 "threshold", self.threshold, "must be in (0, 1]: the loop that reads every draft"
@@ -69,9 +66,7 @@ class EndToEndSection(MappingAccess):
             one_of("methods", method, [name for name, cls in load_method_modules().items() if cls.drafts])
         for kind in self.kv_caches:
             one_of("kv_caches", kind, KV_CACHES)
-        at_least("n_samples", self.n_samples, 1)
-        at_least("max_new_tokens", self.max_new_tokens, 1)
-        at_least("warmup_runs", self.warmup_runs, 0)
+        at_least_each(self, n_samples=1, max_new_tokens=1, warmup_runs=0)
         if set(self.cost_model) != {"context_length", "repeats", "warmup"}:
             raise FieldError("cost_model", self.cost_model, "needs exactly context_length, repeats, warmup")
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from replicate.columns import Column, columns
-from replicate.records import RunMetrics
+from replicate.metrics_record import RunMetrics
 from replicate.report.tables import COMPARED_TITLES, KEY_TITLES, RunResult, TableRow, TableSpec
 
 

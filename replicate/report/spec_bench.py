@@ -33,7 +33,7 @@ import numpy as np
 
 from replicate.records import DecodeRecord
 from replicate.report.markdown import fmt, markdown_table, relative
-from replicate.report.tables import RunResult
+from replicate.report.runs import RunResult
 
 DIRECTORY = "spec_bench"
 

@@ -20,12 +20,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from replicate.core.methods import method_config
-from replicate.records import RunMetrics, SampleRecord
-from replicate.run.rundir import CONFIG_FILE, METRICS_FILE, SAMPLES_FILE
+from replicate.report.runs import RunResult, is_run_dir, measured
+
+__all__ = [  # is_run_dir and measured: read by report.write through this module
+    "COMPARED",
+    "TABLES",
+    "RunResult",
+    "TableRow",
+    "TableSpec",
+    "is_run_dir",
+    "measured",
+    "paper_values_for_run",
+    "table_rows",
+]
 
 COMPARED = ("ar", "ssd", "ar_paper_scoring", "ssd_paper_scoring", "speedup", "acceptance")
 COMPARED_TITLES = {
@@ -47,61 +57,6 @@ KEY_TITLES = {
     "K": "K",
     "gamma": "gamma",
 }
-
-
-@dataclass
-class RunResult:
-    """The files of one run directory, read as they are (nothing is recomputed)."""
-
-    path: Path
-    config: dict[str, Any]
-    metrics: RunMetrics | None
-    records: list[SampleRecord]
-    damaged: str | None = None  # why a file of the run directory could not be read
-
-    @property
-    def experiment(self) -> str | None:
-        return (self.config.get("experiment") or {}).get("name")
-
-    @property
-    def expected_samples(self) -> int | None:
-        """Samples the run will have when finished (HumanEval: problems x samples_per_problem)."""
-        n_samples = self.config.get("n_samples")
-        if n_samples is None:
-            return None
-        return int(n_samples) * int((self.config.get("task") or {}).get("samples_per_problem") or 1)
-
-    @property
-    def status(self) -> str:
-        if self.damaged is not None:
-            return f"damaged ({self.damaged})"
-        if self.metrics is not None:
-            # samples.jsonl keeps the samples the baseline filter excluded; metrics.json counts the kept ones
-            decoded = self.metrics.n_samples + len(self.metrics.excluded_ids or ())
-            if len(self.records) != decoded:
-                return (
-                    f"inconsistent (samples.jsonl holds {len(self.records)} samples, metrics.json says "
-                    f"{self.metrics.n_samples} kept and {decoded - self.metrics.n_samples} excluded)"
-                )
-            return "ok"
-        expected = self.expected_samples
-        return f"incomplete ({len(self.records)}/{expected if expected is not None else '?'} samples)"
-
-
-def measured(run: RunResult | None) -> dict[str, Any]:
-    """The compared quantities of a finished run; empty for a missing, unfinished, damaged or inconsistent
-    one (never zeros)."""
-    if run is None or run.metrics is None or run.status != "ok":
-        return {}
-    metrics = run.metrics
-    return {
-        "ar": metrics.get("baseline_score"),
-        "ssd": metrics.get("score"),
-        "ar_paper_scoring": metrics.get("paper_compatible.baseline_score"),
-        "ssd_paper_scoring": metrics.get("paper_compatible.score"),
-        "speedup": metrics.get("speedup"),
-        "acceptance": metrics.get("acceptance_rate"),
-    }
 
 
 def _method(config: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -169,6 +124,20 @@ def _ablation_paper(sweep_field: str, compared: tuple[str, ...], renames: Mappin
     return paper_rows
 
 
+def _threshold_ablation(name: str, title: str, sweep_field: str, method_field: str) -> TableSpec:
+    """Tables 3 and 4: a fixed value of one method field per row (K, gamma) against the adaptive draft-exit."""
+    compared = ("ssd", "acceptance", "speedup")
+    return TableSpec(
+        name=name,
+        title=title,
+        key_fields=("model", "task", sweep_field),
+        compared=compared,
+        run_key=lambda c: {**_names(c), sweep_field: _fixed_or_adaptive(c, method_field)},
+        paper_rows=_ablation_paper(sweep_field, compared),
+        sweep_field=sweep_field,
+    )
+
+
 TABLES: dict[str, TableSpec] = {
     spec.name: spec
     for spec in (
@@ -195,23 +164,17 @@ TABLES: dict[str, TableSpec] = {
                 for row in p["rows"]
             ],
         ),
-        TableSpec(
-            name="table3",
-            title="Table 3: fixed draft length K vs adaptive draft-exit (LLaMA-2-13B, CNN/DM, greedy)",
-            key_fields=("model", "task", "K"),
-            compared=("ssd", "acceptance", "speedup"),
-            run_key=lambda c: {**_names(c), "K": _fixed_or_adaptive(c, "max_draft_tokens")},
-            paper_rows=_ablation_paper("K", ("ssd", "acceptance", "speedup")),
-            sweep_field="K",
+        _threshold_ablation(
+            "table3",
+            "Table 3: fixed draft length K vs adaptive draft-exit (LLaMA-2-13B, CNN/DM, greedy)",
+            "K",
+            "max_draft_tokens",
         ),
-        TableSpec(
-            name="table4",
-            title="Table 4: static draft-exit threshold gamma (K=12) vs adaptive (LLaMA-2-13B, CNN/DM, greedy)",
-            key_fields=("model", "task", "gamma"),
-            compared=("ssd", "acceptance", "speedup"),
-            run_key=lambda c: {**_names(c), "gamma": _fixed_or_adaptive(c, "threshold")},
-            paper_rows=_ablation_paper("gamma", ("ssd", "acceptance", "speedup")),
-            sweep_field="gamma",
+        _threshold_ablation(
+            "table4",
+            "Table 4: static draft-exit threshold gamma (K=12) vs adaptive (LLaMA-2-13B, CNN/DM, greedy)",
+            "gamma",
+            "threshold",
         ),
         TableSpec(
             name="table7",
@@ -312,7 +275,3 @@ def paper_values_for_run(config: Mapping[str, Any]) -> dict[str, Any] | None:
         if all(paper_key[field] == key[field] for field in spec.key_fields):
             return values
     return None
-
-
-def is_run_dir(path: Path) -> bool:
-    return any((path / name).is_file() for name in (CONFIG_FILE, METRICS_FILE, SAMPLES_FILE))

@@ -26,7 +26,8 @@ from replicate.cli import user_errors
 from replicate.columns import DETAIL_COLUMNS, columns
 from replicate.core.methods import method_config
 from replicate.errors import DataError
-from replicate.records import RecordError, RunMetrics
+from replicate.metrics_record import RunMetrics
+from replicate.records import RecordError
 from replicate.report import comparison, figures
 from replicate.report.authorship import check_authorship, record_authorship
 from replicate.report.markdown import (

@@ -1,7 +1,7 @@
 """`replicate run [key=value ...] [-m]` (also `python -m replicate.run ...`): one run, or with `-m` a Hydra
 multirun sweep, of `conf/config.yaml` (model=<m> task=<t> method=<x> n_samples=<N> max_new_tokens=<N>
 seed=<S> ...). The run directory is Hydra's output directory. Every job's config is composed and checked
-before the first job starts (`replicate.overrides.check_before_work`)."""
+before the first job starts (`replicate.overrides.check_before_work`, through `run_checked`)."""
 
 from __future__ import annotations
 
@@ -34,13 +34,9 @@ def check_job(cfg: DictConfig) -> None:
 
 @user_errors
 def main(argv: Sequence[str] | None = None) -> int:
-    from replicate.overrides import check_before_work
+    from replicate.overrides import run_checked
 
-    argv = list(sys.argv[1:] if argv is None else argv)
-    check_before_work(argv, "config", check_job)
-    sys.argv = [sys.argv[0], *argv]
-    _hydra_main()
-    return 0
+    return run_checked(list(sys.argv[1:] if argv is None else argv), "config", check_job, _hydra_main)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,47 @@ from replicate.records import DecodeRecord, SampleRecord
 from replicate.statistics import BootstrapConfig, bootstrap_interval, interval_list, ratio_of_means
 
 
+def _acceptance_metrics(methods: Sequence[DecodeRecord], bootstrap: BootstrapConfig) -> dict[str, Any]:
+    """Accepted / drafted per sample, averaged (with its interval) and pooled; samples that drafted nothing."""
+    drafted = [sum(run.drafted) for run in methods]
+    accepted = [sum(run.accepted) for run in methods]
+    rates = [a / d for a, d in zip(accepted, drafted) if d > 0]
+    found: dict[str, Any] = {"samples_without_drafts": len(methods) - len(rates)}
+    if rates:
+        found["acceptance_rate"] = float(np.mean(rates))
+        found["acceptance_rate_ci"] = interval_list(
+            bootstrap_interval([rates], np.mean, **bootstrap.settings())
+        )
+        found["acceptance_rate_pooled"] = sum(accepted) / sum(drafted)
+    return found
+
+
+def _baseline_metrics(
+    methods: Sequence[DecodeRecord],
+    baselines: Sequence[DecodeRecord],
+    identical: Sequence[bool] | None,
+    bootstrap: BootstrapConfig,
+) -> dict[str, Any]:
+    """The speedups over the baseline's decodes of the same samples (paired bootstrap intervals), the share
+    of identical outputs and the baseline's own throughput."""
+    if len(baselines) != len(methods) or identical is None or len(identical) != len(methods):
+        raise ValueError("every decode of the method needs its baseline decode and identity")
+    per_token = np.array([[b.time_per_token, m.time_per_token] for b, m in zip(baselines, methods)])
+    totals = np.array([[b.total_time, m.total_time] for b, m in zip(baselines, methods)])
+    return {
+        "speedup": float(ratio_of_means(*per_token.T)),
+        "speedup_ci": interval_list(
+            bootstrap_interval(per_token.T, ratio_of_means, paired=True, **bootstrap.settings())
+        ),
+        "speedup_total_time": float(ratio_of_means(*totals.T)),  # = total / total
+        "speedup_total_time_ci": interval_list(
+            bootstrap_interval(totals.T, ratio_of_means, paired=True, **bootstrap.settings())
+        ),
+        "identical_fraction": float(np.mean(identical)),
+        "baseline_tokens_per_s": sum(b.new_tokens for b in baselines) / sum(b.total_time for b in baselines),
+    }
+
+
 def decoding_metrics(
     methods: Sequence[DecodeRecord],
     baselines: Sequence[DecodeRecord] | None,
@@ -63,36 +104,12 @@ def decoding_metrics(
         "baseline_tokens_per_s": None,
     }
     if not is_baseline:
-        drafted = [sum(run.drafted) for run in methods]
-        accepted = [sum(run.accepted) for run in methods]
-        rates = [a / d for a, d in zip(accepted, drafted) if d > 0]
-        metrics["samples_without_drafts"] = len(methods) - len(rates)
-        if rates:
-            metrics["acceptance_rate"] = float(np.mean(rates))
-            metrics["acceptance_rate_ci"] = interval_list(
-                bootstrap_interval([rates], np.mean, **bootstrap.settings())
-            )
-            metrics["acceptance_rate_pooled"] = sum(accepted) / sum(drafted)
+        metrics.update(_acceptance_metrics(methods, bootstrap))
     if is_baseline:
         metrics.update(speedup=1.0, speedup_total_time=1.0, identical_fraction=1.0)
         metrics["baseline_tokens_per_s"] = metrics["tokens_per_s"]
     elif baselines is not None:
-        if len(baselines) != len(methods) or identical is None or len(identical) != len(methods):
-            raise ValueError("every decode of the method needs its baseline decode and identity")
-        per_token = np.array([[b.time_per_token, m.time_per_token] for b, m in zip(baselines, methods)])
-        totals = np.array([[b.total_time, m.total_time] for b, m in zip(baselines, methods)])
-        metrics.update(
-            speedup=float(ratio_of_means(*per_token.T)),
-            speedup_ci=interval_list(
-                bootstrap_interval(per_token.T, ratio_of_means, paired=True, **bootstrap.settings())
-            ),
-            speedup_total_time=float(ratio_of_means(*totals.T)),  # = total / total
-            speedup_total_time_ci=interval_list(
-                bootstrap_interval(totals.T, ratio_of_means, paired=True, **bootstrap.settings())
-            ),
-            identical_fraction=float(np.mean(identical)),
-            baseline_tokens_per_s=sum(b.new_tokens for b in baselines) / sum(b.total_time for b in baselines),
-        )
+        metrics.update(_baseline_metrics(methods, baselines, identical, bootstrap))
     return metrics
 
 

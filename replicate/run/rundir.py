@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,11 +23,13 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from replicate.errors import UnwritableDirectory
-from replicate.records import SCHEMA_VERSION, RecordError, RunMetrics, SampleRecord
+from replicate.metrics_record import RunMetrics
+from replicate.records import SCHEMA_VERSION, RecordError, SampleRecord
+from replicate.schema import ConfigError
 
 if TYPE_CHECKING:
     from replicate.config import RunConfig
-    from tasks import Task
+    from tasks import Sample, Task
 
 SAMPLES_FILE = "samples.jsonl"
 METRICS_FILE = "metrics.json"
@@ -190,3 +192,35 @@ def run_fingerprint(config: RunConfig, task: Task) -> dict[str, Any]:
         "settings": settings,
         "data": data,
     }
+
+
+def _differences(previous: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    keys = sorted(set(previous) | set(current))
+    return [key for key in keys if previous.get(key) != current.get(key)]
+
+
+def resume_records(
+    run_dir: Path, fingerprint: dict[str, Any], samples: Sequence[Sample]
+) -> list[SampleRecord]:
+    """The samples already decoded in `run_dir` under the same settings and data; refuses anything else."""
+    done = read_samples(run_dir)
+    if not done:
+        return []
+    path = run_dir / FINGERPRINT_FILE
+    if not path.exists():
+        raise ConfigError(
+            f"{run_dir} holds samples but no {path.name}; use a new run directory or force=true"
+        )
+    previous = read_json(path)
+    if previous.get("sha256") != fingerprint["sha256"]:
+        changed = _differences(previous.get("settings", {}), fingerprint["settings"])
+        changed += [f"data.{key}" for key in _differences(previous.get("data", {}), fingerprint["data"])]
+        raise ConfigError(
+            f"{run_dir} holds samples decoded with other settings or data ({', '.join(changed)} differ from its "
+            f"{path.name}); use a new run directory, or force=true to discard them"
+        )
+    if [record.id for record in done] != [sample.id for sample in samples[: len(done)]]:
+        raise ConfigError(
+            f"{run_dir / SAMPLES_FILE} holds other samples than this config selects; use a new run dir"
+        )
+    return done

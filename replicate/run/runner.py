@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +25,14 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from replicate.columns import COLUMNS
+from replicate.columns import format_table
 from replicate.config import RunConfig, ineffective_settings, run_config
 from replicate.core.methods import AUTOREGRESSIVE, Decoder, build_decoder
 from replicate.core.models import LoadedModel, load_model
 from replicate.core.prompts import encode_prompt
 from replicate.cost_model import cost_model_metrics, measure_cost_profile
-from replicate.records import DecodeRecord, DecodeResult, RunMetrics, SampleRecord
+from replicate.metrics_record import RunMetrics
+from replicate.records import DecodeRecord, DecodeResult, SampleRecord
 from replicate.run import rundir
 from replicate.run.environment import environment
 from replicate.run.exclusions import baseline_filter
@@ -43,38 +44,6 @@ from replicate.schema import ConfigError
 from tasks import Sample, Task, load_task
 
 logger = logging.getLogger(__name__)  # under `python -m replicate`, Hydra writes it to the job log too
-
-
-def _differences(previous: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    keys = sorted(set(previous) | set(current))
-    return [key for key in keys if previous.get(key) != current.get(key)]
-
-
-def resume_records(
-    run_dir: Path, config: RunConfig, fingerprint: dict[str, Any], samples: Sequence[Sample]
-) -> list[SampleRecord]:
-    """The samples already decoded in `run_dir` under the same settings and data; refuses anything else."""
-    done = rundir.read_samples(run_dir)
-    if not done:
-        return []
-    path = run_dir / rundir.FINGERPRINT_FILE
-    if not path.exists():
-        raise ConfigError(
-            f"{run_dir} holds samples but no {path.name}; use a new run directory or force=true"
-        )
-    previous = rundir.read_json(path)
-    if previous.get("sha256") != fingerprint["sha256"]:
-        changed = _differences(previous.get("settings", {}), fingerprint["settings"])
-        changed += [f"data.{key}" for key in _differences(previous.get("data", {}), fingerprint["data"])]
-        raise ConfigError(
-            f"{run_dir} holds samples decoded with other settings or data ({', '.join(changed)} differ from its "
-            f"{path.name}); use a new run directory, or force=true to discard them"
-        )
-    if [record.id for record in done] != [sample.id for sample in samples[: len(done)]]:
-        raise ConfigError(
-            f"{run_dir / rundir.SAMPLES_FILE} holds other samples than this config selects; use a new run dir"
-        )
-    return done
 
 
 def _decode_record(loaded: LoadedModel, task: Task, sample: Sample, result: DecodeResult) -> DecodeRecord:
@@ -89,19 +58,23 @@ def _decode_record(loaded: LoadedModel, task: Task, sample: Sample, result: Deco
     return record
 
 
-def sample_record(
-    index: int,
-    sample: Sample,
-    prompt_ids: torch.Tensor,
-    truncated: bool,
-    loaded: LoadedModel,
-    task: Task,
-    method: Decoder,
-    results: dict[str, DecodeResult],
-    seed: int,
-) -> SampleRecord:
+@dataclass(frozen=True)
+class DecodedSample:
+    """One sample's decodes: its index in the run, the sample, its prompt ids (1, seq) and whether the prompt
+    was cut, the seed every decoder drew with, and each role's result ("method", "baseline")."""
+
+    index: int
+    sample: Sample
+    prompt_ids: torch.Tensor
+    truncated: bool
+    seed: int
+    results: dict[str, DecodeResult]
+
+
+def sample_record(decoded: DecodedSample, task: Task, method: Decoder) -> SampleRecord:
     """The one place a `SampleRecord` is built."""
-    method_result, baseline_result = results["method"], results.get("baseline")
+    loaded, sample, prompt_ids = method.loaded, decoded.sample, decoded.prompt_ids
+    method_result, baseline_result = decoded.results["method"], decoded.results.get("baseline")
     if not method_result.cache_lengths_ok:
         raise AssertionError(
             f"sample {sample.id}: a layer's KV cache length differed from the committed length"
@@ -112,11 +85,11 @@ def sample_record(
         if position is not None and position < len(baseline_result.tokens):
             margin, top_logit = baseline_top_two(loaded, prompt_ids, baseline_result.tokens, position)
     return SampleRecord(
-        index=index,
+        index=decoded.index,
         id=sample.id,
-        seed=seed,
+        seed=decoded.seed,
         prompt_tokens=prompt_ids.shape[1],
-        prompt_truncated=truncated,
+        prompt_truncated=decoded.truncated,
         method=_decode_record(loaded, task, sample, method_result),
         baseline=None if baseline_result is None else _decode_record(loaded, task, sample, baseline_result),
         identical=None if baseline_result is None else position is None,
@@ -139,18 +112,26 @@ def decode_sample(
     return results
 
 
+@dataclass(frozen=True)
+class RunInputs:
+    """What a run decodes: its typed config, its task, the samples selected, and the loaded model."""
+
+    config: RunConfig
+    task: Task
+    samples: list[Sample]
+    loaded: LoadedModel
+
+
 def summarize(
-    config: RunConfig,
+    inputs: RunInputs,
     records: list[SampleRecord],
-    task: Task,
-    samples: list[Sample],
-    loaded: LoadedModel,
     fingerprint: dict[str, Any],
     scoring: dict[str, Any] | None,
 ) -> RunMetrics:
     """The one place a run's `RunMetrics` is built (statistics from `replicate.run.metrics`), over the samples
     the baseline filter keeps (all, when it is off); the carried decoder state is the last decoded
     sample's."""
+    config, task, samples, loaded = inputs.config, inputs.task, inputs.samples, inputs.loaded
     kept, excluded_ids = baseline_filter(config, task, samples, records, loaded)
     post_eos = [record.method.post_eos_tokens for record in kept]
     return RunMetrics(
@@ -188,11 +169,61 @@ def _start(config: RunConfig, run_dir: Path, task: Task, samples: list[Sample]) 
         for name in (rundir.SAMPLES_FILE, rundir.METRICS_FILE):
             (run_dir / name).unlink(missing_ok=True)
     fingerprint = run_fingerprint(config, task)
-    done = resume_records(run_dir, config, fingerprint, samples)
+    done = rundir.resume_records(run_dir, fingerprint, samples)
     rundir.rewrite_samples(run_dir, done)  # drops a line torn by a kill before appending resumes
     rundir.write_atomic(run_dir / rundir.CONFIG_FILE, OmegaConf.to_yaml(config.to_dict()))
     rundir.write_atomic(run_dir / rundir.FINGERPRINT_FILE, json.dumps(fingerprint, indent=2) + "\n")
     return done, fingerprint
+
+
+def _finished(config: RunConfig, run_dir: Path) -> RunMetrics | None:
+    """The metrics of a finished run in `run_dir` to return as they are (None: run it); a finished run
+    decoded with other settings is refused, naming each difference."""
+    finished = rundir.read_metrics(run_dir)
+    if finished is None or config.force:
+        return None
+    changed = rundir.config_differences(run_dir, config.to_dict())
+    if changed:
+        raise ConfigError(
+            f"{run_dir} is a finished run decoded with other settings ({'; '.join(changed)}); it is left "
+            "as it is: use a new run directory (hydra.run.dir=...), or force=true to discard it and rerun"
+        )
+    logger.warning("%s is finished (metrics.json exists); pass force=true to run it again", run_dir)
+    return finished
+
+
+def _decoders(
+    config: RunConfig, loaded: LoadedModel, done: list[SampleRecord]
+) -> tuple[Decoder, list[tuple[str, Decoder]]]:
+    """The method's decoder (its carried state restored from the last decoded sample) and every decoder of
+    a sample by role: the method, then its autoregressive baseline when the run has one."""
+    method = build_decoder(config.method, loaded, config.sampling, check_cache=config.verify_cache)
+    decoders = [("method", method)]
+    if config.method.drafts and config.run_baseline:
+        decoders.append(("baseline", build_decoder(AUTOREGRESSIVE, loaded, config.sampling)))
+    if done:
+        method.load_state_dict(done[-1].decoder_state)  # e.g. the adaptive threshold carried over
+    return method, decoders
+
+
+def _decode_remaining(
+    inputs: RunInputs, run_dir: Path, start: int, decoders: list[tuple[str, Decoder]]
+) -> None:
+    """Decode samples `start`.. in order, each sample's `SampleRecord` appended (fsynced) once it is done."""
+    config, samples, loaded = inputs.config, inputs.samples, inputs.loaded
+    progress = tqdm(
+        range(start, len(samples)), desc=config.method.name, unit="sample", total=len(samples), initial=start
+    )
+    with logging_redirect_tqdm():  # log lines printed above the bar instead of through it
+        for index in progress:
+            sample = samples[index]
+            prompt_ids, truncated = encode_prompt(loaded, sample.prompt, config.max_new_tokens)
+            seed = config.seed + sample.seed
+            results = decode_sample(decoders, prompt_ids, config.max_new_tokens, seed, index)
+            decoded = DecodedSample(index, sample, prompt_ids, truncated, seed, results)
+            record = sample_record(decoded, inputs.task, decoders[0][1])
+            rundir.append_sample(run_dir, record)
+            logger.info(_progress_line(index, len(samples), record))
 
 
 def run(cfg: DictConfig | RunConfig, run_dir: Path) -> RunMetrics:
@@ -201,15 +232,8 @@ def run(cfg: DictConfig | RunConfig, run_dir: Path) -> RunMetrics:
     for note in ineffective_settings(config):
         logger.warning("warning: %s", note)
     run_dir = rundir.prepare(run_dir)
-    finished = rundir.read_metrics(run_dir)
-    if finished is not None and not config.force:
-        changed = rundir.config_differences(run_dir, config.to_dict())
-        if changed:
-            raise ConfigError(
-                f"{run_dir} is a finished run decoded with other settings ({'; '.join(changed)}); it is left "
-                "as it is: use a new run directory (hydra.run.dir=...), or force=true to discard it and rerun"
-            )
-        logger.warning("%s is finished (metrics.json exists); pass force=true to run it again", run_dir)
+    finished = _finished(config, run_dir)
+    if finished is not None:
         return finished
     task = load_task(config.task)
     samples = task.samples(config.n_samples)  # the data, before the model: missing data fails fast
@@ -217,12 +241,7 @@ def run(cfg: DictConfig | RunConfig, run_dir: Path) -> RunMetrics:
     with rundir.nothing_left_on_failure(run_dir):
         done, fingerprint = _start(config, run_dir, task, samples)
         loaded = load_model(config.model)
-        method = build_decoder(config.method, loaded, config.sampling, check_cache=config.verify_cache)
-        decoders = [("method", method)]
-        if config.method.drafts and config.run_baseline:
-            decoders.append(("baseline", build_decoder(AUTOREGRESSIVE, loaded, config.sampling)))
-        if done:
-            method.load_state_dict(done[-1].decoder_state)  # e.g. the adaptive threshold carried over
+        method, decoders = _decoders(config, loaded, done)
 
         warmup_ids, _ = encode_prompt(loaded, samples[0].prompt, config.warmup.max_new_tokens)
         for _ in range(config.warmup.runs):
@@ -237,29 +256,13 @@ def run(cfg: DictConfig | RunConfig, run_dir: Path) -> RunMetrics:
                 loaded, cost.context_length, max_draft_tokens, cost.repeats, cost.warmup
             )
 
-        progress = tqdm(
-            range(len(done), len(samples)),
-            desc=config.method.name,
-            unit="sample",
-            total=len(samples),
-            initial=len(done),
-        )
-        with logging_redirect_tqdm():  # log lines printed above the bar instead of through it
-            for index in progress:
-                sample = samples[index]
-                prompt_ids, truncated = encode_prompt(loaded, sample.prompt, config.max_new_tokens)
-                seed = config.seed + sample.seed
-                results = decode_sample(decoders, prompt_ids, config.max_new_tokens, seed, index)
-                record = sample_record(
-                    index, sample, prompt_ids, truncated, loaded, task, method, results, seed
-                )
-                rundir.append_sample(run_dir, record)
-                logger.info(_progress_line(index, len(samples), record))
+        inputs = RunInputs(config, task, samples, loaded)
+        _decode_remaining(inputs, run_dir, len(done), decoders)
 
         records = rundir.read_samples(run_dir)
         if score_records(task, samples, records):  # after decoding, in parallel where the task can
             rundir.rewrite_samples(run_dir, records)
-        metrics = summarize(config, records, task, samples, loaded, fingerprint, scoring)
+        metrics = summarize(inputs, records, fingerprint, scoring)
         if cost_profile is not None:
             baselines = [r.baseline for r in records] if records[0].baseline is not None else None
             metrics.cost_model = cost_model_metrics(
@@ -280,21 +283,3 @@ def _progress_line(index: int, total: int, record: SampleRecord) -> str:
     if run.drafted:
         line += f", accepted {sum(run.accepted)}/{sum(run.drafted)} drafts"
     return line
-
-
-def _cell(value: Any, digits: int = 3) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
-
-
-def format_table(rows: list[RunMetrics]) -> str:
-    """A plain-text table of run metrics, one row per run, with the headline columns (`columns.COLUMNS`)."""
-    columns = [("method", None), *((column.title, column.key) for column in COLUMNS)]
-    cells = [[row.method, *(_cell(row.get(key)) for _, key in columns[1:])] for row in rows]
-    widths = [max(len(header), *(len(r[i]) for r in cells)) for i, (header, _) in enumerate(columns)]
-    lines = ["  ".join(header.ljust(w) for (header, _), w in zip(columns, widths))]
-    lines += ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)) for r in cells]
-    if rows:
-        lines.insert(0, f"model={rows[0].model} task={rows[0].task}")
-    return "\n".join(lines)

@@ -1,7 +1,7 @@
 """`replicate search model=<m> [search=<preset>] [overrides]` (also `python -m replicate.search ...`): run or
 resume a layer search in Hydra's run directory (default
 `outputs/search/<model>/<preset>_<strategy>_<estimate>_<objective>`; rerun the same command to resume). The
-config is composed and checked before Hydra starts (`replicate.overrides.check_before_work`)."""
+config is composed and checked before Hydra starts (`replicate.overrides.check_before_work`, through `run_checked`)."""
 
 from __future__ import annotations
 
@@ -33,13 +33,9 @@ def check_job(cfg: DictConfig) -> None:
 
 @user_errors
 def main(argv: Sequence[str] | None = None) -> int:
-    from replicate.overrides import check_before_work
+    from replicate.overrides import run_checked
 
-    argv = list(sys.argv[1:] if argv is None else argv)
-    check_before_work(argv, "search_config", check_job)
-    sys.argv = [sys.argv[0], *argv]
-    _hydra_main()
-    return 0
+    return run_checked(list(sys.argv[1:] if argv is None else argv), "search_config", check_job, _hydra_main)
 
 
 if __name__ == "__main__":

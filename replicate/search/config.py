@@ -12,10 +12,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from replicate.config import COST_PROFILE_MINIMUMS
 from replicate.core.methods import method_config
 from replicate.core.model_config import model_config
 from replicate.core.sampling import SamplingConfig
-from replicate.schema import ConfigError, FieldError, MappingAccess, at_least, build, one_of, plain
+from replicate.schema import (
+    ConfigError,
+    FieldError,
+    MappingAccess,
+    at_least,
+    at_least_each,
+    build,
+    one_of,
+    plain,
+)
 from replicate.search.objective import OBJECTIVES
 from replicate.search.sub_block_costs import COST_SOURCES
 from replicate.search.teacher_forced import ACCEPTANCE_ESTIMATES
@@ -43,9 +53,7 @@ class AcquisitionConfig(MappingAccess):
     lbfgs_starts: int
 
     def __post_init__(self):
-        at_least("kappa", self.kappa, 0.0)
-        at_least("random_samples", self.random_samples, 1)
-        at_least("lbfgs_starts", self.lbfgs_starts, 0)
+        at_least_each(self, kappa=0.0, random_samples=1, lbfgs_starts=0)
 
 
 @dataclass(frozen=True)
@@ -60,9 +68,7 @@ class SearchCostProfileConfig(MappingAccess):
 
     def __post_init__(self):
         one_of("source", self.source, COST_SOURCES)
-        at_least("context_length", self.context_length, 1)
-        at_least("repeats", self.repeats, 1)
-        at_least("warmup", self.warmup, 0)
+        at_least_each(self, **COST_PROFILE_MINIMUMS)  # context_length None: the search's mean
 
 
 @dataclass(frozen=True)

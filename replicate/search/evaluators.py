@@ -15,7 +15,7 @@ from replicate.core.models import LoadedModel
 from replicate.core.sampling import SamplingConfig
 from replicate.run.rundir import write_atomic
 from replicate.search.dev_sequences import DevSequence
-from replicate.search.objective import DevPrompt, TrialEvaluator
+from replicate.search.objective import DevPrompt, TrialEvaluator, TrialSetup
 from replicate.search.sub_block_costs import COST_SOURCES, measure_sub_block_costs, weight_sub_block_costs
 from replicate.search.teacher_forced import TeacherForcedEvaluator
 
@@ -67,7 +67,8 @@ def build_evaluator(
 ) -> TrialEvaluator | TeacherForcedEvaluator:
     """The evaluator `search.acceptance_estimate` names (teacher_forced may reuse computed `sequences`); `cfg`
     has passed `replicate.search.config.search_run_config` (as `run_search` does first)."""
-    search, sampling = cfg.search, SamplingConfig(**cfg.sampling)
+    search = cfg.search
+    setup = TrialSetup(loaded, cfg.method, SamplingConfig(**cfg.sampling), prompts, search)
     if search.acceptance_estimate == "decoded":
-        return TrialEvaluator(loaded, cfg.method, sampling, prompts, search, cfg.seed)
-    return TeacherForcedEvaluator(loaded, cfg.method, sampling, prompts, search, sequences=sequences)
+        return TrialEvaluator(setup, cfg.seed)
+    return TeacherForcedEvaluator(setup, sequences=sequences)

@@ -68,64 +68,89 @@ def collect_dev_prompts(cfg: DictConfig) -> list[DevPrompt]:
     return prompts
 
 
+# What a trial record holds from a decoded evaluation (copied when a skip set is met again).
+MEASUREMENT_KEYS = (
+    "objective",
+    "tokens_per_s",
+    "predicted_speedup",
+    "acceptance",
+    "acceptance_pooled",
+    "mean_accepted_length",
+    "new_tokens",
+    "draft_forwards",
+    "full_forwards",
+    "decode_time_s",
+    "prefill_time_s",
+    "cycles",
+)
+
+
+@dataclass(frozen=True)
+class TrialSetup:
+    """What every trial of one search decodes with: the model (its own configured plan is not used), the
+    evaluation method's config, the sampling settings, the dev prompts and the `search` settings."""
+
+    loaded: LoadedModel
+    method_cfg: Mapping[str, Any]
+    sampling: SamplingConfig
+    prompts: Sequence[DevPrompt]
+    search_cfg: Mapping[str, Any]
+
+    def check_drafts(self) -> None:
+        if build_draft_exit(self.method_cfg) is None:
+            raise ValueError(
+                f"method={self.method_cfg['name']} does not draft; the search needs a self-speculative method "
+                "(method=adaptive_draft_exit, the evaluation's)"
+            )
+
+    def prompt_ids(self) -> list[torch.Tensor]:
+        """One (1, seq) tensor per dev prompt, cut as the runner cuts it."""
+        max_new_tokens = self.search_cfg["max_new_tokens"]
+        return [encode_prompt(self.loaded, prompt.text, max_new_tokens)[0] for prompt in self.prompts]
+
+
+def acceptance_summary(drafted: Sequence[int], accepted: Sequence[int]) -> dict[str, float | None]:
+    """`acceptance` (the mean over prompts that drafted of accepted / drafted) and `acceptance_pooled` (all
+    accepted over all drafted), from each prompt's totals; None where nothing was drafted."""
+    rates = [a / d for a, d in zip(accepted, drafted) if d > 0]
+    return {
+        "acceptance": float(np.mean(rates)) if rates else None,
+        "acceptance_pooled": sum(accepted) / sum(drafted) if sum(drafted) else None,
+    }
+
+
 class TrialEvaluator:
     """Decodes the dev prompts with a given skip plan and scores the result.
 
-    loaded: the model (its own configured plan is not used). prompt_ids: one (1, seq) tensor per prompt.
-    costs: the per-sub-block cost profile, needed for `predicted_speedup` only.
+    setup: the model, method, sampling, dev prompts and search settings; seed: prompt i samples with
+    seed + i. costs: the per-sub-block cost profile, needed for `predicted_speedup` only.
     """
 
-    def __init__(
-        self,
-        loaded: LoadedModel,
-        method_cfg: Mapping[str, Any],
-        sampling: SamplingConfig,
-        prompts: Sequence[DevPrompt],
-        search_cfg: Mapping[str, Any],
-        seed: int,
-        costs: Mapping[str, Any] | None = None,
-    ):
+    measurement_keys = MEASUREMENT_KEYS
+
+    def __init__(self, setup: TrialSetup, seed: int, costs: Mapping[str, Any] | None = None):
+        search_cfg = setup.search_cfg
         if search_cfg["objective"] not in OBJECTIVES:
             raise ValueError(
                 f"search.objective={search_cfg['objective']!r} is not one of {', '.join(OBJECTIVES)}"
             )
-        if build_draft_exit(method_cfg) is None:
-            raise ValueError(
-                f"method={method_cfg['name']} does not draft; the search needs a self-speculative method "
-                "(method=adaptive_draft_exit, the evaluation's)"
-            )
+        setup.check_drafts()
         if search_cfg["max_new_tokens"] < 2:
             raise ValueError(
                 f"search.max_new_tokens must be >= 2 (the first token is the prefill's), got "
                 f"{search_cfg['max_new_tokens']}"
             )
-        self.loaded = loaded
-        self.method_cfg = method_cfg
-        self.sampling = sampling
+        self.loaded = setup.loaded
+        self.method_cfg = setup.method_cfg
+        self.sampling = setup.sampling
         self.objective = search_cfg["objective"]
         self.max_new_tokens = search_cfg["max_new_tokens"]
         self.include_prefill_time = search_cfg["include_prefill_time"]
         self.seed = seed
         self.costs = costs
-        self.prompts = list(prompts)
-        self.prompt_ids = [encode_prompt(loaded, p.text, self.max_new_tokens)[0] for p in self.prompts]
+        self.prompts = list(setup.prompts)
+        self.prompt_ids = setup.prompt_ids()
         self.evaluations = 0  # decodes of a whole trial (what resume must not repeat)
-
-    # What a trial record holds from the evaluation (copied when a skip set is met again).
-    measurement_keys = (
-        "objective",
-        "tokens_per_s",
-        "predicted_speedup",
-        "acceptance",
-        "acceptance_pooled",
-        "mean_accepted_length",
-        "new_tokens",
-        "draft_forwards",
-        "full_forwards",
-        "decode_time_s",
-        "prefill_time_s",
-        "cycles",
-    )
 
     def decode_all(self, plan: SkipPlan) -> list[DecodeResult]:
         """Self-speculative decodes of every dev prompt with `plan`, in order, one draft-exit state."""
@@ -161,12 +186,10 @@ class TrialEvaluator:
         )
         drafted = [sum(result.drafted) for result in results]
         accepted = [sum(result.accepted) for result in results]
-        rates = [a / d for a, d in zip(accepted, drafted) if d > 0]
         measured = {
             "tokens_per_s": new_tokens / seconds,
             "predicted_speedup": None if self.costs is None else predicted_speedup(results, self.costs, plan),
-            "acceptance": float(np.mean(rates)) if rates else None,
-            "acceptance_pooled": sum(accepted) / sum(drafted) if sum(drafted) else None,
+            **acceptance_summary(drafted, accepted),
             "mean_accepted_length": new_tokens / sum(result.full_forwards for result in results),
             "new_tokens": new_tokens,
             "draft_forwards": sum(result.draft_forwards for result in results),

@@ -18,9 +18,9 @@ scored: `decoded` (`objective.TrialEvaluator`) or `teacher_forced` (`teacher_for
 
 from __future__ import annotations
 
-import datetime
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,7 @@ from replicate.search.evaluators import (
 from replicate.search.objective import TrialEvaluator, collect_dev_prompts
 from replicate.search.optimizer import LayerOptimizer
 from replicate.search.outputs import SNIPPET_FILE, write_outputs
-from replicate.search.rundir import LOG_FILE, prepare_run_dir, search_setup
+from replicate.search.rundir import LOG_FILE, prepare_run_dir, search_setup, trial_record
 from replicate.search.selectors.selection import run_selection
 from replicate.search.space import SearchSpace
 from replicate.search.teacher_forced import TeacherForcedEvaluator
@@ -87,20 +87,69 @@ def _next_trial(
         measured = {name: trials[earlier][name] for name in evaluator.measurement_keys}
     if not np.isfinite(measured["objective"]):
         raise ValueError(f"trial {len(trials)} ({plan}) gave a non-finite objective {measured['objective']}")
-    record = {
-        "trial": len(trials),
-        "kind": kind,
-        "attention": list(plan.attention),
-        "mlp": list(plan.mlp),
-        "num_skipped": plan.num_skipped,
-        **measured,
-        "reused_from": earlier,
-        "suggest_time_s": suggest_seconds,
-        "evaluate_time_s": time.perf_counter() - clock,
-        "time": datetime.datetime.now().isoformat(timespec="seconds"),
-        "params": point.tolist(),
-    }
+    record = trial_record(
+        len(trials),
+        kind,
+        plan,
+        measured,
+        point,
+        reused_from=earlier,
+        suggest_time_s=suggest_seconds,
+        evaluate_time_s=time.perf_counter() - clock,
+    )
     return point, record
+
+
+@dataclass
+class _Session:
+    """One session of a Bayesian search: its directory, what proposes and what scores the sets, the trials
+    (the logged ones first) and how many the search plans in all."""
+
+    run_dir: Path
+    layers: LayerOptimizer
+    evaluator: TrialEvaluator | TeacherForcedEvaluator
+    trials: list[dict[str, Any]]
+    planned: int
+    started: float = field(default_factory=time.perf_counter)
+
+
+def _run_trials(session: _Session, search: DictConfig, name: str) -> bool:
+    """Trials until the planned number or the time budget (then True); each is registered, logged and the
+    optimizer state saved before the next one."""
+    trials, layers = session.trials, session.layers
+    first_of_plan = {
+        (tuple(t["attention"]), tuple(t["mlp"])): t["trial"] for t in trials if t["reused_from"] is None
+    }
+    budget = search.time_budget_minutes
+    if len(trials) < session.planned:
+        session.evaluator.warm_up(search.warmup_decodes)
+    progress = tqdm(
+        total=session.planned,
+        initial=len(trials),
+        desc=f"search {name}",
+        unit="trial",
+        disable=not search.progress_bar,
+    )
+    stopped_by_budget = False
+    while len(trials) < session.planned:
+        if budget is not None and time.perf_counter() - session.started > budget * 60:
+            stopped_by_budget = True
+            break
+        point, record = _next_trial(
+            layers, session.evaluator, trials, first_of_plan, search.reuse_duplicate_plans
+        )
+        # Register, log, then save the state: a kill between the last two is repaired by a replay on resume.
+        layers.register(point, record["objective"])
+        append_jsonl(session.run_dir / LOG_FILE, record)
+        layers.save(session.run_dir)
+        trials.append(record)
+        best = max(trial["objective"] for trial in trials)
+        progress.set_postfix(
+            best=f"{best:.4g}", last=f"{record['objective']:.4g}", skipped=record["num_skipped"]
+        )
+        progress.update(1)
+    progress.close()
+    return stopped_by_budget
 
 
 def run_search(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
@@ -127,36 +176,8 @@ def run_search(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     if trials:
         message = f"resuming {run_dir}: {len(trials)} logged trials registered, not decoded again"
         print(f"{message} ({replayed} replayed from the log)", flush=True)
-    first_of_plan = {
-        (tuple(t["attention"]), tuple(t["mlp"])): t["trial"] for t in trials if t["reused_from"] is None
-    }
-    started, budget = time.perf_counter(), search.time_budget_minutes
-    if len(trials) < planned:
-        evaluator.warm_up(search.warmup_decodes)
-    progress = tqdm(
-        total=planned,
-        initial=len(trials),
-        desc=f"search {loaded.name}",
-        unit="trial",
-        disable=not search.progress_bar,
-    )
-    stopped_by_budget = False
-    while len(trials) < planned:
-        if budget is not None and time.perf_counter() - started > budget * 60:
-            stopped_by_budget = True
-            break
-        point, record = _next_trial(layers, evaluator, trials, first_of_plan, search.reuse_duplicate_plans)
-        # Register, log, then save the state: a kill between the last two is repaired by a replay on resume.
-        layers.register(point, record["objective"])
-        append_jsonl(run_dir / LOG_FILE, record)
-        layers.save(run_dir)
-        trials.append(record)
-        best = max(trial["objective"] for trial in trials)
-        progress.set_postfix(
-            best=f"{best:.4g}", last=f"{record['objective']:.4g}", skipped=record["num_skipped"]
-        )
-        progress.update(1)
-    progress.close()
+    session = _Session(run_dir, layers, evaluator, trials, planned)
+    stopped_by_budget = _run_trials(session, search, loaded.name)
     if not trials:
         raise ValueError("the search ran no trial (search.iterations=0 and nothing queued?)")
     extra = {
@@ -166,7 +187,7 @@ def run_search(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "evaluated_this_session": evaluator.evaluations,
         "replayed_on_resume": replayed,
         "resume_exact": exact,
-        "session_seconds": time.perf_counter() - started,
+        "session_seconds": time.perf_counter() - session.started,
         "dev_prompts": [{"task": prompt.task, "sha256": prompt.sha256} for prompt in prompts],
         "strategy": "bayesian",
         "acceptance_estimate": search.acceptance_estimate,

@@ -4,6 +4,7 @@ and the selectors (`replicate.search.selectors.selection`)."""
 
 from __future__ import annotations
 
+import datetime
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -99,3 +100,22 @@ def prepare_run_dir(run_dir: Path, resume: bool, setup: dict, loaded: LoadedMode
     trials = read_trials(run_dir)
     write_jsonl(run_dir / LOG_FILE, trials)
     return trials
+
+
+def trial_record(
+    index: int, kind: str, plan: SkipPlan, measured: Mapping[str, Any], point: Any, **logged: Any
+) -> dict[str, Any]:
+    """One line of the trial log: the set, its measurements (`evaluator.measurement_keys`), what the caller
+    logs beside them (`reused_from`, `suggest_time_s`, `evaluate_time_s`, a selector's score), the time and
+    the optimizer's point (2L,)."""
+    return {
+        "trial": index,
+        "kind": kind,
+        "attention": list(plan.attention),
+        "mlp": list(plan.mlp),
+        "num_skipped": plan.num_skipped,
+        **measured,
+        **logged,
+        "time": datetime.datetime.now().isoformat(timespec="seconds"),
+        "params": point.tolist(),
+    }

@@ -25,18 +25,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 
 from replicate.core.methods import build_draft_exit
 from replicate.core.models import LoadedModel
-from replicate.core.sampling import SamplingConfig
 from replicate.core.skipping import SkipPlan
-from replicate.run.runner import encode_prompt
 from replicate.search.accounting import PassCount
 from replicate.search.dev_sequences import DevSequence, draft_predictions, reference_sequences
+from replicate.search.objective import MEASUREMENT_KEYS, TrialSetup, acceptance_summary
 from replicate.search.sub_block_costs import trace_predicted_speedup
 
 ACCEPTANCE_ESTIMATES = ("decoded", "teacher_forced")
@@ -60,20 +59,29 @@ def teacher_forced_agreement(
     return matches / positions, cost
 
 
+@dataclass(frozen=True)
+class TraceLimits:
+    """What bounds a replayed decode as it bounds decoding: its new tokens, the drafts per cycle (K) and
+    the tokens that end a draft."""
+
+    max_new_tokens: int
+    max_draft_tokens: int
+    eos_token_ids: frozenset[int]
+
+
 def simulate_trace(
     draft_tokens: Sequence[int],
     confidences: Sequence[float],
     continuation: Sequence[int],
-    max_new_tokens: int,
-    max_draft_tokens: int,
+    limits: TraceLimits,
     draft_exit: Any,
-    eos_token_ids: frozenset[int],
 ) -> dict[str, Any]:
     """Replay `self_speculative_decode`'s cycles on teacher-forced predictions.
 
     draft_tokens[j], confidences[j]: the draft's guess for continuation[j + 1] and its top-1 probability.
     Returns one prompt's trace as a trial logs it (`drafted`, `accepted` per cycle, `new_tokens`,
     `full_forwards`, prefill included). `draft_exit` is updated as decoding would update it."""
+    max_new_tokens, max_draft_tokens = limits.max_new_tokens, limits.max_draft_tokens
     total = len(continuation)
     committed, drafted_per_cycle, accepted_per_cycle = 1, [], []  # the prefill commits y_0
     draft_exit.start_sample()
@@ -84,7 +92,7 @@ def simulate_trace(
         while drafted < num_to_draft and committed - 1 + drafted < len(draft_tokens):
             row = committed - 1 + drafted
             drafted += 1
-            if draft_tokens[row] in eos_token_ids or confidences[row] < threshold:
+            if draft_tokens[row] in limits.eos_token_ids or confidences[row] < threshold:
                 break
         accepted = 0
         while (
@@ -110,58 +118,37 @@ class TeacherForcedEvaluator:
     sequences: reference continuations already computed (e.g. by a selector), else computed here (their
     cost is `setup_cost`). costs: the cost profile (`predicted_speedup` is the only objective)."""
 
+    measurement_keys = (*MEASUREMENT_KEYS, "agreement", "search_cost")
+
     def __init__(
         self,
-        loaded: LoadedModel,
-        method_cfg: Mapping[str, Any],
-        sampling: SamplingConfig,
-        prompts: Sequence[Any],
-        search_cfg: Mapping[str, Any],
+        setup: TrialSetup,
         costs: Mapping[str, Any] | None = None,
         sequences: Sequence[DevSequence] | None = None,
     ):
+        search_cfg = setup.search_cfg
         if search_cfg["objective"] != "predicted_speedup":
             raise ValueError(
                 f"search.acceptance_estimate=teacher_forced decodes nothing, so it cannot measure "
                 f"search.objective={search_cfg['objective']}; use search.objective=predicted_speedup"
             )
-        if not sampling.greedy:
+        if not setup.sampling.greedy:
             raise ValueError("the teacher-forced estimate needs greedy sampling (temperature 0)")
-        if build_draft_exit(method_cfg) is None:
-            raise ValueError(
-                f"method={method_cfg['name']} does not draft; the search needs a drafting method"
-            )
-        self.loaded, self.method_cfg, self.costs = loaded, method_cfg, costs
+        setup.check_drafts()
+        self.loaded, self.method_cfg, self.costs = setup.loaded, setup.method_cfg, costs
         self.max_new_tokens = search_cfg["max_new_tokens"]
         self.context = search_cfg["teacher_forced"]["context"]
-        self.prompts = list(prompts)
-        self.prompt_ids = [encode_prompt(loaded, p.text, self.max_new_tokens)[0] for p in self.prompts]
+        self.prompts = list(setup.prompts)
+        self.prompt_ids = setup.prompt_ids()
         self.setup_cost = PassCount()
         if sequences is None:
             sequences, self.setup_cost = reference_sequences(
-                loaded, self.prompt_ids, self.max_new_tokens, keep_cache=True
+                self.loaded, self.prompt_ids, self.max_new_tokens, keep_cache=True
             )
         elif any(sequence.cache is None for sequence in sequences):
             raise ValueError("the teacher-forced estimate needs the sequences' caches (keep_cache=True)")
         self.sequences = list(sequences)
         self.evaluations = 0
-
-    measurement_keys = (
-        "objective",
-        "tokens_per_s",
-        "predicted_speedup",
-        "acceptance",
-        "acceptance_pooled",
-        "agreement",
-        "mean_accepted_length",
-        "new_tokens",
-        "draft_forwards",
-        "full_forwards",
-        "decode_time_s",
-        "prefill_time_s",
-        "cycles",
-        "search_cost",
-    )
 
     def warm_up(self, runs: int) -> None:
         """Nothing is timed, so nothing needs warming up."""
@@ -178,6 +165,9 @@ class TeacherForcedEvaluator:
         clock, cost = time.perf_counter(), PassCount()
         draft_exit = build_draft_exit(self.method_cfg)  # fresh per trial, carried across its prompts
         cycles, matches, positions = [], 0, 0
+        limits = TraceLimits(
+            self.max_new_tokens, self.method_cfg["max_draft_tokens"], self.loaded.eos_token_ids
+        )
         for sequence in self.sequences:
             tokens, confidences = draft_predictions(self.loaded, sequence, plan, self.context)
             tokens, confidences = tokens.tolist(), confidences.tolist()
@@ -186,30 +176,18 @@ class TeacherForcedEvaluator:
             positions += len(reference)
             cost.draft_forwards += 1
             cost.tokens += len(reference)
-            cycles.append(
-                simulate_trace(
-                    tokens,
-                    confidences,
-                    sequence.continuation,
-                    self.max_new_tokens,
-                    self.method_cfg["max_draft_tokens"],
-                    draft_exit,
-                    self.loaded.eos_token_ids,
-                )
-            )
+            cycles.append(simulate_trace(tokens, confidences, sequence.continuation, limits, draft_exit))
         self.evaluations += 1
         cost.seconds = time.perf_counter() - clock
         drafted = [sum(cycle["drafted"]) for cycle in cycles]
         accepted = [sum(cycle["accepted"]) for cycle in cycles]
-        rates = [a / d for a, d in zip(accepted, drafted) if d > 0]
         new_tokens = sum(cycle["new_tokens"] for cycle in cycles)
         predicted = trace_predicted_speedup(cycles, self.costs, plan)
         return {
             "objective": predicted,
             "tokens_per_s": None,  # nothing was decoded
             "predicted_speedup": predicted,
-            "acceptance": float(np.mean(rates)) if rates else None,
-            "acceptance_pooled": sum(accepted) / sum(drafted) if sum(drafted) else None,
+            **acceptance_summary(drafted, accepted),
             "agreement": matches / positions,
             "mean_accepted_length": new_tokens / sum(cycle["full_forwards"] for cycle in cycles),
             "new_tokens": new_tokens,

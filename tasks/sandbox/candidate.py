@@ -95,9 +95,7 @@ def main() -> None:
         if function is not None:
             _serve(function)
     finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
+        channel.end_process()
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ import time
 from . import channel, rootfs, seccomp, syscalls, uids
 from .settings import ExecutionResult, Program, SandboxSettings, SandboxUnavailableError
 from .verdicts import OPT_IN_HINT as _OPT_IN_HINT
-from .verdicts import SETUP_GRACE_S, classify
+from .verdicts import SETUP_GRACE_S, SandboxReport, classify
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 BOOTSTRAP = os.path.join(_HERE, "bootstrap.py")
@@ -207,7 +207,7 @@ def _execute(
             os.close(fd)
         if workdir is not None:
             shutil.rmtree(workdir, ignore_errors=True)
-    return classify(status_lines, report_lines, overdue, duration, sandboxed, text, settings)
+    return classify(SandboxReport(status_lines, report_lines, text, overdue, duration, sandboxed), settings)
 
 
 def _wait(process: subprocess.Popen, limit_s: float, cancel) -> bool:

@@ -195,9 +195,7 @@ def main() -> None:
     try:
         os.write(RESULT_FD, verdict_line(verdict))
     finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
+        channel.end_process()
 
 
 if __name__ == "__main__":

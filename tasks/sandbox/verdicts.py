@@ -13,6 +13,7 @@ import functools
 import json
 import os
 import signal
+from dataclasses import dataclass
 from typing import Any
 
 from .settings import REASONS, STATUSES, ExecutionResult, SandboxSettings, SandboxUnavailableError
@@ -75,10 +76,27 @@ def _ended_by(process: dict | None, settings: SandboxSettings, result) -> Execut
     return result("failed", "exit", f"exit status {code} before the check completed", exit_status=code)
 
 
-def classify(status_lines, report_lines, overdue, duration, sandboxed, output, settings) -> ExecutionResult:
+@dataclass(frozen=True)
+class SandboxReport:
+    """What one sandbox left for the harness: the bootstrap's status lines, the result pipe's lines, the
+    tail of its output, whether the harness had to kill it for being overdue, its wall-clock seconds and
+    whether it ran sandboxed."""
+
+    status_lines: list[str]
+    report_lines: list[str]
+    output: str
+    overdue: bool
+    duration_s: float
+    sandboxed: bool
+
+
+def classify(report: SandboxReport, settings: SandboxSettings) -> ExecutionResult:
     """The result of one run, from what the bootstrap and the judge reported. Raises only for a sandbox
     that cannot be set up; whatever the result pipe holds gives a result."""
-    result = functools.partial(ExecutionResult, duration_s=duration, sandboxed=sandboxed, output=output)
+    status_lines, report_lines, output = report.status_lines, report.report_lines, report.output
+    result = functools.partial(
+        ExecutionResult, duration_s=report.duration_s, sandboxed=report.sandboxed, output=output
+    )
     events = _events(status_lines)
     errors = [event for event in events if event.get("event") == "error"]
     if errors and errors[0].get("stage") == "setup":
@@ -87,7 +105,7 @@ def classify(status_lines, report_lines, overdue, duration, sandboxed, output, s
         )
     if errors:
         return result("sandbox_error", "sandbox_error", f"the sandbox failed: {errors[0].get('message')}")
-    if overdue:
+    if report.overdue:
         detail = f"the sandbox did not end within timeout_s + {SETUP_GRACE_S} s; the harness killed it"
         return result("sandbox_error", "sandbox_error", detail)
     ended = next((event for event in events if event.get("event") == "ended"), None)

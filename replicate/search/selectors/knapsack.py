@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -94,18 +95,27 @@ def solve_knapsack(
     return sorted(chosen)
 
 
+@dataclass(frozen=True)
+class KnapsackBounds:
+    """What bounds the knapsack's answers: the acceptance floors (one answer each), the number of skipped
+    sub-blocks, the weights' rounding (1/`resolution`) and the K its predicted speedup drafts."""
+
+    floors: Sequence[float]
+    min_skipped: int
+    max_skipped: int
+    resolution: int
+    max_draft_tokens: int
+
+
 def knapsack_family(
     candidates: Sequence[SubBlock],
     agreements: Mapping[SubBlock, float],
     costs: Mapping,
-    floors: Sequence[float],
-    min_skipped: int,
-    max_skipped: int,
-    resolution: int,
-    max_draft_tokens: int,
+    bounds: KnapsackBounds,
 ) -> list[dict]:
     """One knapsack answer per acceptance floor (duplicates dropped, floors in the given order): each a dict
     with `floor`, `skip` (the sub-blocks), `product_agreement` and `model_speedup` (see module docstring)."""
+    floors = bounds.floors
     if not floors or any(not 0.0 < floor <= 1.0 for floor in floors):
         raise ValueError(
             f"search.knapsack.acceptance_floors must be non-empty values in (0, 1], got {floors}"
@@ -114,7 +124,9 @@ def knapsack_family(
     savings = [sub_block_saving(costs, block) for block in candidates]
     family, seen = [], set()
     for floor in floors:
-        chosen = solve_knapsack(weights, savings, -math.log(floor), min_skipped, max_skipped, resolution)
+        chosen = solve_knapsack(
+            weights, savings, -math.log(floor), bounds.min_skipped, bounds.max_skipped, bounds.resolution
+        )
         if chosen is None:
             continue
         blocks = [candidates[i] for i in chosen]
@@ -124,7 +136,7 @@ def knapsack_family(
         seen.add(key)
         agreement = math.prod(agreements[block] for block in blocks)
         plan = SearchSpace.plan_of(blocks)
-        speedup = speedup_for_acceptance(profile_for_plan(costs, plan), max_draft_tokens, agreement)
+        speedup = speedup_for_acceptance(profile_for_plan(costs, plan), bounds.max_draft_tokens, agreement)
         family.append(
             {"floor": floor, "skip": blocks, "product_agreement": agreement, "model_speedup": speedup}
         )
