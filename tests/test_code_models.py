@@ -172,9 +172,22 @@ def test_tiny_qwen2_config_loads_with_biases():
         model_config(compose_config(["model=tiny_qwen2", "model.architecture=gemma3"]).model)
 
 
+# The default suite decodes the smallest Qwen2 with both caches and the eager-attention one with the dynamic
+# cache; the other cells (minutes in all on 2 cores) run in the slow step (`make slow-tests`, CI).
+QWEN2_CELLS = [
+    pytest.param(
+        spec,
+        kv_cache,
+        id=f"qwen2-L{spec[0]}-{spec[4]}-{kv_cache}",
+        marks=() if index == 0 or (index == 1 and kv_cache == "dynamic") else pytest.mark.slow,
+    )
+    for index, spec in enumerate(QWEN2_MODELS)
+    for kv_cache in KV_CACHES
+]
+
+
 @pytest.mark.lossless
-@pytest.mark.parametrize("kv_cache", KV_CACHES)
-@pytest.mark.parametrize("spec", QWEN2_MODELS, ids=lambda spec: f"qwen2-L{spec[0]}-{spec[4]}")
+@pytest.mark.parametrize("spec, kv_cache", QWEN2_CELLS)
 def test_qwen2_every_method_matches_generate(spec, kv_cache):
     """The lossless matrix (fixed K 1-12, static thresholds, adaptive) on tiny random Qwen2s with q/k/v
     biases: token for token equal to generate, both KV caches, caches at the committed length."""
