@@ -149,6 +149,22 @@ def test_nothing_the_program_starts_outlives_it():
     assert processes_named(name) == []
 
 
+def _default_signals() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+
+def _signal_state(pid: int) -> str:
+    """The blocked and ignored signal masks of a process (for a failure message)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            return "; ".join(
+                line.strip() for line in status if line.startswith(("SigBlk", "SigIgn", "State"))
+            )
+    except OSError as error:
+        return str(error)
+
+
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "Ctrl-C"])
 def test_killing_the_harness_kills_its_programs(how):
     name = marker()
@@ -156,7 +172,11 @@ def test_killing_the_harness_kills_its_programs(how):
         rename_self(name)
         + "import os, time\nfor _ in range(3):\n    if os.fork() == 0:\n        break\ntime.sleep(60)\n"
     )
-    harness = start_harness(config_settings(timeout_s=60.0), [sleepers] * 3)  # 2 workers, 1 queued
+    # The harness starts as a shell would start it (default SIGINT, nothing blocked), whatever signal state
+    # earlier tests left in this process: a child inherits an ignored SIGINT and a blocked signal mask.
+    harness = start_harness(
+        config_settings(timeout_s=60.0), [sleepers] * 3, preexec_fn=_default_signals
+    )  # 2 workers, 1 queued
     try:
         assert wait_until(lambda: len(processes_named(name)) >= 8, 20), "the programs never started"
         bootstraps = children_of(harness.pid)
@@ -164,7 +184,12 @@ def test_killing_the_harness_kills_its_programs(how):
         everything = descendants_of(harness.pid)  # bootstraps, inits, judges, candidates and their forks
         assert len(everything) >= 2 * 3 + 8  # 4 named processes per running program
         harness.send_signal(how)
-        harness.wait(timeout=10)
+        try:  # read its pipes while waiting: a harness blocked writing to a full pipe could not exit
+            harness.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            pytest.fail(
+                f"the harness outlived {how.name} by 10 s; signal state: {_signal_state(harness.pid)}"
+            )
         assert wait_until(lambda: not any(running(pid) for pid in everything), 5), "outlived the harness"
         assert processes_named(name) == []
     finally:
