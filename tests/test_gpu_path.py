@@ -28,7 +28,7 @@ from replicate.core.model_config import model_config
 from replicate.core.sampling import SamplingConfig
 from replicate.core.skipping import truncate_cache
 from replicate.gpu_check.syncs import count_host_reads
-from replicate.lossless.matrix import run_matrix, summarize_matrix
+from replicate.lossless.matrix import method_of, run_matrix, summarize_matrix
 from replicate.lossless.reference import MODELS
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -138,6 +138,19 @@ def test_the_lossless_matrix_in_bf16_reports_identity_and_margins():
     identical = [cell for cell in cells if cell["identical"]]
     assert summary["identical"] == len(identical) and summary["identity_rate"] == len(identical) / (10 + 7)
     assert summary["divergences"] == [cell for cell in cells if not cell["identical"]]
+    # gpu-check's one line per method: the decodes of each registered method, counted by hand from the matrix
+    decodes = {name: summary["by_method"][name]["decodes"] for name in summary["by_method"]}
+    assert decodes == {
+        "autoregressive": 1,
+        "self_speculative": 7,  # fixed K with static thresholds
+        "adaptive_draft_exit": 2,
+        "prompt_lookup": 3,
+        "hybrid": 2,
+        "on_the_fly": 2,
+    }
+    for name, counts in summary["by_method"].items():
+        same = sum(cell["identical"] for cell in cells if method_of(cell["method"]) == name)
+        assert counts["identical"] == same, name
     for cell in cells:  # each cell's verdict is its first difference from generate's tokens, with its margin
         assert cell["identical"] == (cell["first_difference"] is None) and cell["cache_lengths_ok"]
         assert (cell["reference_margin"] is None) == cell["identical"]

@@ -48,7 +48,10 @@ def lossless_section(cfg: GpuCheckConfig, device: torch.device, dtype: str) -> d
     for divergence in summary["divergences"]:
         divergence["verdict"] = divergence_verdict(divergence["reference_margin"], dtype)
     exact = dtype == "float32"
-    detail = f"{summary['identical']}/{summary['decodes']} decodes identical to generate"
+    per_method = ", ".join(
+        f"{name} {n['identical']}/{n['decodes']}" for name, n in summary["by_method"].items()
+    )
+    detail = f"{summary['identical']}/{summary['decodes']} decodes identical to generate ({per_method})"
     summary["checks"] = {
         f"lossless {dtype}: every decode identical to generate": {
             # fp32 must be exact; bf16 near-ties may flip (a multi-token verify uses other kernels).

@@ -188,11 +188,25 @@ def run_matrix(
     return cells
 
 
+def method_of(label: str) -> str:
+    """The registered method a cell label decodes with ("K=4,threshold=0.5" is fixed-K self-speculation)."""
+    family = label.split(",")[0]
+    return {"adaptive": "adaptive_draft_exit"}.get(
+        family, "self_speculative" if family.startswith("K=") else family
+    )
+
+
 def summarize_matrix(cells: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Identity rate and every divergence (with its margin) of a matrix run."""
+    """Identity rate, identical / decodes per method, and every divergence (with its margin) of a matrix run."""
     divergent = [cell for cell in cells if not cell["identical"] or not cell["cache_lengths_ok"]]
+    by_method: dict[str, list[int]] = {}
+    for cell in cells:
+        counts = by_method.setdefault(method_of(cell["method"]), [0, 0])
+        counts[0] += bool(cell["identical"])
+        counts[1] += 1
     return {
         "decodes": len(cells),
+        "by_method": {name: {"identical": a, "decodes": b} for name, (a, b) in by_method.items()},
         "identical": sum(cell["identical"] for cell in cells),
         "identity_rate": sum(cell["identical"] for cell in cells) / len(cells) if cells else None,
         "cache_lengths_ok": all(cell["cache_lengths_ok"] for cell in cells),
