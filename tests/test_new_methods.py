@@ -120,6 +120,42 @@ def test_hybrid_records_its_choice_per_cycle():
             assert thresholds[index + 1] == thresholds[index]
 
 
+def count_passes(model, skipped_attention_layer: int):
+    """Counters of the model's own calls: every forward pass, and the passes that ran the attention of a layer
+    the draft skips (full passes; a draft pass swaps that module out, so its hook does not fire)."""
+    counts = {"all": 0, "full": 0}
+    model.register_forward_pre_hook(lambda *_: counts.__setitem__("all", counts["all"] + 1))
+    attention = model.model.layers[skipped_attention_layer].self_attn
+    attention.register_forward_pre_hook(lambda *_: counts.__setitem__("full", counts["full"] + 1))
+    return counts
+
+
+@pytest.mark.parametrize("method", ["self_speculative", "hybrid"])
+def test_recorded_passes_and_drafts_are_the_model_calls(method):
+    """The per-cycle record (`record_cycle`) against the model's own calls: full_forwards = full passes
+    (prefill + one verify a cycle), draft_forwards = the draft passes, one entry per cycle in drafted /
+    accepted / thresholds, and the committed tokens = the prefill's + accepted drafts + one a cycle."""
+    from replicate.core.decoding import self_speculative_decode
+
+    plan = SkipPlan((1,), (2,))
+    model = tiny_model(TinyModel(4, 4, 2, 320, "sdpa", plan.attention, plan.mlp), seed=3)
+    prompt = torch.tensor([[9, 4, 7, 9, 4, 11, 12]])
+    expected = reference_tokens(model, prompt, 40, None)
+    counts = count_passes(model, plan.attention[0])
+    speculation = Speculation(plan, 6, adaptive(), check_cache=True)
+    if method == "hybrid":
+        result = hybrid_decode(model, prompt, DecodeSettings(40), speculation, NgramSettings(5, 2))
+    else:
+        result = self_speculative_decode(model, prompt, DecodeSettings(40), speculation)
+    assert result.tokens == expected
+    cycles = len(result.drafted)
+    assert cycles > 3 and len(result.accepted) == len(result.thresholds) == cycles
+    assert result.full_forwards == counts["full"] == cycles + 1
+    assert result.draft_forwards == counts["all"] - counts["full"] > 0
+    assert 1 + sum(result.accepted) + cycles == len(result.tokens) == 40
+    assert result.cache_lengths_ok
+
+
 # ---- prompt lookup against transformers' ----
 
 

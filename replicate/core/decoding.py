@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from replicate.core.cycle import CycleSettings, CycleStart, run_cycle
+from replicate.core.cycle import CycleResult, CycleSettings, CycleStart, run_cycle
 from replicate.core.draft_exit import DraftExit
 from replicate.core.kv_cache import KVCache, make_cache
 from replicate.core.passes import forward, synchronize
@@ -41,7 +41,9 @@ __all__ = [
     "DecodeSettings",
     "Speculation",
     "autoregressive_decode",
+    "check_cache_lengths",
     "forward",
+    "record_cycle",
     "self_speculative_decode",
     "synchronize",
 ]
@@ -106,6 +108,23 @@ def _commit(tokens: list[int], new: list[int], settings: DecodeSettings) -> None
         if _finished(tokens, settings):
             return
         tokens.append(token)
+
+
+def record_cycle(result: DecodeResult, cycle: CycleResult, threshold: float) -> None:
+    """Count one draft-and-verify cycle in `result`: its draft passes and one full pass, the drafts it made
+    and kept, and the draft-exit threshold it drafted under (every method that runs `run_cycle` records it
+    here, so the per-cycle lists mean the same for all of them)."""
+    result.draft_forwards += cycle.draft_passes
+    result.full_forwards += 1
+    result.drafted.append(len(cycle.draft_tokens))
+    result.accepted.append(cycle.num_accepted)
+    result.thresholds.append(threshold)
+
+
+def check_cache_lengths(result: DecodeResult, cache: KVCache, committed_length: int) -> None:
+    """Clear `result.cache_lengths_ok` unless every layer's cache holds exactly `committed_length` positions
+    (every committed token but the last; tests decode with this check on after each cycle)."""
+    result.cache_lengths_ok &= all(length == committed_length for length in cache.layer_lengths())
 
 
 def _prefill(
@@ -183,17 +202,12 @@ def self_speculative_decode(
         cycle = run_cycle(model, cache, cycle_settings, start)
         _commit(tokens, [*cycle.draft_tokens[: cycle.num_accepted], cycle.next_token], settings)
         last_ids = cycle.next_ids
-        result.draft_forwards += cycle.draft_passes
-        result.full_forwards += 1
-        result.drafted.append(len(cycle.draft_tokens))
-        result.accepted.append(cycle.num_accepted)
-        result.thresholds.append(threshold)
+        record_cycle(result, cycle, threshold)
         speculation.draft_exit.update(
             len(cycle.draft_tokens), cycle.num_accepted, speculation.max_draft_tokens
         )
         if speculation.check_cache and not _finished(tokens, settings):
-            expected = prompt_ids.shape[1] + len(tokens) - 1
-            result.cache_lengths_ok &= all(length == expected for length in cache.layer_lengths())
+            check_cache_lengths(result, cache, prompt_ids.shape[1] + len(tokens) - 1)
         if on_commit is not None:
             committed = len(tokens)
             stopped = on_commit(tokens)

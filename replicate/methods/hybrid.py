@@ -30,6 +30,8 @@ from replicate.core.decoding import (
     _commit,
     _finished,
     _prefill,
+    check_cache_lengths,
+    record_cycle,
 )
 from replicate.core.kv_cache import KVCache
 from replicate.core.methods import AdaptiveDraftExitConfig, Decoder, register_method
@@ -108,15 +110,10 @@ def hybrid_decode(
             draft_exit.update(len(cycle.draft_tokens), cycle.num_accepted, speculation.max_draft_tokens)
         _commit(tokens, [*cycle.draft_tokens[: cycle.num_accepted], cycle.next_token], settings)
         last_ids = cycle.next_ids
-        result.draft_forwards += cycle.draft_passes
-        result.full_forwards += 1
-        result.drafted.append(len(cycle.draft_tokens))
-        result.accepted.append(cycle.num_accepted)
-        result.thresholds.append(threshold)
+        record_cycle(result, cycle, threshold)
         result.draft_sources.append(source)
         if speculation.check_cache and not _finished(tokens, settings):
-            expected = len(prompt) + len(tokens) - 1
-            result.cache_lengths_ok &= all(length == expected for length in cache.layer_lengths())
+            check_cache_lengths(result, cache, len(prompt) + len(tokens) - 1)
     synchronize(prompt_ids.device)
     result.tokens = tokens
     result.total_time = time.perf_counter() - start_time

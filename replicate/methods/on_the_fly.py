@@ -36,7 +36,15 @@ import torch
 from torch import nn
 
 from replicate.core.cycle import CycleSettings, CycleStart, run_cycle
-from replicate.core.decoding import DecodeSettings, _check_prompt, _commit, _finished, _prefill
+from replicate.core.decoding import (
+    DecodeSettings,
+    _check_prompt,
+    _commit,
+    _finished,
+    _prefill,
+    check_cache_lengths,
+    record_cycle,
+)
 from replicate.core.kv_cache import KVCache
 from replicate.core.methods import Decoder, MethodTraits, register_method
 from replicate.core.passes import forward, synchronize
@@ -200,18 +208,13 @@ def on_the_fly_decode(
         cycle = run_cycle(model, cache, cycle_settings, start)
         _commit(tokens, [*cycle.draft_tokens[: cycle.num_accepted], cycle.next_token], settings)
         last_ids = cycle.next_ids
-        result.draft_forwards += cycle.draft_passes
-        result.full_forwards += 1
-        result.drafted.append(len(cycle.draft_tokens))
-        result.accepted.append(cycle.num_accepted)
-        result.thresholds.append(search.threshold)
+        record_cycle(result, cycle, search.threshold)
         result.draft_sources.append("model" if cycle.draft_tokens else "none")
         if _finished(tokens, settings):
             break
         result.search_forwards += search.search_step(model, cache, prompt + tokens, len(tokens))
         if on_the_fly.check_cache:
-            expected = len(prompt) + len(tokens) - 1
-            result.cache_lengths_ok &= all(length == expected for length in cache.layer_lengths())
+            check_cache_lengths(result, cache, len(prompt) + len(tokens) - 1)
     synchronize(prompt_ids.device)
     result.tokens = tokens
     result.total_time = time.perf_counter() - start_time

@@ -19,7 +19,7 @@ from typing import ClassVar, Literal
 import torch
 from torch import nn
 
-from replicate.core.decoding import DecodeSettings, _check_prompt, _commit, _finished
+from replicate.core.decoding import DecodeSettings, _check_prompt, _commit, _finished, check_cache_lengths
 from replicate.core.kv_cache import make_cache
 from replicate.core.methods import Decoder, MethodTraits, register_method
 from replicate.core.ngram import NgramSettings
@@ -73,8 +73,7 @@ def prompt_lookup_decode(
         result.accepted.append(num_accepted)
         result.draft_sources.append("ngram" if drafts else "none")
         if check_cache and not _finished(tokens, settings):
-            expected = len(prompt) + len(tokens) - 1
-            result.cache_lengths_ok &= all(length == expected for length in cache.layer_lengths())
+            check_cache_lengths(result, cache, len(prompt) + len(tokens) - 1)
     synchronize(device)
     result.tokens = tokens
     result.total_time = time.perf_counter() - start_time
