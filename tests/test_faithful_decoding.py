@@ -150,6 +150,10 @@ def test_post_eos_tokens_counts_what_the_authors_block_would_have_kept():
     assert post_eos_tokens([1, 2, eos], accepted=[1]) == 0
     assert post_eos_tokens([1, 2, 3, 4, 5, 6], accepted=[1, 2]) == 0  # no EOS, blocks committed whole
     assert post_eos_tokens([1, 2, 3], accepted=[]) == 0  # autoregressive: the authors stop at EOS too
+    # prompt lookup (prefill_cycle): the first pass verifies the first cycle, so no prefill token. Blocks of
+    # 3, 1 and 4 tokens (accepted 2, 0, 3) = 8; EOS committed as the 6th: 2 dropped (3 with a prefill token)
+    assert post_eos_tokens([1, 2, 3, 4, 5, eos], accepted=[2, 0, 3], prefill_cycle=True) == 2
+    assert post_eos_tokens([1, 2, 3, 4, 5, eos], accepted=[2, 0, 3]) == 3
 
 
 def test_post_eos_tokens_on_a_real_decode_with_a_drafted_eos():
