@@ -162,6 +162,30 @@ def test_sampling_config_refuses_bools_strings_and_non_finite_values_naming_the_
                 SamplingConfig(**{name: bad})
 
 
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"top_k": 2.0}, "top_k=2.0: must be an integer (0 = off)"),  # a float, even a whole one
+        ({"top_k": True}, "top_k=True: must be an integer (0 = off)"),  # a bool is an int to Python
+        ({"top_k": "3"}, "top_k='3': must be an integer (0 = off)"),
+        ({"top_k": -1}, "top_k=-1: must be >= 0"),
+        ({"temperature": -0.1}, "temperature=-0.1: must be >= 0.0"),
+        ({"top_p": 0.0}, "top_p=0.0: must be in (0, 1] (1.0 = off)"),
+        ({"top_p": 1.5}, "top_p=1.5: must be in (0, 1] (1.0 = off)"),
+    ],
+)
+def test_sampling_config_names_the_field_value_and_rule_of_each_refusal(settings, message):
+    """The whole message, and the error's fields, of every other refusal (survivors of the b5966bb run)."""
+    from replicate.core.sampling import SamplingConfig
+    from replicate.schema import FieldError
+
+    with pytest.raises(FieldError) as refused:
+        SamplingConfig(**settings)
+    assert str(refused.value) == message
+    ((field, value),) = settings.items()
+    assert (refused.value.field, refused.value.value) == (field, value)
+
+
 class PositionModel:
     """A stand-in causal LM (no weights): after `token` at `position` its only likely token is
     (token + position) % 32, so a draft fed at a wrong position drafts another token. Records the positions of
@@ -204,6 +228,34 @@ def test_device_drafts_feed_each_draft_at_the_next_position_and_draft_exactly_th
     assert drafts.tolist() == [6] and positions == [[5]]
     drafts, positions = draft(0)  # no room but for the verifier's token: no draft pass at all
     assert drafts.shape == (0,) and drafts.dtype == torch.long and positions == []
+
+
+def test_sampled_drafts_are_fed_on_the_device_of_the_committed_tokens_not_the_default_one():
+    """A draft token goes back to the model on the device its last committed token is on (the model's), not
+    on torch's default device: under a default device of "meta" (a stand-in for a GPU model's host-side
+    default), every draft pass still gets CPU input ids. Also pins the positions and the drafts."""
+    import torch
+
+    from replicate.core.cycle import CycleSettings, CycleStart, _draft
+    from replicate.core.sampling import SamplingConfig
+    from replicate.core.skipping import SkipPlan
+
+    class DeviceModel(PositionModel):
+        def __init__(self):
+            super().__init__()
+            self.devices: list[str] = []
+
+        def __call__(self, input_ids, **inputs):
+            self.devices.append(input_ids.device.type)
+            return super().__call__(input_ids, **inputs)
+
+    model = DeviceModel()
+    settings = CycleSettings(SkipPlan.from_lists([], []), SamplingConfig(), frozenset(), "paper", None)
+    start = CycleStart(1, torch.tensor([[1]]), 5, 3, 0.0)  # the committed token, on the CPU
+    with torch.device("meta"):
+        drafts, _ = _draft(model, None, settings, start)
+    assert drafts == [6, 12, 19] and model.positions == [[5], [6], [7]]
+    assert model.devices == ["cpu", "cpu", "cpu"]
 
 
 def decode(tokens: int, total_time: float, full_forwards: int, drafted=(), accepted=()):
