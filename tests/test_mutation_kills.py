@@ -423,3 +423,274 @@ def test_summarize_metric_refuses_no_scores_and_bootstraps_with_the_configured_s
     summary = summarize_metric(values, settings)
     assert summary["mean"] == pytest.approx(3.51 / 8)
     assert (summary["ci_low"], summary["ci_high"]) == (reference.low, reference.high)
+
+
+# ------------------------------------------------- survivors of the b5966bb run (docs/testing.md)
+
+
+class DeviceModel(PositionModel):
+    """PositionModel that also records the device of every input."""
+
+    def __init__(self):
+        super().__init__()
+        self.devices: list[str] = []
+
+    def __call__(self, input_ids, **inputs):
+        self.devices.append(input_ids.device.type)
+        return super().__call__(input_ids, **inputs)
+
+
+def _cycle_settings(sampling=None, eos=(), confidence="paper", seed=None):
+    import torch
+
+    from replicate.core.cycle import CycleSettings
+    from replicate.core.sampling import SamplingConfig
+    from replicate.core.skipping import SkipPlan
+
+    generator = None if seed is None else torch.Generator().manual_seed(seed)
+    plan = SkipPlan.from_lists([], [])
+    return CycleSettings(plan, sampling or SamplingConfig(), frozenset(eos), confidence, generator)
+
+
+def test_a_sampled_cycle_feeds_verifies_and_returns_on_the_committed_tokens_device():
+    """Under a default device of "meta" (a stand-in for a model on another device than torch's default),
+    a sampled cycle feeds its drafts and its verification on the committed token's device (the CPU here),
+    accepts with tensors there, and returns `next_ids` there. At T = 0.01 the one-hot logits of the stand-in
+    make every draw certain: drafts 6, 12, 19 (token + position), all accepted, bonus 19 + 8 = 27."""
+    import torch
+
+    from replicate.core.cycle import CycleStart, run_cycle
+    from replicate.core.sampling import SamplingConfig
+    from replicate.core.skipping import SkipAwareCache
+
+    model = DeviceModel()
+    settings = _cycle_settings(SamplingConfig(temperature=0.01), seed=0)
+    start = CycleStart(1, torch.tensor([[1]]), 5, 3, 0.0)
+    with torch.device("meta"):
+        cycle = run_cycle(model, SkipAwareCache(), settings, start)
+    assert cycle.draft_tokens == [6, 12, 19] and cycle.num_accepted == 3 and cycle.next_token == 27
+    assert model.positions == [[5], [6], [7], [5, 6, 7, 8]]  # three draft passes, then one verification
+    assert model.devices == ["cpu"] * 4 and cycle.next_ids.device.type == "cpu"
+    assert cycle.next_ids.tolist() == [[27]]
+
+
+def test_speculative_acceptance_computes_on_the_drafts_device():
+    """The positions and the uniforms live with the drafts (the CPU), not on torch's default device."""
+    import torch
+
+    from replicate.core.sampling import speculative_acceptance
+
+    target = torch.tensor([[0.25, 0.75], [0.5, 0.5], [1.0, 0.0]])
+    draft = torch.tensor([[0.25, 0.75], [0.5, 0.5]])
+    generator = torch.Generator().manual_seed(0)
+    with torch.device("meta"):
+        accepted, token = speculative_acceptance(torch.tensor([1, 0], device="cpu"), draft, target, generator)
+    assert (accepted, token) == (2, 0)  # q = p: both drafts accepted; the bonus row is a point mass on 0
+
+
+def test_the_greedy_fixed_length_cycle_drafts_on_the_device_and_a_threshold_reads_each_draft(monkeypatch):
+    """Greedy at threshold 0 takes the device path (no host read per draft: `_draft` is never called);
+    a positive threshold, or sampling, takes the host path that reads each draft."""
+    import torch
+
+    from replicate.core import cycle as cycle_module
+    from replicate.core.sampling import SamplingConfig
+    from replicate.core.skipping import SkipAwareCache
+
+    calls = []
+    host_draft = cycle_module._draft
+    monkeypatch.setattr(cycle_module, "_draft", lambda *a: calls.append(a) or host_draft(*a))
+    start = cycle_module.CycleStart(1, torch.tensor([[1]]), 5, 3, 0.0)
+    greedy = cycle_module.run_cycle(PositionModel(), SkipAwareCache(), _cycle_settings(), start)
+    assert calls == [] and greedy.draft_tokens == [6, 12, 19]
+    thresholded = cycle_module.CycleStart(1, torch.tensor([[1]]), 5, 3, 0.01)
+    cycle_module.run_cycle(PositionModel(), SkipAwareCache(), _cycle_settings(), thresholded)
+    assert len(calls) == 1
+    sampled = _cycle_settings(SamplingConfig(temperature=0.01), seed=0)
+    cycle_module.run_cycle(PositionModel(), SkipAwareCache(), sampled, start)
+    assert len(calls) == 2
+
+
+def test_host_drafting_stops_after_an_eos_and_after_a_draft_under_the_threshold():
+    """The stand-in's one-hot logits (1 on one of 32 tokens) give every draft a confidence of
+    e / (e + 31) = 0.0806: a threshold of 0.08 lets drafting go on, 0.09 stops it after the first draft
+    (which is still returned and verified). An EOS draft ends drafting and is returned."""
+    import math
+
+    import torch
+
+    from replicate.core.cycle import CycleStart, _draft
+
+    confidence = math.e / (math.e + 31)
+    assert 0.08 < confidence < 0.09
+
+    def drafts(threshold, eos=()):
+        start = CycleStart(1, torch.tensor([[1]]), 5, 3, threshold)
+        tokens, probs = _draft(PositionModel(), None, _cycle_settings(eos=eos), start)
+        assert len(probs) == len(tokens)
+        return tokens
+
+    assert drafts(0.08) == [6, 12, 19]
+    assert drafts(0.09) == [6]
+    assert drafts(0.0, eos=(12,)) == [6, 12]
+    assert drafts(0.0, eos=(6,)) == [6]
+
+
+def test_decoding_refuses_bad_prompts_and_budgets_with_their_messages_and_takes_the_smallest_good_ones():
+    import torch
+
+    from replicate.core.decoding import (
+        DecodeSettings,
+        Speculation,
+        autoregressive_decode,
+        self_speculative_decode,
+    )
+    from replicate.core.draft_exit import StaticThreshold
+    from replicate.core.skipping import SkipPlan
+    from replicate.lossless.reference import TinyModel, reference_tokens, tiny_model
+
+    plan = SkipPlan((1,), (0,))
+    model = tiny_model(TinyModel(2, 4, 2, 320, "eager", plan.attention, plan.mlp), seed=1)
+    speculation = Speculation(plan, 2, StaticThreshold(0.0))
+    for prompt in (torch.tensor([[1, 2], [3, 4]]), torch.tensor([1, 2, 3]), torch.tensor([[[1, 2]]])):
+        shape = tuple(prompt.shape)
+        message = (
+            f"batch size must be 1 (self-speculative decoding decodes one sequence), got input_ids of shape "
+            f"{shape}; pass one prompt of shape (1, seq_len)"
+        )
+        for decode in (autoregressive_decode, lambda m, p, s: self_speculative_decode(m, p, s, speculation)):
+            with pytest.raises(ValueError) as refused:
+                decode(model, prompt, DecodeSettings(4))
+            assert str(refused.value) == message
+    with pytest.raises(ValueError) as refused:
+        autoregressive_decode(model, torch.zeros((1, 0), dtype=torch.long), DecodeSettings(4))
+    assert str(refused.value) == "the prompt is empty; at least one token (e.g. BOS) is needed"
+    with pytest.raises(ValueError) as refused:
+        autoregressive_decode(model, torch.tensor([[5]]), DecodeSettings(0))
+    assert str(refused.value) == "max_new_tokens must be >= 1, got 0"
+    # the smallest accepted: a one-token prompt, one new token
+    one = torch.tensor([[5]])
+    assert autoregressive_decode(model, one, DecodeSettings(1)).tokens == reference_tokens(
+        model, one, 1, None
+    )
+    assert self_speculative_decode(model, one, DecodeSettings(3), speculation).tokens == reference_tokens(
+        model, one, 3, None
+    )
+    with pytest.raises(ValueError) as refused:
+        self_speculative_decode(model, one, DecodeSettings(3), Speculation(plan, 0, StaticThreshold(0.0)))
+    assert str(refused.value) == "max_draft_tokens must be >= 1, got 0"
+    with pytest.raises(ValueError) as refused:
+        self_speculative_decode(
+            model, one, DecodeSettings(3), Speculation(plan, 2, StaticThreshold(0.0), draft_confidence="raw")
+        )
+    assert str(refused.value) == "draft_confidence='raw' is not one of paper, processed"
+
+
+def test_a_static_cache_decode_equals_generate_and_its_prefill_time_is_part_of_the_total():
+    """The static cache is sized from the model's config and prompt + max_new_tokens (`_prefill`); a
+    decode on it gives generate's tokens. The prefill time is measured from the decode's start."""
+    import torch
+
+    from replicate.core.decoding import (
+        DecodeSettings,
+        Speculation,
+        autoregressive_decode,
+        self_speculative_decode,
+    )
+    from replicate.core.draft_exit import StaticThreshold
+    from replicate.core.skipping import SkipPlan
+    from replicate.lossless.reference import TinyModel, reference_tokens, tiny_model
+
+    plan = SkipPlan((1,), (0,))
+    model = tiny_model(TinyModel(2, 4, 2, 320, "eager", plan.attention, plan.mlp), seed=1)
+    prompt = torch.tensor([[3, 9, 4, 1, 7]])
+    expected = reference_tokens(model, prompt, 12, None)
+    static = DecodeSettings(12, kv_cache="static")
+    speculation = Speculation(plan, 3, StaticThreshold(0.0), check_cache=True)
+    for result in (
+        autoregressive_decode(model, prompt, static),
+        self_speculative_decode(model, prompt, static, speculation),
+    ):
+        assert result.tokens == expected
+        assert 0.0 < result.prefill_time <= result.total_time
+
+
+def _reference_probs(logits, temperature, top_k, top_p):
+    """An independent sampler's law (numpy, float64), row by row over the last axis: temperature, top-k,
+    then the smallest set of most likely tokens whose mass reaches top_p (the top token always)."""
+    scaled = np.asarray(logits, dtype=np.float64) / temperature
+    flat = scaled.reshape(-1, scaled.shape[-1])
+    out = np.zeros_like(flat)
+    for row, values in enumerate(flat):
+        order = np.argsort(-values, kind="stable")[: top_k or None]
+        kept = np.exp(values[order] - values[order[0]])
+        kept /= kept.sum()
+        keep = (np.cumsum(kept) - kept) < top_p
+        out[row, order[keep]] = kept[keep] / kept[keep].sum()
+    return out.reshape(scaled.shape)
+
+
+def test_logits_to_probs_filters_along_the_vocabulary_axis_of_any_shape():
+    """(2, 3, 6) logits: each of the 6 rows against the independent law (T 0.7, top-k 4, top-p 0.9); greedy:
+    the plain softmax over the last axis; (6,) logits too."""
+    import torch
+
+    from replicate.core.sampling import SamplingConfig, logits_to_probs
+
+    logits = torch.randn(2, 3, 6, generator=torch.Generator().manual_seed(0)) * 2
+    probs = logits_to_probs(logits, SamplingConfig(temperature=0.7, top_k=4, top_p=0.9))
+    expected = _reference_probs(logits.numpy(), 0.7, 4, 0.9)
+    assert probs.shape == (2, 3, 6) and (expected > 0).sum(-1).min() >= 1 and (expected == 0).any()
+    np.testing.assert_allclose(probs.numpy(), expected, atol=1e-6)
+    np.testing.assert_allclose(
+        logits_to_probs(logits, SamplingConfig()).numpy(), torch.softmax(logits, -1).numpy(), atol=1e-7
+    )
+    np.testing.assert_allclose(
+        logits_to_probs(logits[0, 0], SamplingConfig(temperature=0.7, top_k=4, top_p=0.9)).numpy(),
+        expected[0, 0],
+        atol=1e-6,
+    )
+
+
+def test_logits_to_probs_at_the_edges_of_top_k_and_top_p():
+    import torch
+
+    from replicate.core.sampling import SamplingConfig, logits_to_probs
+
+    logits = torch.tensor([[0.5, 2.0, -1.0, 1.0]])
+    # top-k 1 keeps only the argmax
+    assert logits_to_probs(logits, SamplingConfig(temperature=1.0, top_k=1)).tolist() == [
+        [0.0, 1.0, 0.0, 0.0]
+    ]
+    # top-p 1.0 is off: a token of probability e^-21 (its mass above rounds to 1.0 in float32) is kept
+    tail = logits_to_probs(torch.tensor([[0.0, -21.0]]), SamplingConfig(temperature=1.0, top_p=1.0))
+    assert tail[0, 1] > 0 and tail[0, 1] == torch.softmax(torch.tensor([0.0, -21.0]), -1)[1]
+    # mass above exactly top_p drops the token (as transformers' TopPLogitsWarper): two equal tokens, top-p 0.5
+    tie = logits_to_probs(torch.tensor([[0.0, 0.0]]), SamplingConfig(temperature=1.0, top_p=0.5))
+    assert sorted(tie[0].tolist()) == [0.0, 1.0]
+
+
+def test_choose_tokens_draws_one_token_per_row():
+    import torch
+
+    from replicate.core.sampling import SamplingConfig, choose_tokens
+
+    probs = torch.eye(4)[[2, 0, 3]]  # three rows, each a point mass
+    tokens = choose_tokens(torch.log(probs), SamplingConfig(temperature=1.0), torch.Generator(), probs)
+    assert tokens.shape == (3,) and tokens.tolist() == [2, 0, 3]
+
+
+def test_a_rejection_with_no_residual_mass_draws_from_the_target():
+    """q above p everywhere (unnormalized inputs: what rounding can make of p == q): a rejected draft leaves
+    max(0, p - q) = 0, so the correction is drawn from p itself, not from 0 / 0."""
+    import torch
+
+    from replicate.core.sampling import speculative_acceptance
+
+    target = torch.tensor([[0.0, 0.5, 0.5], [1.0, 0.0, 0.0]])
+    draft = torch.tensor([[0.0, 0.6, 0.6]])
+    seed = next(s for s in range(100) if torch.rand(1, generator=torch.Generator().manual_seed(s)) >= 5 / 6)
+    accepted, token = speculative_acceptance(
+        torch.tensor([1]), draft, target, torch.Generator().manual_seed(seed)
+    )
+    assert accepted == 0 and token in (1, 2)
