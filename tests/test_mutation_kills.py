@@ -694,3 +694,101 @@ def test_a_rejection_with_no_residual_mass_draws_from_the_target():
         torch.tensor([1]), draft, target, torch.Generator().manual_seed(seed)
     )
     assert accepted == 0 and token in (1, 2)
+
+
+# ------------------------------------------------- functions the b5966bb run's selection did not reach
+
+
+def test_greedy_sampling_config_names_the_filters_it_ignores():
+    from replicate.core.sampling import SamplingConfig
+
+    assert SamplingConfig().ignored() == []
+    assert SamplingConfig(top_p=0.5).ignored() == ["top_p=0.5"]
+    assert SamplingConfig(top_k=3).ignored() == ["top_k=3"]
+    assert SamplingConfig(top_p=0.5, top_k=3).ignored() == ["top_p=0.5", "top_k=3"]
+    assert SamplingConfig(temperature=0.7, top_p=0.5, top_k=3).ignored() == []  # sampling uses both
+
+
+def test_threshold_rules_restore_their_state_and_refuse_any_other():
+    from replicate.core.draft_exit import AdaptiveThreshold, StaticThreshold
+
+    static = StaticThreshold(0.3)
+    static.load_state_dict({})
+    assert static.threshold == 0.3 and static.state_dict() == {}
+    with pytest.raises(ValueError) as refused:
+        static.load_state_dict({"threshold": 0.5})
+    assert str(refused.value) == "a static threshold carries no state, got {'threshold': 0.5}"
+    rule = AdaptiveThreshold(0.6, 0.8, 0.01, 0.5, 0.9, reset_per_sample=False)
+    rule.load_state_dict({"threshold": 0.42})
+    assert rule.threshold == 0.42 and rule.state_dict() == {"threshold": 0.42}
+    for bad, message in (
+        (
+            {"threshold": 0.4, "ema": 0.5},
+            "an adaptive threshold's state is {'threshold': gamma}, got {'threshold': 0.4, 'ema': 0.5}",
+        ),
+        ({}, "an adaptive threshold's state is {'threshold': gamma}, got {}"),
+        ({"threshold": 1.5}, "threshold must be in [0, 1], got 1.5"),
+    ):
+        with pytest.raises(ValueError) as refused:
+            rule.load_state_dict(bad)
+        assert str(refused.value) == message
+    assert rule.threshold == 0.42  # a refused state changes nothing
+
+
+def test_copied_drafts_are_accepted_by_the_full_models_argmax_or_its_probability():
+    """Greedy: the longest prefix the argmax agrees with, then its own token. Sampled (q a point mass on the
+    copied token): draft x accepted with probability p(x); on rejection the token is drawn from p without x,
+    renormalized. Here p = (0.2, 0.3, 0, 0.5) at the first position and the copied draft is 3: accepted half
+    the time, else 0 or 1 with probabilities 0.4 and 0.6 (counted over 4000 seeds, 4-sigma bounds)."""
+    import math
+
+    import torch
+
+    from replicate.core.sampling import SamplingConfig, copied_draft_acceptance
+
+    greedy_logits = torch.tensor([[0.0, 0.0, 5.0, 0.0], [0.0, 5.0, 0.0, 0.0], [5.0, 0.0, 0.0, 0.0]])
+    assert copied_draft_acceptance([2, 3], greedy_logits, SamplingConfig(), None) == (1, 1)
+    assert copied_draft_acceptance([2, 1], greedy_logits, SamplingConfig(), None) == (2, 0)
+    target = torch.log(torch.tensor([[0.2, 0.3, 0.0, 0.5], [0.0, 0.0, 1.0, 0.0]]))
+    sampling = SamplingConfig(temperature=1.0)
+    counts = {"accepted": 0, 0: 0, 1: 0}
+    trials = 4000
+    for seed in range(trials):
+        accepted, token = copied_draft_acceptance([3], target, sampling, torch.Generator().manual_seed(seed))
+        if accepted == 1:
+            assert token == 2  # the bonus row is a point mass on 2
+            counts["accepted"] += 1
+        else:
+            counts[token] += 1  # a KeyError if the correction were 2 or the rejected 3
+    for observed, probability in ((counts["accepted"], 0.5), (counts[0], 0.5 * 0.4), (counts[1], 0.5 * 0.6)):
+        assert abs(observed - trials * probability) < 4 * math.sqrt(trials * probability * (1 - probability))
+
+
+def _record(tokens, drafted=(), accepted=(), sources=(), baseline=None, identical=None):
+    from replicate.records import DecodeRecord, DecodeResult, SampleRecord
+
+    result = DecodeResult(list(tokens), 0.01, 1.0, len(drafted) + 1, 0, list(drafted), list(accepted))
+    result.draft_sources = list(sources)
+    method = DecodeRecord.from_result(result)
+    return SampleRecord(0, "s", 0, 3, False, method, baseline, identical, None, None, {})
+
+
+def test_sample_metrics_counts_draft_sources_and_refuses_a_partial_baseline():
+    from replicate.records import DecodeRecord, DecodeResult
+    from replicate.run.metrics import draft_source_counts, sample_metrics
+    from replicate.statistics import BootstrapConfig
+
+    bootstrap = BootstrapConfig(resamples=100, confidence=0.9, seed=0)
+    first = _record([1, 2, 3], [2], [1], ["ngram"])
+    second = _record([4, 5, 6, 7], [1, 2], [1, 1], ["model", "ngram"])
+    assert draft_source_counts([first.method, second.method]) == {"ngram": 2, "model": 1}
+    assert draft_source_counts([_record([1]).method]) is None
+    alone = sample_metrics([first, second], is_baseline=False, bootstrap=bootstrap)
+    assert alone["draft_sources"] == {"ngram": 2, "model": 1} and alone["identical_fraction"] is None
+    baseline = DecodeRecord.from_result(DecodeResult([1, 2, 3], 0.01, 2.0, 3))
+    with_baseline = _record([1, 2, 3], [2], [1], ["ngram"], baseline=baseline, identical=True)
+    paired = sample_metrics([with_baseline], is_baseline=False, bootstrap=bootstrap)
+    assert paired["identical_fraction"] == 1.0 and paired["speedup"] == 2.0  # 2.0 s / 3 tokens over 1.0 s / 3
+    with pytest.raises(ValueError) as refused:
+        sample_metrics([with_baseline, first], is_baseline=False, bootstrap=bootstrap)
+    assert str(refused.value) == "some samples have a baseline decode and some do not; rerun with force=true"
