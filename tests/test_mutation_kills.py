@@ -738,8 +738,10 @@ def test_threshold_rules_restore_their_state_and_refuse_any_other():
 def test_copied_drafts_are_accepted_by_the_full_models_argmax_or_its_probability():
     """Greedy: the longest prefix the argmax agrees with, then its own token. Sampled (q a point mass on the
     copied token): draft x accepted with probability p(x); on rejection the token is drawn from p without x,
-    renormalized. Here p = (0.2, 0.3, 0, 0.5) at the first position and the copied draft is 3: accepted half
-    the time, else 0 or 1 with probabilities 0.4 and 0.6 (counted over 4000 seeds, 4-sigma bounds)."""
+    renormalized. Here p = (0.2, 0.3, 0, 0.5, 0) at the first position and the copied draft is 3: accepted half
+    the time, else 0 or 1 with probabilities 0.4 and 0.6 (counted over 4000 seeds, 4-sigma bounds). The draws
+    come from the generator passed in, never from torch's global one; under a default device of "meta" every
+    tensor stays on the logits' device."""
     import math
 
     import torch
@@ -749,17 +751,22 @@ def test_copied_drafts_are_accepted_by_the_full_models_argmax_or_its_probability
     greedy_logits = torch.tensor([[0.0, 0.0, 5.0, 0.0], [0.0, 5.0, 0.0, 0.0], [5.0, 0.0, 0.0, 0.0]])
     assert copied_draft_acceptance([2, 3], greedy_logits, SamplingConfig(), None) == (1, 1)
     assert copied_draft_acceptance([2, 1], greedy_logits, SamplingConfig(), None) == (2, 0)
-    target = torch.log(torch.tensor([[0.2, 0.3, 0.0, 0.5], [0.0, 0.0, 1.0, 0.0]]))
+    target = torch.log(torch.tensor([[0.2, 0.3, 0.0, 0.5, 0.0], [0.0, 0.0, 1.0, 0.0, 0.0]]))
     sampling = SamplingConfig(temperature=1.0)
     counts = {"accepted": 0, 0: 0, 1: 0}
     trials = 4000
+    global_state = torch.get_rng_state()
     for seed in range(trials):
-        accepted, token = copied_draft_acceptance([3], target, sampling, torch.Generator().manual_seed(seed))
+        with torch.device("meta"):
+            accepted, token = copied_draft_acceptance(
+                [3], target, sampling, torch.Generator(device="cpu").manual_seed(seed)
+            )
         if accepted == 1:
             assert token == 2  # the bonus row is a point mass on 2
             counts["accepted"] += 1
         else:
             counts[token] += 1  # a KeyError if the correction were 2 or the rejected 3
+    assert torch.equal(torch.get_rng_state(), global_state)
     for observed, probability in ((counts["accepted"], 0.5), (counts[0], 0.5 * 0.4), (counts[1], 0.5 * 0.6)):
         assert abs(observed - trials * probability) < 4 * math.sqrt(trials * probability * (1 - probability))
 
@@ -789,6 +796,11 @@ def test_sample_metrics_counts_draft_sources_and_refuses_a_partial_baseline():
     with_baseline = _record([1, 2, 3], [2], [1], ["ngram"], baseline=baseline, identical=True)
     paired = sample_metrics([with_baseline], is_baseline=False, bootstrap=bootstrap)
     assert paired["identical_fraction"] == 1.0 and paired["speedup"] == 2.0  # 2.0 s / 3 tokens over 1.0 s / 3
+    own = sample_metrics(
+        [_record([1, 2, 3])], is_baseline=True, bootstrap=bootstrap
+    )  # the baseline run itself
+    assert (own["speedup"], own["identical_fraction"], own["acceptance_rate"]) == (1.0, 1.0, None)
+    assert own["baseline_tokens_per_s"] == own["tokens_per_s"] == 3.0  # 3 tokens in 1.0 s
     with pytest.raises(ValueError) as refused:
         sample_metrics([with_baseline, first], is_baseline=False, bootstrap=bootstrap)
     assert str(refused.value) == "some samples have a baseline decode and some do not; rerun with force=true"
