@@ -845,8 +845,7 @@ def test_humaneval_selects_problems_in_order_and_records_the_selection(humaneval
         humaneval_default.dev_prompts(len(humaneval_default.cfg["dev_prompts"]) + 1)
     listed = len(humaneval_default.cfg["dev_prompts"])
     assert (
-        str(refused.value)
-        == f"humaneval: {listed + 1} dev prompts requested but the config lists {listed}"
+        str(refused.value) == f"humaneval: {listed + 1} dev prompts requested but the config lists {listed}"
     )
 
 
