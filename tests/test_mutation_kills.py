@@ -536,7 +536,19 @@ def test_host_drafting_stops_after_an_eos_and_after_a_draft_under_the_threshold(
     assert drafts(0.0, eos=(6,)) == [6]
 
 
-def test_decoding_refuses_bad_prompts_and_budgets_with_their_messages_and_takes_the_smallest_good_ones():
+@pytest.fixture(scope="module")
+def tiny_skip_model():
+    """A 2-layer random Llama and the plan its draft skips (attention 1, MLP 0), for the decode-level tests."""
+    from replicate.core.skipping import SkipPlan
+    from replicate.lossless.reference import TinyModel, tiny_model
+
+    plan = SkipPlan((1,), (0,))
+    return tiny_model(TinyModel(2, 4, 2, 320, "eager", plan.attention, plan.mlp), seed=1), plan
+
+
+def test_decoding_refuses_bad_prompts_and_budgets_with_their_messages_and_takes_the_smallest_good_ones(
+    tiny_skip_model,
+):
     import torch
 
     from replicate.core.decoding import (
@@ -546,11 +558,9 @@ def test_decoding_refuses_bad_prompts_and_budgets_with_their_messages_and_takes_
         self_speculative_decode,
     )
     from replicate.core.draft_exit import StaticThreshold
-    from replicate.core.skipping import SkipPlan
-    from replicate.lossless.reference import TinyModel, reference_tokens, tiny_model
+    from replicate.lossless.reference import reference_tokens
 
-    plan = SkipPlan((1,), (0,))
-    model = tiny_model(TinyModel(2, 4, 2, 320, "eager", plan.attention, plan.mlp), seed=1)
+    model, plan = tiny_skip_model
     speculation = Speculation(plan, 2, StaticThreshold(0.0))
     for prompt in (torch.tensor([[1, 2], [3, 4]]), torch.tensor([1, 2, 3]), torch.tensor([[[1, 2]]])):
         shape = tuple(prompt.shape)
@@ -586,7 +596,7 @@ def test_decoding_refuses_bad_prompts_and_budgets_with_their_messages_and_takes_
     assert str(refused.value) == "draft_confidence='raw' is not one of paper, processed"
 
 
-def test_a_static_cache_decode_equals_generate_and_its_prefill_time_is_part_of_the_total():
+def test_a_static_cache_decode_equals_generate_and_its_prefill_time_is_part_of_the_total(tiny_skip_model):
     """The static cache is sized from the model's config and prompt + max_new_tokens (`_prefill`); a
     decode on it gives generate's tokens. The prefill time is measured from the decode's start."""
     import torch
@@ -598,11 +608,9 @@ def test_a_static_cache_decode_equals_generate_and_its_prefill_time_is_part_of_t
         self_speculative_decode,
     )
     from replicate.core.draft_exit import StaticThreshold
-    from replicate.core.skipping import SkipPlan
-    from replicate.lossless.reference import TinyModel, reference_tokens, tiny_model
+    from replicate.lossless.reference import reference_tokens
 
-    plan = SkipPlan((1,), (0,))
-    model = tiny_model(TinyModel(2, 4, 2, 320, "eager", plan.attention, plan.mlp), seed=1)
+    model, plan = tiny_skip_model
     prompt = torch.tensor([[3, 9, 4, 1, 7]])
     expected = reference_tokens(model, prompt, 12, None)
     static = DecodeSettings(12, kv_cache="static")
