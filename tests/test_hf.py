@@ -166,6 +166,8 @@ def test_sampling_reads_the_warpers_generate_prepared(model, prompt):
     ({"model_name": "llama2_13b"}, "describes a 40-layer model"),
     ({"model_name": "tiny_llama", **SKIP}, "pass one"),
     ({"method": "autoregressive", **SKIP}, "not a self-speculative method"),
+    ({"method": "hybrid", **SKIP}, r"'hybrid' is not a self-speculative method; use one of self_speculative, "
+                                   r"adaptive_draft_exit \("),
     ({"do_sample": True, "num_return_sequences": 2, **SKIP}, "num_return_sequences=2"),
     ({"return_dict_in_generate": True, "output_scores": True, **SKIP}, "output_scores"),
 ])  # fmt: skip

@@ -96,6 +96,8 @@ def test_spec_bench_files_and_both_speedups(runs, capsys):
     row = next(line for line in printed.splitlines() if line.startswith("| table3/adaptive"))
     assert "| 2.250 | 2.000 |" in row
     assert (directory / "tiny_llama-adhoc_ar.jsonl").exists()
+    baseline_row = next(line for line in printed.splitlines() if line.startswith("| adhoc/ar"))
+    assert "| autoregressive | 2 | 1.000 | 1.000 |" in baseline_row  # the baseline is its own baseline
     assert not list(directory.glob("*fixed_4*"))  # unfinished: nothing to compare
 
 

@@ -212,3 +212,51 @@ def test_importing_the_config_loads_no_model_library():
     imports = "replicate.config, tasks.config, replicate.core.model_config, replicate.core.sampling_config"
     assert _libraries_loaded_by(imports, ("torch", "transformers")) == "[]"
     assert _libraries_loaded_by("replicate.core.methods", ("torch",)) == "['torch']"  # the check can fail
+
+
+# ------------------------------------------------------------------ the method registry
+
+METHOD_NAMES = frozenset(path.stem for path in (ROOT / "conf" / "method").glob("*.yaml"))
+
+
+def method_name_tests(path: Path, root: Path = ROOT) -> list[str]:
+    """Where `path` tells methods apart by name: a comparison with a method's name (`== "autoregressive"`,
+    `in ("hybrid", ...)`) or a literal list of two or more names (a `DRAFTING_METHODS` to compare with).
+    A method says what it is through its registered config's traits (`replicate.core.methods.MethodTraits`)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Compare):
+            operands = [node.left, *node.comparators]
+            literals = [item for operand in operands for item in getattr(operand, "elts", [operand])]
+        elif isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+            literals = node.elts if sum(_is_method_name(item) for item in node.elts) >= 2 else []
+        else:
+            continue
+        names = sorted({item.value for item in literals if _is_method_name(item)})
+        if names:
+            found.append(f"{path.relative_to(root)}:{node.lineno} {', '.join(names)}")
+    return sorted(set(found))
+
+
+def _is_method_name(node: ast.AST) -> bool:
+    return isinstance(node, ast.Constant) and node.value in METHOD_NAMES
+
+
+def test_no_code_tells_methods_apart_by_name():
+    found = [problem for top in TOPS for path in sorted((ROOT / top).rglob("*.py"))
+             for problem in method_name_tests(path)]  # fmt: skip
+    assert not found, f"methods told apart by name (give the method config a trait instead): {found}"
+
+
+def test_the_method_name_check_can_fail(tmp_path):
+    source = tmp_path / "names.py"
+    source.write_text(
+        'DRAFTING = ("self_speculative", "adaptive_draft_exit")\n'
+        'def f(method):\n    return method == "autoregressive" or method in ["hybrid"]\n'
+        'LABEL = "autoregressive"\n'  # naming one method is fine: the registry finds it
+    )
+    assert method_name_tests(source, tmp_path) == [
+        "names.py:1 adaptive_draft_exit, self_speculative",
+        "names.py:3 autoregressive",
+        "names.py:3 hybrid",
+    ]

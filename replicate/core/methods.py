@@ -48,6 +48,7 @@ class MethodTraits:
     supports_sampling: it decodes with temperature > 0 (else a sampled run is refused, naming the method).
     supports_static_cache: it runs on `model.kv_cache=static` (else refused, naming the method).
     cost_model_not_applicable: why no single cost profile prices its decodes (None: the cost model applies).
+    transformers_generate: it runs inside transformers' `generate` (`replicate.hf`, `custom_generate`).
     """
 
     drafts: ClassVar[bool] = True
@@ -56,6 +57,7 @@ class MethodTraits:
     supports_sampling: ClassVar[bool] = True
     supports_static_cache: ClassVar[bool] = True
     cost_model_not_applicable: ClassVar[str | None] = None
+    transformers_generate: ClassVar[bool] = False
 
     def draft_exit(self) -> DraftExit | None:
         return None
@@ -130,6 +132,7 @@ class SelfSpeculativeConfig(MethodTraits):
     max_draft_tokens: int
     threshold: float
     draft_confidence: Literal["paper", "processed"]
+    transformers_generate: ClassVar[bool] = True
 
     def __post_init__(self):
         at_least("max_draft_tokens", self.max_draft_tokens, 1)
@@ -161,6 +164,7 @@ class AdaptiveDraftExitConfig(MethodTraits):
     reset_per_sample: bool
     draft_confidence: Literal["paper", "processed"]
     adapts_threshold: ClassVar[bool] = True
+    transformers_generate: ClassVar[bool] = True
 
     def __post_init__(self):
         at_least("max_draft_tokens", self.max_draft_tokens, 1)

@@ -21,14 +21,12 @@ from typing import Any
 from torch import nn
 
 from replicate.core.draft_exit import DraftExit
-from replicate.core.methods import MethodConfig, method_config
+from replicate.core.methods import MethodConfig, load_method_modules, method_config
 from replicate.core.model_config import GgufModelConfig, HubModelConfig, ModelConfig, model_config
 from replicate.core.sampling import SamplingConfig
 from replicate.core.skipping import SkipPlan
 from replicate.records import DecodeResult
 from replicate.schema import ConfigError
-
-DRAFTING_METHODS = ("self_speculative", "adaptive_draft_exit")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -183,9 +181,10 @@ def method_settings(
 ) -> tuple[MethodConfig, DraftExit]:
     """The method config (`conf/method/<method>.yaml` with `overrides`, validated by the registry) and its
     draft-exit rule: `draft_exit` when given (its state carries across calls), else a fresh one."""
-    if method not in DRAFTING_METHODS:
+    usable = [name for name, cls in load_method_modules().items() if cls.transformers_generate]
+    if method not in usable:
         raise ConfigError(
-            f"method={method!r} is not a self-speculative method; use one of {', '.join(DRAFTING_METHODS)} "
+            f"method={method!r} is not a self-speculative method; use one of {', '.join(usable)} "
             "(for plain autoregressive decoding call generate without custom_generate)"
         )
     given = {key: value for key, value in overrides.items() if value is not None}

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import nn
@@ -130,6 +130,7 @@ class HybridConfig(AdaptiveDraftExitConfig):
     name: Literal["hybrid"]
     ngram_draft_tokens: int
     max_matching_ngram_size: int
+    transformers_generate: ClassVar[bool] = False  # its n-gram cycles are not in replicate.hf's loop
 
     def __post_init__(self):
         super().__post_init__()

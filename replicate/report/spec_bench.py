@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from replicate.core.methods import load_method_modules
 from replicate.records import DecodeRecord
 from replicate.report.markdown import fmt, markdown_table, relative
 from replicate.report.runs import RunResult
@@ -127,7 +128,7 @@ def write_spec_bench(root: Path, runs: list[RunResult], out: Path) -> tuple[list
             row["spec_bench_speedup"] = mean_tokens_per_second(method_lines) / mean_tokens_per_second(
                 baseline_lines
             )
-        elif run.metrics.method == "autoregressive":
+        elif not load_method_modules()[run.metrics.method].drafts:
             row["spec_bench_speedup"] = 1.0  # the method is the baseline, as our speedup says
         rows.append(row)
     headers = [
