@@ -293,6 +293,31 @@ def test_table2_cpu_experiment_jobs():
         assert job.cost_model.enabled and job.sampling.temperature == 0.0
 
 
+def test_table1_cpu_experiment_jobs():
+    """Both tasks x both rows, alpha per task from the paper's Table 6 (LLaMA-2-13B: CNN/DM 0.90, XSum 0.85)."""
+    from omegaconf import OmegaConf
+
+    from replicate.config import run_config
+    from replicate.experiment import job_configs
+
+    jobs = job_configs("table1_cpu")
+    methods = [OmegaConf.to_container(job.method, resolve=True) for job in jobs]
+    found = sorted(
+        (job.task.name, m["name"], m["max_draft_tokens"], m.get("target_acceptance"))
+        for job, m in zip(jobs, methods)
+    )
+    assert found == [
+        ("cnndm", "adaptive_draft_exit", 12, 0.90),
+        ("cnndm", "self_speculative", 3, None),
+        ("xsum", "adaptive_draft_exit", 12, 0.85),
+        ("xsum", "self_speculative", 3, None),
+    ]
+    for job in jobs:
+        config = run_config(job)
+        assert config.model.name == "qwen2_5_coder_1_5b" and config.model.skip.mlp == (2, 3, 4, 11)
+        assert job.cost_model.enabled and job.sampling.temperature == 0.0 and job.max_new_tokens == 128
+
+
 def test_pick_k_by_hand():
     """p = 0.5: K = 1 accepts 0.5 drafts per cycle (r = 0.5), K = 2 accepts 0.5 + 0.25 (r = 0.375). With a
     draft step of 0.5 and verify passes of 1 full step: K = 1 gives (0.5 + 1) / (0.5 + 1) = 1.0, K = 2 gives
