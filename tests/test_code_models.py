@@ -10,6 +10,7 @@ real 0.5B model.
 from __future__ import annotations
 
 import hashlib
+import json
 import zipfile
 from pathlib import Path
 
@@ -265,12 +266,69 @@ def test_implied_paper_profile_from_table3_by_hand():
     """Paper Table 3 rows K=2 (r 0.924, S 1.37) and K=8 (r 0.748, S 1.36) alone give the cycle costs
     (2 * 0.924 + 1) / 1.37 = 2.0788 and (8 * 0.748 + 1) / 1.36 = 5.1353 full steps: d = (5.1353 - 2.0788) / 6
     = 0.5094, v = 2.0788 - 2 d = 1.0600; the four-row fit must agree to a few thousandths."""
-    from replicate.report.table2_cpu import implied_paper_profile
+    from replicate.report.cpu_tables import implied_paper_profile
 
     profile = implied_paper_profile()
     assert abs(profile["draft_step_s"] - 0.5094) < 0.003
     assert abs(profile["verify_s"][0] - 1.0600) < 0.006
     assert len(profile["verify_s"]) == 13 and profile["max_relative_residual"] < 0.01
+
+
+def _cpu_table_run(root, relative, overrides, scores: dict) -> None:
+    """A finished run of a CPU table experiment: one sample whose baseline takes 4 plain steps for 5 tokens and
+    whose method drafts 4 in one cycle (1 verify pass), with the task's score records added."""
+    from replicate.records import DecodeRecord, DecodeResult, SampleRecord
+    from tests.test_report import make_run
+
+    def record(full_forwards, drafted):
+        result = DecodeResult(
+            list(range(5)), 0.1, 1.0, full_forwards, sum(drafted), drafted, drafted, [0.6] * len(drafted)
+        )
+        return DecodeRecord.from_result(result, text="", prediction="", scores={})
+
+    sample = SampleRecord(
+        index=0, id="s0", seed=0, prompt_tokens=10, prompt_truncated=False, method=record(2, [4]),
+        baseline=record(5, []), identical=True, first_difference=None, baseline_margin=None, decoder_state={},
+    )  # fmt: skip
+    metrics = {"speedup": 0.7, "acceptance": 0.9, "score": 0.5, "cost_model": {"predicted_speedup": 0.8}}
+    make_run(root, relative, overrides, metrics, [sample])
+    path = root / relative / "metrics.json"
+    written = json.loads(path.read_text())
+    written["task_scores"], written["baseline_task_scores"] = (
+        scores,
+        {**scores, "score": scores["score"] - 0.25},
+    )
+    path.write_text(json.dumps(written))
+
+
+def test_cpu_tables_report_by_hand(tmp_path):
+    """Each row reads its run's metric, count and recorded paper block. The A100 projection of the sample above,
+    with the profile of paper Table 3 (d 0.509, v 1.060, by hand in the test above): the baseline costs 4 full
+    steps, the method one verify pass and 4 draft steps, 4 / (1.060 + 4 x 0.509) = 1.29."""
+    from replicate.report.cpu_tables import collect, render
+
+    rouge = {"metric": "rouge2", "score": 0.375, "ci_low": 0.25, "ci_high": 0.5, "n": 8}
+    _cpu_table_run(tmp_path, "t1/xsum", ["experiment=table1_cpu", "task=xsum"], rouge)
+    passes = {"metric": "pass@1", "score": 0.5, "ci_low": 0.25, "ci_high": 0.75, "n_problems": 164}
+    _cpu_table_run(tmp_path, "t2/fixed", ["experiment=table2_cpu", "experiment.row=fixed_cpu_k"], passes)
+    text = render(collect(tmp_path))
+    lines = text.splitlines()
+    assert lines[2] == (
+        "| xsum | adaptive_draft_exit | 12 | 8 | rouge2 | 0.125 [0.250, 0.500] | 0.375 [0.250, 0.500] | 1.000 | "
+        "0.900 [0.850, 0.920] | 3.25 | 0.700 [0.600, 0.800] | 0.800 | 0.875 n/a | 1.29 |"
+    )
+    assert lines[3].startswith(
+        "| humaneval | self_speculative | 3 | 164 | pass@1 | 0.250 [0.250, 0.750] | 0.500 "
+    )
+    assert (
+        "Paper Table 1 (llama2_13b, A100, adaptive draft-exit K = 12, 1000 items, greedy), xsum: rouge2 AR "
+        "0.124, self-speculative 0.125, speedup 1.429x." in lines
+    )
+    assert (
+        "Paper Table 2 (codellama_13b, A100, adaptive draft-exit K = 12, 164 problems): pass@1 AR 0.311, "
+        "self-speculative 0.317, speedup 1.456x." in lines
+    )
+    assert len([line for line in lines if line.startswith("Paper Table")]) == 3  # table 1: cnndm and xsum
 
 
 def test_table2_cpu_experiment_jobs():

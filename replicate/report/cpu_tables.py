@@ -1,8 +1,9 @@
-"""Paper Table 2 in shape on a CPU (`conf/experiment/table2_cpu.yaml`): one markdown table from the run
-directories of the experiment, beside the paper's Table 2 row, with what the same acceptance would give on the
-paper's A100 (LLaMA-2/CodeLLaMA-13B).
+"""Paper Tables 1 and 2 in shape on a CPU (`conf/experiment/table1_cpu.yaml`, `table2_cpu.yaml`): one markdown
+table from the finished run directories under a sweep directory, beside the paper's numbers the runs recorded
+(their config's `paper` block), with what the same acceptance would give on the paper's A100 (LLaMA-2/
+CodeLLaMA-13B).
 
-    python -m replicate.report.table2_cpu outputs/experiments/table2_cpu [--output report.md]
+    python -m replicate.report.cpu_tables outputs/experiments/table2_cpu [--output report.md]
 
 The A100 projection: the paper publishes no cost profile, but its Table 3 (LLaMA-2-13B, CNN/DM, greedy, fixed
 K = 2, 4, 6, 8: acceptance r and measured speedup S) determines one through the cost model this project uses,
@@ -71,20 +72,20 @@ def _row(run_dir: Path, a100: Mapping[str, Any]) -> dict[str, Any]:
     metrics = json.loads((run_dir / "metrics.json").read_text())
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     method = config["method"]
-    k = method.get("max_draft_tokens")
-    acceptance = metrics["acceptance_rate"]
     cost = metrics.get("cost_model") or {}
     scores, baseline = metrics["task_scores"], metrics["baseline_task_scores"]
     return {
+        "task": config["task"]["name"],
         "method": method["name"],
-        "K": k,
-        "n_problems": scores["n_problems"],
-        "pass@1": scores["score"],
-        "pass@1_ci": [scores["ci_low"], scores["ci_high"]],
-        "ar_pass@1": baseline["score"],
-        "ar_pass@1_ci": [baseline["ci_low"], baseline["ci_high"]],
+        "K": method.get("max_draft_tokens"),
+        "n": scores["n_problems"] if "n_problems" in scores else scores["n"],
+        "metric": scores["metric"],
+        "score": scores["score"],
+        "score_ci": [scores["ci_low"], scores["ci_high"]],
+        "ar_score": baseline["score"],
+        "ar_score_ci": [baseline["ci_low"], baseline["ci_high"]],
         "identical_fraction": metrics["identical_fraction"],
-        "acceptance": acceptance,
+        "acceptance": metrics["acceptance_rate"],
         "acceptance_ci": metrics["acceptance_rate_ci"],
         "tokens_per_full_forward": metrics["mean_accepted_length"],
         "speedup": metrics["speedup"],
@@ -92,6 +93,7 @@ def _row(run_dir: Path, a100: Mapping[str, Any]) -> dict[str, Any]:
         "predicted_speedup": cost.get("predicted_speedup"),
         "speedup_efficiency_ci": cost.get("speedup_efficiency_ci"),
         "a100_projection": a100_projection(run_dir, a100),
+        "paper": config["paper"],
         "environment": metrics["environment"],
         "run_dir": str(run_dir),
     }
@@ -105,52 +107,63 @@ def collect(sweep_dir: Path) -> list[dict[str, Any]]:
     return [_row(run, a100) for run in runs]
 
 
-def render(rows: Sequence[Mapping[str, Any]], paper: Mapping[str, Any]) -> str:
+def _paper_lines(paper: Mapping[str, Any]) -> list[str]:
+    """The paper's numbers a run recorded (`paper:` of table1_cpu.yaml or table2_cpu.yaml), one line per row."""
+    if paper["table"] == 2:
+        row = next(row for row in paper["rows"] if row["metric"] == "pass@1")
+        return [
+            f"Paper Table 2 ({paper['model']}, A100, adaptive draft-exit K = 12, 164 problems): pass@1 AR "
+            f"{row['ar']:.3f}, self-speculative {row['ssd']:.3f}, speedup {row['speedup']:.3f}x."
+        ]
+    return [
+        f"Paper Table 1 ({paper['model']}, A100, adaptive draft-exit K = 12, 1000 items, greedy), {row['task']}: "
+        f"{paper['metric']} AR {row['ar']:.3f}, self-speculative {row['ssd']:.3f}, speedup {row['speedup']:.3f}x."
+        for row in paper["rows"]
+    ]
+
+
+def render(rows: Sequence[Mapping[str, Any]]) -> str:
     a100 = implied_paper_profile()
     lines = [
-        "| method | K | problems | pass@1 AR [95% CI] | pass@1 method [95% CI] | identical | acceptance [95% CI] "
+        "| task | method | K | n | metric | AR [95% CI] | method [95% CI] | identical | acceptance [95% CI] "
         "| tokens / full forward | speedup measured [95% CI] | predicted (cost model) | measured / predicted "
         "[95% CI] | A100 13B projection |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         predicted = row["predicted_speedup"]
         efficiency = None if predicted is None else row["speedup"] / predicted
         projection = row["a100_projection"]
         lines.append(
-            f"| {row['method']} | {row['K']} | {row['n_problems']} | {row['ar_pass@1']:.3f} "
-            f"{_interval(row['ar_pass@1_ci'])} | {row['pass@1']:.3f} {_interval(row['pass@1_ci'])} | "
+            f"| {row['task']} | {row['method']} | {row['K']} | {row['n']} | {row['metric']} | "
+            f"{row['ar_score']:.3f} {_interval(row['ar_score_ci'])} | {row['score']:.3f} "
+            f"{_interval(row['score_ci'])} | "
             f"{row['identical_fraction']:.3f} | {row['acceptance']:.3f} {_interval(row['acceptance_ci'])} | "
             f"{row['tokens_per_full_forward']:.2f} | {row['speedup']:.3f} {_interval(row['speedup_ci'])} | "
             f"{'n/a' if predicted is None else f'{predicted:.3f}'} | "
             f"{'n/a' if efficiency is None else f'{efficiency:.3f}'} {_interval(row['speedup_efficiency_ci'])} | "
             f"{'n/a' if projection is None else f'{projection:.2f}'} |"
         )
-    paper_row = next(row for row in paper["rows"] if row["metric"] == "pass@1")
-    lines += [
-        "",
-        f"Paper Table 2 ({paper['model']}, A100, adaptive draft-exit K = 12, 164 problems): pass@1 AR "
-        f"{paper_row['ar']:.3f}, self-speculative {paper_row['ssd']:.3f}, speedup {paper_row['speedup']:.3f}x.",
+    papers = {json.dumps(row["paper"], sort_keys=True): row["paper"] for row in rows}
+    lines += ["", *[line for paper in papers.values() for line in _paper_lines(paper)]]
+    lines.append(
         f"A100 profile implied by paper Table 3: draft step {a100['draft_step_s']:.3f}, verify pass "
         f"{a100['verify_s'][0]:.3f} full steps (largest relative residual of the fit "
-        f"{a100['max_relative_residual']:.3f}).",
-    ]
+        f"{a100['max_relative_residual']:.3f})."
+    )
     return "\n".join(lines) + "\n"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m replicate.report.table2_cpu", description=__doc__.split("\n")[0]
+        prog="python -m replicate.report.cpu_tables", description=__doc__.split("\n")[0]
     )
     parser.add_argument("sweep_dir", type=Path)
-    parser.add_argument("--output", type=Path, default=None, help="default: <sweep_dir>/table2_cpu.md")
+    parser.add_argument("--output", type=Path, default=None, help="default: <sweep_dir>/cpu_table.md")
     args = parser.parse_args(argv)
-    from replicate.config import compose_config
-
-    paper = compose_config(["experiment=table2_cpu"]).paper
     rows = collect(args.sweep_dir)
-    text = render(rows, paper)
-    output = args.output or args.sweep_dir / "table2_cpu.md"
+    text = render(rows)
+    output = args.output or args.sweep_dir / "cpu_table.md"
     output.write_text(text)
     (output.with_suffix(".json")).write_text(json.dumps(rows, indent=2, default=str) + "\n")
     print(text)
